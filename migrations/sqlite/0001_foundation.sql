@@ -1,0 +1,117 @@
+-- Participant state, history (D10) and the event queue for the rule engine.
+-- Timestamps are UTC RFC 3339 text; booleans are 0/1.
+
+CREATE TABLE courses (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    type_id     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    start_at    TEXT NOT NULL,
+    end_at      TEXT NOT NULL,
+    location    TEXT,
+    fields      TEXT NOT NULL DEFAULT '{}',
+    updated_at  TEXT NOT NULL
+);
+
+CREATE TABLE parts (
+    course_id           TEXT NOT NULL REFERENCES courses(id),
+    id                  TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    start_at            TEXT NOT NULL,
+    end_at              TEXT NOT NULL,
+    attendance_required BOOLEAN NOT NULL,
+    passing_required    BOOLEAN NOT NULL,
+    min_minutes         BIGINT,
+    PRIMARY KEY (course_id, id)
+);
+
+CREATE TABLE people (
+    id          TEXT PRIMARY KEY,
+    full_name   TEXT NOT NULL,
+    email       TEXT,
+    first_name  TEXT,
+    locale      TEXT,
+    fields      TEXT NOT NULL DEFAULT '{}',
+    updated_at  TEXT NOT NULL
+);
+
+CREATE TABLE enrolments (
+    course_id     TEXT NOT NULL REFERENCES courses(id),
+    person_id     TEXT NOT NULL REFERENCES people(id),
+    result        TEXT NOT NULL,
+    score         DOUBLE PRECISION,
+    comment       TEXT,
+    walk_in       BOOLEAN NOT NULL,
+    cycle         BIGINT NOT NULL,
+    completed_at  TEXT,
+    completed_via TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (course_id, person_id)
+);
+CREATE INDEX enrolments_person ON enrolments(person_id);
+
+CREATE TABLE attendance (
+    course_id  TEXT NOT NULL,
+    person_id  TEXT NOT NULL,
+    part_id    TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    minutes    BIGINT,
+    marked_at  TEXT NOT NULL,
+    PRIMARY KEY (course_id, person_id, part_id)
+);
+
+CREATE TABLE part_results (
+    course_id   TEXT NOT NULL,
+    person_id   TEXT NOT NULL,
+    part_id     TEXT NOT NULL,
+    passed      BOOLEAN NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (course_id, person_id, part_id)
+);
+
+CREATE TABLE certificates (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    course_id         TEXT NOT NULL,
+    person_id         TEXT NOT NULL,
+    cycle             BIGINT NOT NULL,
+    number            TEXT NOT NULL UNIQUE,
+    verification_code TEXT NOT NULL UNIQUE,
+    issued_at         TEXT NOT NULL,
+    valid_until       TEXT,
+    revoked_at        TEXT,
+    UNIQUE (course_id, person_id, cycle)
+);
+
+-- D10: append-only. The triggers refuse any rewrite, whoever asks.
+CREATE TABLE history (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    at         TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    entity     TEXT NOT NULL,
+    course_id  TEXT,
+    person_id  TEXT,
+    part_id    TEXT,
+    change     TEXT NOT NULL,
+    before     TEXT,
+    after      TEXT
+);
+CREATE INDEX history_subject ON history(course_id, person_id);
+CREATE TRIGGER history_no_update BEFORE UPDATE ON history
+BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
+CREATE TRIGGER history_no_delete BEFORE DELETE ON history
+BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
+
+-- State changes the rule engine has to look at.
+CREATE TABLE events (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    at           TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    course_id    TEXT NOT NULL,
+    person_id    TEXT,
+    part_id      TEXT,
+    cycle        BIGINT,
+    processed_at TEXT
+);
+CREATE INDEX events_unprocessed ON events(id) WHERE processed_at IS NULL;

@@ -1,0 +1,126 @@
+//! The command line (SPEC §4). Each command lives in its own file; this one parses the
+//! arguments, loads what every command needs, and maps errors to exit codes:
+//! 0 success, 1 a user error (message on stderr), 2 bad usage.
+
+mod export;
+mod import;
+mod participant;
+
+use crate::config::Config;
+use crate::rules::{self, RuleSet};
+use crate::store::Store;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "registrar", version, about = "Sends each course participant the email that is due, exactly once.")]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, env = "REGISTRAR_CONFIG", default_value = "config.yaml")]
+    pub config: PathBuf,
+    /// Act as if it were this moment (RFC 3339), e.g. to replay or test; default: now.
+    #[arg(long, global = true, value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create or upgrade the database.
+    Migrate,
+    /// Import a CSV file; a file with any bad row changes nothing.
+    Import(import::Args),
+    /// Export data as CSV to standard output.
+    #[command(subcommand)]
+    Export(export::Export),
+    /// Administrator actions on one participant of a course.
+    Participant(participant::Args),
+}
+
+fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("{s:?} is not an RFC 3339 time (e.g. 2026-03-02T09:00:00+01:00)"))
+}
+
+/// What a command runs with.
+pub struct App {
+    pub config: Config,
+    pub rules: RuleSet,
+    pub now: DateTime<Utc>,
+    pub actor: String,
+}
+
+impl App {
+    fn load(cli: &Cli) -> anyhow::Result<App> {
+        let config = Config::load(&cli.config)?;
+        let rules = rules::load_dir(&config.rules)
+            .map_err(|e| anyhow::anyhow!("the rules in {} have errors:\n{e}", config.rules.display()))?;
+        let user = std::env::var("REGISTRAR_ACTOR")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".into());
+        Ok(App { config, rules, now: cli.now.unwrap_or_else(Utc::now), actor: format!("cli:{user}") })
+    }
+
+    async fn store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.config.database).await?)
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REGISTRAR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("registrar: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("registrar: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, in one message.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let app = App::load(&cli)?;
+    match cli.command {
+        Command::Migrate => {
+            let store = app.store().await.context("while migrating")?;
+            println!("database is up to date ({})", store.backend());
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(args) => import::run(&app, args).await,
+        Command::Export(e) => export::run(&app, e).await,
+        Command::Participant(args) => participant::run(&app, args).await,
+    }
+}

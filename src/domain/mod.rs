@@ -1,0 +1,147 @@
+//! The domain of a training office as pure types and rules (SPEC §2, D1–D10).
+//! Nothing here does I/O: the store calls these functions inside its transactions,
+//! so every way in (CSV, CLI, HTTP) applies the same rules.
+
+pub mod email;
+pub mod enrolment;
+pub mod expiry;
+pub mod input;
+pub mod period;
+pub mod progress;
+pub mod time;
+
+pub use email::EmailAddress;
+pub use period::Period;
+
+use std::fmt;
+
+/// A refusal by a domain rule, worded for the person who asked for the change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DomainError(pub String);
+
+/// Enums stored and typed as lower-case words: one definition gives parsing (with an
+/// error listing the allowed words), display and the database form.
+macro_rules! word_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($variant:ident => $word:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $word),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.trim() {
+                    $($word => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown {} {:?} (expected {})",
+                        $what,
+                        other,
+                        crate::domain::one_of(&[$($word),+])
+                    )),
+                }
+            }
+        }
+    };
+}
+
+
+/// "a, b or c" for error messages.
+pub fn one_of(words: &[&str]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+word_enum!(
+    /// The status of a course (a training).
+    CourseStatus, "course status" {
+        Draft => "draft", Final => "final", Completed => "completed", Cancelled => "cancelled",
+    }
+);
+
+word_enum!(
+    /// The result of an enrolment (SPEC §2, D4).
+    Outcome, "result" {
+        Registered => "registered", Passed => "passed", Failed => "failed",
+        NotFinished => "not_finished", Deregistered => "deregistered",
+    }
+);
+
+word_enum!(
+    /// An attendance mark as given by the office. `pending` is derived, never given.
+    Mark, "attendance status" {
+        Booked => "booked", Attended => "attended", NotAttended => "not_attended",
+    }
+);
+
+word_enum!(
+    /// How an enrolment became complete (D3).
+    CompletedVia, "completion" { Requirements => "requirements", Equivalency => "equivalency" }
+);
+
+word_enum!(
+    /// D8: the expiry status of a completed enrolment whose course type sets a validity.
+    ExpiryStatus, "expiry status" {
+        Valid => "valid", ExpiringSoon => "expiring_soon", Expired => "expired",
+    }
+);
+
+word_enum!(
+    /// What happened to a subject; the rule engine consumes these from the event table.
+    /// The first three, `completed` and the certificate events can trigger rules; the others
+    /// tell the engine to re-evaluate or cancel (D9).
+    EventKind, "event" {
+        ParticipantAdded => "participant_added",
+        AttendanceMarked => "attendance_marked",
+        ResultRecorded => "result_recorded",
+        Completed => "completed",
+        CertificateIssued => "certificate_issued",
+        CertificateExpiring => "certificate_expiring",
+        CertificationStatusChanged => "certification_status_changed",
+        PartResultRecorded => "part_result_recorded",
+        ParticipantRemoved => "participant_removed",
+        CycleStarted => "cycle_started",
+        CourseChanged => "course_changed",
+    }
+);
+
+/// Parses the booleans CSV files and forms use: true/false, yes/no, 1/0.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        other => Err(format!(
+            "{other:?} is not a boolean (use true/false, yes/no or 1/0)"
+        )),
+    }
+}
+
+/// Checks an identifier supplied by the caller (the LMS's own key).
+pub fn parse_id(s: &str, what: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if s.len() > 200 {
+        return Err(format!("{what} is longer than 200 characters"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("{what} {s:?} contains a control character"));
+    }
+    Ok(s.to_string())
+}

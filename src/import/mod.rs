@@ -1,0 +1,206 @@
+//! `registrar import KIND FILE.csv`: streams the file, parses each row at the edge, and
+//! applies the rows in chunks inside one transaction. A file with any bad row changes
+//! nothing: every bad row is reported (line, column, why) and the transaction rolls back.
+
+pub mod kinds;
+
+pub use kinds::Kind;
+
+use crate::store::write::{Tally, Work, WriteError};
+use crate::store::{Store, Tx};
+use crate::rules::RuleSet;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use kinds::{Row, parse_row, read_header};
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+
+/// Rows applied per chunk: bounds memory and keeps statements well under bind limits.
+const CHUNK: usize = 500;
+
+/// One problem in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub line: u64,
+    pub column: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.column {
+            Some(c) => write!(f, "line {}, column {c}: {}", self.line, self.message),
+            None => write!(f, "line {}: {}", self.line, self.message),
+        }
+    }
+}
+
+/// What an import did (or, with errors or a dry run, would have done).
+#[derive(Debug, Default)]
+pub struct Report {
+    pub rows: u64,
+    pub tally: Tally,
+    pub errors: Vec<RowError>,
+    pub committed: bool,
+}
+
+/// Who is importing, when, and with which rules.
+pub struct Options<'a> {
+    pub rules: &'a RuleSet,
+    pub tz: Tz,
+    pub now: DateTime<Utc>,
+    pub actor: &'a str,
+    pub dry_run: bool,
+    /// Called with (bytes read, total bytes) every few thousand rows.
+    pub progress: Option<&'a dyn Fn(u64, u64)>,
+}
+
+/// Imports `path` as `kind`.
+pub async fn import_file(store: &Store, kind: Kind, path: &Path, opts: &Options<'_>) -> anyhow::Result<Report> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(std::io::BufReader::with_capacity(1 << 16, file));
+    let mut report = Report::default();
+    let header = match reader.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            report.errors.push(RowError { line: 1, column: None, message: csv_message(&e) });
+            return Ok(report);
+        }
+    };
+    if header.is_empty() || (header.len() == 1 && header.get(0).is_some_and(|h| h.trim().is_empty())) {
+        report.errors.push(RowError { line: 1, column: None, message: format!(
+            "the file is empty; the first line must be a header with {}", kind.required().join(", "))});
+        return Ok(report);
+    }
+    let cols = match read_header(kind, &header) {
+        Ok(c) => c,
+        Err(problems) => {
+            report.errors.extend(problems.into_iter().map(|message| RowError { line: 1, column: None, message }));
+            return Ok(report);
+        }
+    };
+
+    let source = format!("import {} {}", kind.name(), path.display());
+    let mut work = Work::new(opts.rules, opts.tz, opts.now, opts.actor, &source);
+    let mut tx = store.begin().await?;
+    // Key hash -> first line, for "duplicate key in the file". 128 bits: no false alarms.
+    let mut seen: HashMap<u128, u64> = HashMap::new();
+    let hashers = (std::hash::RandomState::new(), std::hash::RandomState::new());
+    let mut chunk: Vec<(u64, Row)> = Vec::with_capacity(CHUNK);
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                report.errors.push(RowError { line, column: None, message: csv_message(&e) });
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    break;
+                }
+                continue;
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        report.rows += 1;
+        if record.iter().all(|f| f.trim().is_empty()) {
+            report.rows -= 1;
+            continue;
+        }
+        match parse_row(kind, &cols, &record, opts.tz) {
+            Ok(row) => {
+                let key = kinds::key_of(kind, &cols, &record);
+                let hash = {
+                    let (mut a, mut b) = (hashers.0.build_hasher(), hashers.1.build_hasher());
+                    a.write(key.as_bytes());
+                    b.write(key.as_bytes());
+                    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+                };
+                if let Some(first) = seen.insert(hash, line) {
+                    seen.insert(hash, first);
+                    report.errors.push(RowError { line, column: None, message: format!(
+                        "duplicate of line {first} (same {})", kind.key().join(", "))});
+                    continue;
+                }
+                chunk.push((line, row));
+            }
+            Err(cells) => report.errors.extend(cells.into_iter().map(|c| RowError { line, column: c.column, message: c.message })),
+        }
+        if chunk.len() >= CHUNK {
+            apply_chunk(&mut work, &mut tx, &mut chunk, &mut report).await?;
+            if let Some(p) = opts.progress {
+                p(record.position().map_or(0, |p| p.byte()), total);
+            }
+        }
+    }
+    apply_chunk(&mut work, &mut tx, &mut chunk, &mut report).await?;
+    work.finish(&mut tx).await?;
+    report.tally = work.tally;
+    if let Some(p) = opts.progress {
+        p(total, total);
+    }
+    if report.errors.is_empty() && !opts.dry_run {
+        tx.commit().await?;
+        report.committed = true;
+    } else {
+        tx.rollback().await?;
+    }
+    report.errors.sort_by_key(|e| e.line);
+    Ok(report)
+}
+
+async fn apply_chunk(work: &mut Work<'_>, tx: &mut Tx, chunk: &mut Vec<(u64, Row)>, report: &mut Report) -> anyhow::Result<()> {
+    let rows = std::mem::take(chunk);
+    let mut outcomes: Vec<(u64, Result<crate::store::write::Applied, WriteError>)> = Vec::with_capacity(rows.len());
+    // Marks go in bulk; every other kind row by row.
+    let (marks, others): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, r)| matches!(r, Row::Mark(_)));
+    if !marks.is_empty() {
+        let (lines, inputs): (Vec<u64>, Vec<_>) = marks
+            .into_iter()
+            .filter_map(|(l, r)| if let Row::Mark(m) = r { Some((l, m)) } else { None })
+            .unzip();
+        let results = work.mark_attendance(tx, &inputs).await?;
+        outcomes.extend(lines.into_iter().zip(results));
+    }
+    for (line, row) in others {
+        let result = match &row {
+            Row::Course(c) => work.upsert_course(tx, c).await,
+            Row::Part(p) => work.upsert_part(tx, p).await,
+            Row::Person(p) => work.upsert_person(tx, p).await,
+            Row::Enrolment(e) => work.upsert_enrolment(tx, e).await,
+            Row::PartResult(r) => work.record_part_result(tx, r).await,
+            Row::Result(r) => work.record_result(tx, r).await,
+            Row::Mark(_) => continue,
+        };
+        outcomes.push((line, result));
+    }
+    for (line, outcome) in outcomes {
+        match outcome {
+            Ok(a) => work.tally.count(a),
+            Err(WriteError::Refused { column, message }) => {
+                report.errors.push(RowError { line, column: column.map(str::to_string), message });
+            }
+            Err(WriteError::Sql(e)) => return Err(e.into()),
+        }
+    }
+    work.flush(tx).await?;
+    Ok(())
+}
+
+fn csv_message(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "the row is not valid UTF-8 (save the file as UTF-8)".into(),
+        csv::ErrorKind::Io(io) => format!("cannot read the file: {io}"),
+        _ => {
+            let text = e.to_string();
+            text.split(": ").last().unwrap_or(&text).to_string()
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! registrar: keeps the state of course participants and sends each of them, exactly
+//! once, the email that is due. This crate is the whole application; `main.rs` only
+//! calls [`cli::main`].
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod import;
+pub mod rules;
+pub mod status;
+pub mod store;

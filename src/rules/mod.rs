@@ -1,0 +1,235 @@
+//! The rules directory: YAML documents (several per file, separated by `---`), each
+//! with a `kind`. Every problem is reported with file, line and column, all at once.
+
+pub mod course_type;
+
+pub use course_type::{CertificateSpec, CourseType, IssueOn};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One problem in a rule file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+    }
+}
+
+/// Every problem of a rule set.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct RuleErrors(pub Vec<RuleError>);
+
+/// The validated contents of the rules directory.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub course_types: BTreeMap<String, CourseType>,
+}
+
+/// A serde-saphyr error as one line, without the source snippet and without
+/// library-internal advice.
+pub fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    text.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn location_of(e: &serde_saphyr::Error) -> (u64, u64) {
+    e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1))
+}
+
+/// The message without its "line L column C: " prefix (the location is reported apart).
+fn bare_message(e: &serde_saphyr::Error) -> String {
+    let m = yaml_message(e);
+    match m.split_once(": ") {
+        Some((head, rest)) if head.starts_with("line ") => rest.to_string(),
+        _ => m,
+    }
+}
+
+#[derive(Deserialize)]
+struct KindOnly {
+    kind: Option<String>,
+}
+
+/// A YAML document of a file: its text padded with blank lines so that the parser's
+/// line numbers are the file's.
+struct Document {
+    text: String,
+    first_line: u64,
+}
+
+fn split_documents(text: &str) -> Vec<Document> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut first_line = 1;
+    let mut has_content = false;
+    for (i, line) in text.lines().enumerate() {
+        let n = i as u64 + 1;
+        let is_marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t")
+            || line == "..." || line.starts_with("... ");
+        if is_marker {
+            if has_content {
+                docs.push(Document { text: std::mem::take(&mut current), first_line });
+            }
+            current = "\n".repeat(n as usize);
+            first_line = n + 1;
+            has_content = false;
+            continue;
+        }
+        if !has_content && n > 1 && current.is_empty() {
+            current = "\n".repeat(n as usize - 1);
+        }
+        let trimmed = line.trim();
+        if !trimmed.is_empty() && !trimmed.starts_with('#') {
+            has_content = true;
+        }
+        current.push_str(line);
+        current.push('\n');
+    }
+    if has_content {
+        docs.push(Document { text: current, first_line });
+    }
+    docs
+}
+
+/// Loads every `*.yaml` / `*.yml` file of `dir`, in name order.
+pub fn load_dir(dir: &Path) -> Result<RuleSet, RuleErrors> {
+    let mut errors = Vec::new();
+    let mut set = RuleSet::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            return Err(RuleErrors(vec![RuleError {
+                file: dir.to_path_buf(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read the rules directory: {e}"),
+            }]));
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => load_text(&text, &file, &mut set, &mut errors),
+            Err(e) => errors.push(RuleError { file, line: 0, column: 0, message: format!("cannot read: {e}") }),
+        }
+    }
+    if errors.is_empty() { Ok(set) } else { Err(RuleErrors(errors)) }
+}
+
+/// Adds the documents of one file to `set`, collecting every problem.
+pub fn load_text(text: &str, file: &Path, set: &mut RuleSet, errors: &mut Vec<RuleError>) {
+    let err = |line, column, message: String| RuleError { file: file.to_path_buf(), line, column, message };
+    for doc in split_documents(text) {
+        let kind = match serde_saphyr::from_str::<KindOnly>(&doc.text) {
+            Ok(k) => k.kind,
+            Err(e) => {
+                let (l, c) = location_of(&e);
+                errors.push(err(l, c, bare_message(&e)));
+                continue;
+            }
+        };
+        match kind.as_deref() {
+            Some("course_type") => match serde_saphyr::from_str::<CourseType>(&doc.text) {
+                Ok(ct) => {
+                    if let Err(m) = ct.validate() {
+                        errors.push(err(doc.first_line, 1, format!("course type {}: {m}", ct.id)));
+                    } else if set.course_types.contains_key(&ct.id) {
+                        errors.push(err(doc.first_line, 1, format!("duplicate course type id {:?}", ct.id)));
+                    } else {
+                        set.course_types.insert(ct.id.clone(), ct);
+                    }
+                }
+                Err(e) => {
+                    let (l, c) = location_of(&e);
+                    errors.push(err(l, c, bare_message(&e)));
+                }
+            },
+            Some(other @ ("action" | "certification")) => errors.push(err(
+                doc.first_line,
+                1,
+                format!("kind {other:?} is not supported by this version of registrar yet"),
+            )),
+            Some(other) => errors.push(err(
+                doc.first_line,
+                1,
+                format!("unknown kind {other:?} (expected action, course_type or certification)"),
+            )),
+            None => errors.push(err(
+                doc.first_line,
+                1,
+                "missing `kind` (expected action, course_type or certification)".into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<RuleSet, Vec<RuleError>> {
+        let mut set = RuleSet::default();
+        let mut errors = Vec::new();
+        load_text(text, Path::new("rules/types.yaml"), &mut set, &mut errors);
+        if errors.is_empty() { Ok(set) } else { Err(errors) }
+    }
+
+    #[test]
+    fn several_course_types_per_file() {
+        let set = load("kind: course_type\nid: a\nname: A\n---\nkind: course_type\nid: b\nname: B\nattendance_percent: 75\n").unwrap();
+        assert_eq!(set.course_types.len(), 2);
+        assert_eq!(set.course_types["a"].attendance_percent, 100);
+        assert_eq!(set.course_types["b"].attendance_percent, 75);
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_second_document_has_its_file_line_and_column() {
+        let e = load("kind: course_type\nid: a\nname: A\n---\nkind: course_type\nid: b\nname: B\nattendance_procent: 75\n").unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].line, e[0].column), (8, 1), "{}", e[0]);
+        assert!(e[0].to_string().starts_with("rules/types.yaml:8:1: "), "{}", e[0]);
+        assert!(e[0].message.contains("attendance_procent"), "{}", e[0]);
+    }
+
+    #[test]
+    fn a_malformed_period_says_what_was_expected() {
+        let e = load("kind: course_type\nid: a\nname: A\nexpiring_soon: 3 dayz\n").unwrap_err();
+        assert_eq!(e[0].line, 4, "{}", e[0]);
+        assert!(e[0].message.contains("unknown unit"), "{}", e[0]);
+    }
+
+    #[test]
+    fn duplicate_keys_and_ids_are_errors() {
+        let e = load("kind: course_type\nid: a\nid: b\nname: A\n").unwrap_err();
+        assert!(e[0].message.contains("duplicate"), "{}", e[0]);
+        let e = load("kind: course_type\nid: a\nname: A\n---\nkind: course_type\nid: a\nname: A2\n").unwrap_err();
+        assert!(e[0].message.contains("duplicate course type id"), "{}", e[0]);
+        assert_eq!(e[0].line, 5);
+    }
+
+    #[test]
+    fn unknown_kinds_are_errors() {
+        let e = load("kind: curse_type\nid: a\n").unwrap_err();
+        assert!(e[0].message.contains("expected action, course_type or certification"));
+    }
+}

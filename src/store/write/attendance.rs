@@ -1,0 +1,147 @@
+//! Attendance marks (with D6 walk-ins) and part results, in bulk: a chunk of marks costs
+//! a handful of statements, whatever its size.
+
+use super::{Applied, Work, WriteError, refused};
+use crate::domain::EventKind;
+use crate::domain::input::{MarkInput, PartResultInput};
+use crate::store::read;
+use crate::store::{Change, Tx, on};
+use serde_json::json;
+use sqlx::QueryBuilder;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+impl Work<'_> {
+    /// Records attendance marks. A mark for a known person without an enrolment creates
+    /// the enrolment as a walk-in first (D6). Returns one outcome per row, in order.
+    pub async fn mark_attendance(
+        &mut self,
+        tx: &mut Tx,
+        rows: &[MarkInput],
+    ) -> Result<Vec<Result<Applied, WriteError>>, sqlx::Error> {
+        let mut out: Vec<Option<Result<Applied, WriteError>>> = rows.iter().map(|_| None).collect();
+        let mut by_course: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            match self.course(tx, &r.course_id).await? {
+                None => out[i] = Some(Err(refused(Some("course_id"), format!("unknown course {:?}", r.course_id)))),
+                Some(c) if c.part(&r.part_id).is_none() => {
+                    out[i] = Some(Err(refused(
+                        Some("part_id"),
+                        format!("course {:?} has no part {:?}", r.course_id, r.part_id),
+                    )))
+                }
+                Some(_) => by_course.entry(&r.course_id).or_default().push(i),
+            }
+        }
+        for (course, idxs) in by_course {
+            let people: Vec<String> = idxs.iter().map(|&i| rows[i].person_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            let enrolments = read::enrolments_of(tx, course, &people).await?;
+            let missing: Vec<String> = people.iter().filter(|p| !enrolments.contains_key(*p)).cloned().collect();
+            let known: BTreeSet<String> = read::existing_people(tx, &missing).await?.into_iter().collect();
+            let walk_ins: Vec<(String, bool)> = known.iter().map(|p| (p.clone(), true)).collect();
+            self.insert_enrolments(tx, course, &walk_ins).await?;
+            let cycles: HashMap<&str, i64> = enrolments.values().map(|e| (e.person_id.as_str(), e.cycle)).collect();
+            let before = read::progress(tx, course, &people).await?;
+
+            // The last mark for a key wins within one call.
+            let mut latest: HashMap<(&str, &str), usize> = HashMap::new();
+            for &i in &idxs {
+                let r = &rows[i];
+                if !cycles.contains_key(r.person_id.as_str()) && !known.contains(&r.person_id) {
+                    out[i] = Some(Err(refused(Some("person_id"), format!("unknown person {:?}", r.person_id))));
+                    continue;
+                }
+                if let Some(prev) = latest.insert((&r.person_id, &r.part_id), i) {
+                    out[prev] = Some(Ok(Applied::Unchanged));
+                }
+            }
+            let mut changed = Vec::new();
+            for (&(person, part), &i) in &latest {
+                let r = &rows[i];
+                let old = before.marks.get(person).and_then(|m| m.get(part));
+                let applied = match old {
+                    Some(o) if o.mark == r.mark && o.minutes == r.minutes => Applied::Unchanged,
+                    Some(_) => Applied::Updated,
+                    None => Applied::Created,
+                };
+                if applied != Applied::Unchanged {
+                    changed.push(i);
+                    self.touch(course, person);
+                    self.log.push(Change {
+                        entity: "attendance",
+                        course_id: Some(course.to_string()),
+                        person_id: Some(person.to_string()),
+                        part_id: Some(part.to_string()),
+                        change: "marked",
+                        before: old.map(|o| json!({"status": o.mark, "minutes": o.minutes})),
+                        after: Some(json!({"status": r.mark, "minutes": r.minutes})),
+                        event: Some((EventKind::AttendanceMarked, Some(cycles.get(person).copied().unwrap_or(1)))),
+                    });
+                }
+                out[i] = Some(Ok(applied));
+            }
+            changed.sort_unstable();
+            for chunk in changed.chunks(400) {
+                on!(tx, t => {
+                    let mut q = QueryBuilder::new(
+                        "INSERT INTO attendance (course_id, person_id, part_id, status, minutes, marked_at) ",
+                    );
+                    q.push_values(chunk, |mut b, &i| {
+                        let r = &rows[i];
+                        b.push_bind(r.course_id.clone()).push_bind(r.person_id.clone()).push_bind(r.part_id.clone())
+                            .push_bind(r.mark.as_str()).push_bind(r.minutes.map(i64::from)).push_bind(self.now);
+                    });
+                    q.push(" ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET status = excluded.status, \
+                             minutes = excluded.minutes, marked_at = excluded.marked_at");
+                    q.build().execute(&mut **t).await?;
+                });
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or(Ok(Applied::Unchanged)))
+            .collect())
+    }
+
+    /// Records whether a participant passed a part (D2). The participant must be enrolled.
+    pub async fn record_part_result(&mut self, tx: &mut Tx, r: &PartResultInput) -> Result<Applied, WriteError> {
+        let course = self.known_course(tx, &r.course_id).await?;
+        if course.part(&r.part_id).is_none() {
+            return Err(refused(Some("part_id"), format!("course {:?} has no part {:?}", r.course_id, r.part_id)));
+        }
+        let Some(e) = read::enrolment(tx, &r.course_id, &r.person_id).await? else {
+            return Err(not_enrolled(tx, &r.course_id, &r.person_id).await?);
+        };
+        let before: Option<bool> = on!(tx, t => sqlx::query_scalar(
+            "SELECT passed FROM part_results WHERE course_id = $1 AND person_id = $2 AND part_id = $3",
+        ).bind(&r.course_id).bind(&r.person_id).bind(&r.part_id).fetch_optional(&mut **t).await)?;
+        if before == Some(r.passed) {
+            return Ok(Applied::Unchanged);
+        }
+        on!(tx, t => sqlx::query(
+            "INSERT INTO part_results (course_id, person_id, part_id, passed, recorded_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET passed = excluded.passed, recorded_at = excluded.recorded_at",
+        ).bind(&r.course_id).bind(&r.person_id).bind(&r.part_id).bind(r.passed).bind(self.now).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        self.touch(&r.course_id, &r.person_id);
+        self.log.push(Change {
+            entity: "part_result",
+            course_id: Some(r.course_id.clone()),
+            person_id: Some(r.person_id.clone()),
+            part_id: Some(r.part_id.clone()),
+            change: "recorded",
+            before: before.map(|p| json!({"passed": p})),
+            after: Some(json!({"passed": r.passed})),
+            event: Some((EventKind::PartResultRecorded, Some(e.cycle))),
+        });
+        Ok(if before.is_some() { Applied::Updated } else { Applied::Created })
+    }
+}
+
+/// The refusal for a change that needs an enrolment: names whether the person is unknown
+/// altogether or only not enrolled.
+pub(super) async fn not_enrolled(tx: &mut Tx, course: &str, person: &str) -> Result<WriteError, sqlx::Error> {
+    Ok(if read::person(tx, person).await?.is_none() {
+        refused(Some("person_id"), format!("unknown person {person:?}"))
+    } else {
+        refused(Some("person_id"), format!("{person} is not enrolled in course {course}"))
+    })
+}
