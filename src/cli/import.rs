@@ -63,12 +63,12 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    let verb = if report.committed { "imported" } else { "dry run, nothing changed; would import" };
+    let head = if report.committed { "imported" } else { "dry run, nothing changed; would import" };
     println!(
-        "{shown}: {verb} {} {} row{}: {} new, {} changed, {} unchanged{}",
+        "{shown}: {head} {} row{} of {}: {} new, {} changed, {} unchanged{}",
         report.rows,
-        args.kind.name(),
         if report.rows == 1 { "" } else { "s" },
+        args.kind.name(),
         t.created,
         t.updated,
         t.unchanged,

@@ -43,7 +43,9 @@ pub enum Tx {
 
 /// Runs the same body on whichever backend `$tx` holds; `$c` is the connection
 /// (`&mut *$c` is an executor).
-macro_rules! on {
+#[macro_export]
+#[doc(hidden)]
+macro_rules! store_on {
     ($tx:expr, $c:ident => $body:expr) => {
         match $tx {
             $crate::store::Tx::Sqlite($c) => $body,
@@ -51,7 +53,7 @@ macro_rules! on {
         }
     };
 }
-pub(crate) use on;
+pub use crate::store_on as on;
 
 impl Store {
     /// Connects (creating an SQLite file on first use) and applies pending migrations.

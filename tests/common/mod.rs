@@ -1,0 +1,96 @@
+//! Test helpers: a fresh database per test on each backend, and the example office.
+#![allow(dead_code)]
+
+use chrono::{DateTime, Utc};
+use registrar::rules::{CourseType, RuleSet};
+use registrar::store::Store;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name no other test (or test process) uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos)
+}
+
+/// A database for one test: an SQLite file in a temporary directory, or a PostgreSQL
+/// schema of its own.
+pub struct TestDb {
+    pub store: Store,
+    pub name: &'static str,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("registrar.db");
+        let store = Store::open(&registrar::config::DatabaseUrl::Sqlite(path)).await.expect("open sqlite");
+        TestDb { store, name: "sqlite", _dir: Some(dir), schema: None }
+    }
+
+    /// `None` (after one printed line) when REGISTRAR_TEST_POSTGRES_URL is not set.
+    pub async fn postgres() -> Option<TestDb> {
+        let Ok(url) = std::env::var("REGISTRAR_TEST_POSTGRES_URL") else {
+            eprintln!("skipping the PostgreSQL half: REGISTRAR_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let schema = unique("t");
+        let admin = sqlx::PgPool::connect(&url).await.expect("connect to REGISTRAR_TEST_POSTGRES_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .expect("create schema");
+        admin.close().await;
+        let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
+            .expect("url")
+            .options([("search_path", schema.as_str())]);
+        let store = Store::open_postgres(opts, "test").await.expect("open postgres");
+        Some(TestDb { store, name: "postgres", _dir: None, schema: Some((url, schema)) })
+    }
+
+    /// Both backends that are available here.
+    pub async fn all() -> Vec<TestDb> {
+        let mut v = vec![TestDb::sqlite().await];
+        v.extend(TestDb::postgres().await);
+        v
+    }
+
+    pub async fn cleanup(self) {
+        self.store.close().await;
+        if let Some((url, schema)) = self.schema {
+            if let Ok(admin) = sqlx::PgPool::connect(&url).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                    .execute(&admin)
+                    .await;
+                admin.close().await;
+            }
+        }
+    }
+}
+
+pub fn rules() -> RuleSet {
+    let mut set = RuleSet::default();
+    set.course_types.insert("first-aid".into(), CourseType::new("first-aid", "First aid", 75));
+    set.course_types.insert("fire".into(), CourseType::new("fire", "Fire safety", 100));
+    set
+}
+
+pub fn tz() -> chrono_tz::Tz {
+    chrono_tz::Europe::Amsterdam
+}
+
+pub fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
