@@ -86,8 +86,9 @@ impl Secret {
     /// Reads the secret; the error names the source, never the value.
     pub fn read(&self) -> Result<String, String> {
         match self {
-            Secret::Env(name) => std::env::var(name)
-                .map_err(|_| format!("environment variable {name} is not set")),
+            Secret::Env(name) => {
+                std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+            }
             Secret::File(path) => std::fs::read_to_string(path)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
@@ -235,25 +236,40 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
     let mut bad = |key: &str, why: String| problems.push(format!("{shown}: `{key}` {why}"));
     let rel = |p: &str| -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
     };
 
     let database = match raw.database.as_deref().unwrap_or("sqlite://registrar.db") {
         url if url.starts_with("sqlite://") => {
             let file = &url["sqlite://".len()..];
             if file.is_empty() {
-                bad("database", "names no file (expected sqlite://PATH, e.g. sqlite://registrar.db)".into());
+                bad(
+                    "database",
+                    "names no file (expected sqlite://PATH, e.g. sqlite://registrar.db)".into(),
+                );
             }
             DatabaseUrl::Sqlite(rel(file))
         }
         url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            if url.split_once("://").is_some_and(|(_, rest)| rest.contains(':') && rest.contains('@') && rest.find(':') < rest.find('@')) {
+            if url.split_once("://").is_some_and(|(_, rest)| {
+                rest.contains(':') && rest.contains('@') && rest.find(':') < rest.find('@')
+            }) {
                 bad("database", "contains a password; use trust/peer authentication, a .pgpass file or PGPASSWORD in the environment instead".into());
             }
             DatabaseUrl::Postgres(url.to_string())
         }
         other => {
-            bad("database", format!("{:?} is neither sqlite://PATH nor postgres://USER@HOST/DB", redact_url(other)));
+            bad(
+                "database",
+                format!(
+                    "{:?} is neither sqlite://PATH nor postgres://USER@HOST/DB",
+                    redact_url(other)
+                ),
+            );
             DatabaseUrl::Sqlite(rel("registrar.db"))
         }
     };
@@ -261,7 +277,13 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
     let timezone = match raw.timezone.as_deref().unwrap_or("UTC").parse::<Tz>() {
         Ok(tz) => tz,
         Err(_) => {
-            bad("timezone", format!("{:?} is not an IANA time zone name (e.g. Europe/Amsterdam)", raw.timezone.unwrap_or_default()));
+            bad(
+                "timezone",
+                format!(
+                    "{:?} is not an IANA time zone name (e.g. Europe/Amsterdam)",
+                    raw.timezone.unwrap_or_default()
+                ),
+            );
             Tz::UTC
         }
     };
@@ -269,7 +291,9 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
     let office_raw = raw.office.unwrap_or_default();
     let office = Office {
         name: office_raw.name.unwrap_or_else(|| "Training Office".into()),
-        from: office_raw.from.unwrap_or_else(|| "Training Office <training@example.org>".into()),
+        from: office_raw
+            .from
+            .unwrap_or_else(|| "Training Office <training@example.org>".into()),
         verify_base_url: office_raw
             .verify_base_url
             .unwrap_or_else(|| "http://127.0.0.1:8080".into())
@@ -277,10 +301,24 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
             .to_string(),
     };
     if !mailbox_ok(&office.from) {
-        bad("office.from", format!("{:?} is not an address (expected \"Name <address@example.org>\" or address@example.org)", office.from));
+        bad(
+            "office.from",
+            format!(
+                "{:?} is not an address (expected \"Name <address@example.org>\" or address@example.org)",
+                office.from
+            ),
+        );
     }
-    if !(office.verify_base_url.starts_with("https://") || office.verify_base_url.starts_with("http://")) {
-        bad("office.verify_base_url", format!("{:?} must start with https:// or http://", office.verify_base_url));
+    if !(office.verify_base_url.starts_with("https://")
+        || office.verify_base_url.starts_with("http://"))
+    {
+        bad(
+            "office.verify_base_url",
+            format!(
+                "{:?} must start with https:// or http://",
+                office.verify_base_url
+            ),
+        );
     }
 
     let mail_raw = raw.mail.unwrap_or_default();
@@ -288,7 +326,13 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
     if smtp_raw.password.is_some() {
         bad("mail.smtp.password", "is not allowed: passwords never go in config files; use password_env (an environment variable) or password_file".into());
     }
-    let password = secret(&mut bad, "mail.smtp.password", smtp_raw.password_env, smtp_raw.password_file, &rel);
+    let password = secret(
+        &mut bad,
+        "mail.smtp.password",
+        smtp_raw.password_env,
+        smtp_raw.password_file,
+        &rel,
+    );
     let smtp = Smtp {
         host: smtp_raw.host.unwrap_or_else(|| "127.0.0.1".into()),
         port: smtp_raw.port.unwrap_or(587),
@@ -305,7 +349,10 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         bad("mail.smtp.port", "must be between 1 and 65535".into());
     }
     if smtp.pool == 0 || smtp.pool > 64 {
-        bad("mail.smtp.pool", format!("{} is out of range (1 to 64)", smtp.pool));
+        bad(
+            "mail.smtp.pool",
+            format!("{} is out of range (1 to 64)", smtp.pool),
+        );
     }
     if smtp.rate_per_second == 0 {
         bad("mail.smtp.rate_per_second", "must be at least 1".into());
@@ -318,14 +365,26 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
 
     let http_raw = raw.http.unwrap_or_default();
     if http_raw.token.is_some() {
-        bad("http.token", "is not allowed: tokens never go in config files; use token_env or token_file".into());
+        bad(
+            "http.token",
+            "is not allowed: tokens never go in config files; use token_env or token_file".into(),
+        );
     }
     let listen_text = http_raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
     let listen = listen_text.parse().unwrap_or_else(|_| {
-        bad("http.listen", format!("{listen_text:?} is not an address:port (e.g. 127.0.0.1:8080)"));
+        bad(
+            "http.listen",
+            format!("{listen_text:?} is not an address:port (e.g. 127.0.0.1:8080)"),
+        );
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
-    let token = secret(&mut bad, "http.token", http_raw.token_env, http_raw.token_file, &rel);
+    let token = secret(
+        &mut bad,
+        "http.token",
+        http_raw.token_env,
+        http_raw.token_file,
+        &rel,
+    );
 
     let sched = raw.scheduler.unwrap_or_default();
     let interval_text = sched.interval.unwrap_or_else(|| "30s".into());
@@ -335,7 +394,10 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
     });
     let max_attempts = sched.max_attempts.unwrap_or(8);
     if max_attempts == 0 || max_attempts > 100 {
-        bad("scheduler.max_attempts", format!("{max_attempts} is out of range (1 to 100)"));
+        bad(
+            "scheduler.max_attempts",
+            format!("{max_attempts} is out of range (1 to 100)"),
+        );
     }
 
     let config = Config {
@@ -347,9 +409,16 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         office,
         mail,
         http: Http { listen, token },
-        scheduler: Scheduler { interval, max_attempts },
+        scheduler: Scheduler {
+            interval,
+            max_attempts,
+        },
     };
-    if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError { problems })
+    }
 }
 
 fn secret(
@@ -361,11 +430,17 @@ fn secret(
 ) -> Option<Secret> {
     match (env, file) {
         (Some(_), Some(_)) => {
-            bad(key, format!("is given twice: set either {key}_env or {key}_file, not both"));
+            bad(
+                key,
+                format!("is given twice: set either {key}_env or {key}_file, not both"),
+            );
             None
         }
         (Some(name), None) if name.is_empty() || name.contains(['=', '\0']) => {
-            bad(&format!("{key}_env"), format!("{name:?} is not an environment variable name"));
+            bad(
+                &format!("{key}_env"),
+                format!("{name:?} is not an environment variable name"),
+            );
             None
         }
         (Some(name), None) => Some(Secret::Env(name)),
@@ -389,12 +464,18 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration (expected e.g. 30s, 5m, 1h)"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (expected e.g. 30s, 5m, 1h)"))?;
     let secs = match unit.trim() {
         "s" | "sec" | "secs" | "second" | "seconds" => n,
         "m" | "min" | "mins" | "minute" | "minutes" => n * 60,
         "h" | "hour" | "hours" => n * 3600,
-        _ => return Err(format!("{s:?} has an unknown unit (expected s, m or h, e.g. 30s)")),
+        _ => {
+            return Err(format!(
+                "{s:?} has an unknown unit (expected s, m or h, e.g. 30s)"
+            ));
+        }
     };
     if secs == 0 || secs > 24 * 3600 {
         return Err(format!("{s:?} is out of range (1s to 24h)"));
@@ -413,7 +494,10 @@ mod tests {
     #[test]
     fn an_empty_file_gives_sensible_defaults() {
         let c = load("").unwrap();
-        assert_eq!(c.database, DatabaseUrl::Sqlite("/etc/registrar/registrar.db".into()));
+        assert_eq!(
+            c.database,
+            DatabaseUrl::Sqlite("/etc/registrar/registrar.db".into())
+        );
         assert_eq!(c.rules, PathBuf::from("/etc/registrar/rules"));
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.scheduler.interval, Duration::from_secs(30));
@@ -454,6 +538,26 @@ mod tests {
         let c = load("mail:\n  smtp:\n    password_env: REGISTRAR_TEST_UNSET_VARIABLE\n").unwrap();
         let err = c.mail.smtp.password.unwrap().read().unwrap_err();
         assert!(err.contains("REGISTRAR_TEST_UNSET_VARIABLE"));
+    }
+
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let c = Config::from_yaml(
+            include_str!("../config.example.yaml"),
+            Path::new("config.example.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.timezone, chrono_tz::Europe::Amsterdam);
+        assert_eq!(
+            c.mail.smtp.password,
+            Some(Secret::Env("REGISTRAR_SMTP_PASSWORD".into()))
+        );
+        let demo = Config::from_yaml(
+            include_str!("../examples/config.yaml"),
+            Path::new("examples/config.yaml"),
+        )
+        .unwrap();
+        assert_eq!(demo.mail.transport, Transport::File);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use crate::domain::progress::{self, AttendanceSummary, PassingSummary};
 use crate::domain::{ExpiryStatus, Outcome, expiry};
 use crate::rules::RuleSet;
-use crate::store::read::{self, CourseInfo};
 use crate::store::Tx;
+use crate::store::read::{self, CourseInfo};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::collections::HashMap;
@@ -35,7 +35,9 @@ pub async fn course_participants(
     now: DateTime<Utc>,
     course_id: &str,
 ) -> Result<Option<(CourseInfo, Vec<ParticipantStatus>)>, sqlx::Error> {
-    let Some(course) = read::course(tx, course_id).await? else { return Ok(None) };
+    let Some(course) = read::course(tx, course_id).await? else {
+        return Ok(None);
+    };
     let course_type = rules.course_types.get(&course.type_id);
     let percent = course_type.map_or(100, |t| t.attendance_percent);
     let parts = course.part_rules();
@@ -48,9 +50,15 @@ pub async fn course_participants(
     for e in enrolments {
         let person = read::person(tx, &e.person_id).await?;
         let marks = progress.marks.get(&e.person_id).unwrap_or(&no_marks);
-        let results = progress.part_results.get(&e.person_id).unwrap_or(&no_results);
+        let results = progress
+            .part_results
+            .get(&e.person_id)
+            .unwrap_or(&no_results);
         out.push(ParticipantStatus {
-            full_name: person.as_ref().map(|p| p.full_name.clone()).unwrap_or_default(),
+            full_name: person
+                .as_ref()
+                .map(|p| p.full_name.clone())
+                .unwrap_or_default(),
             email: person.and_then(|p| p.email),
             result: e.result,
             walk_in: e.walk_in,
@@ -60,9 +68,18 @@ pub async fn course_participants(
             completed_at: e.completed_at,
             certificate_number: certificates.get(&e.person_id).cloned(),
             expiry: course_type.and_then(|t| {
-                expiry::expiry_status(e.completed_at, t.attendance_validity, t.expiring_soon, now, tz)
+                expiry::expiry_status(
+                    e.completed_at,
+                    t.attendance_validity,
+                    t.expiring_soon,
+                    now,
+                    tz,
+                )
             }),
-            marks: parts.iter().map(|p| progress::shown_mark(p, marks.get(&p.id), now)).collect(),
+            marks: parts
+                .iter()
+                .map(|p| progress::shown_mark(p, marks.get(&p.id), now))
+                .collect(),
             person_id: e.person_id,
         });
     }

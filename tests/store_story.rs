@@ -70,20 +70,40 @@ fn person(id: &str, name: &str) -> PersonInput {
 }
 
 fn mark(person: &str, part: &str, m: Mark) -> MarkInput {
-    MarkInput { course_id: "c1".into(), part_id: part.into(), person_id: person.into(), mark: m, minutes: None }
+    MarkInput {
+        course_id: "c1".into(),
+        part_id: part.into(),
+        person_id: person.into(),
+        mark: m,
+        minutes: None,
+    }
 }
 
 /// Course c1 (first aid, 75 %) with four required parts, p4 with a passing obligation;
 /// people anne, jan and zoë enrolled.
 async fn office(store: &Store, rules: &RuleSet) {
     apply(store, rules, NOW, async |w, tx| {
-        w.upsert_course(tx, &course("c1", "first-aid", CourseStatus::Final)).await?;
+        w.upsert_course(tx, &course("c1", "first-aid", CourseStatus::Final))
+            .await?;
         for (i, id) in ["p1", "p2", "p3", "p4"].iter().enumerate() {
-            w.upsert_part(tx, &part("c1", id, 2 + 7 * i as u32, *id == "p4")).await?;
+            w.upsert_part(tx, &part("c1", id, 2 + 7 * i as u32, *id == "p4"))
+                .await?;
         }
-        for (id, name) in [("anne", "Anne de Vries"), ("jan", "Jan Jansen"), ("zoe", "Zoë van 't Hof")] {
+        for (id, name) in [
+            ("anne", "Anne de Vries"),
+            ("jan", "Jan Jansen"),
+            ("zoe", "Zoë van 't Hof"),
+        ] {
             w.upsert_person(tx, &person(id, name)).await?;
-            w.upsert_enrolment(tx, &EnrolmentInput { course_id: "c1".into(), person_id: id.into(), walk_in: None }).await?;
+            w.upsert_enrolment(
+                tx,
+                &EnrolmentInput {
+                    course_id: "c1".into(),
+                    person_id: id.into(),
+                    walk_in: None,
+                },
+            )
+            .await?;
         }
         Ok(())
     })
@@ -112,7 +132,16 @@ async fn marks(store: &Store, person: &str, m: &[(&str, Mark)]) {
 
 async fn pass_exam(store: &Store, person: &str) {
     apply(store, &rules(), NOW, async |w, tx| {
-        w.record_part_result(tx, &PartResultInput { course_id: "c1".into(), part_id: "p4".into(), person_id: person.into(), passed: true }).await
+        w.record_part_result(
+            tx,
+            &PartResultInput {
+                course_id: "c1".into(),
+                part_id: "p4".into(),
+                person_id: person.into(),
+                passed: true,
+            },
+        )
+        .await
     })
     .await
     .expect("part result");
@@ -125,7 +154,8 @@ async fn create_upsert_and_query_work_the_same_on_every_backend() {
         office(&db.store, &rules).await;
         // The same upsert again changes nothing and records nothing.
         let again = apply(&db.store, &rules, NOW, async |w, tx| {
-            w.upsert_course(tx, &course("c1", "first-aid", CourseStatus::Final)).await
+            w.upsert_course(tx, &course("c1", "first-aid", CourseStatus::Final))
+                .await
         })
         .await
         .expect("upsert");
@@ -140,13 +170,35 @@ async fn create_upsert_and_query_work_the_same_on_every_backend() {
         assert_eq!(changed, Applied::Updated, "{}", db.name);
 
         let mut tx = db.store.begin().await.expect("tx");
-        let c = read::course(&mut tx, "c1").await.expect("read").expect("course");
-        assert_eq!((c.name.as_str(), c.status, c.parts.len()), ("EHBO maart", CourseStatus::Completed, 4), "{}", db.name);
-        let people = read::enrolments_of_course(&mut tx, "c1").await.expect("read");
+        let c = read::course(&mut tx, "c1")
+            .await
+            .expect("read")
+            .expect("course");
+        assert_eq!(
+            (c.name.as_str(), c.status, c.parts.len()),
+            ("EHBO maart", CourseStatus::Completed, 4),
+            "{}",
+            db.name
+        );
+        let people = read::enrolments_of_course(&mut tx, "c1")
+            .await
+            .expect("read");
         let names: Vec<&str> = people.iter().map(|e| e.person_id.as_str()).collect();
-        assert_eq!(names, ["anne", "jan", "zoe"], "{}: ordered by full name", db.name);
-        let zoe = read::person(&mut tx, "zoe").await.expect("read").expect("zoe");
-        assert_eq!(zoe.full_name, "Zoë van 't Hof", "{}: names round-trip exactly", db.name);
+        assert_eq!(
+            names,
+            ["anne", "jan", "zoe"],
+            "{}: ordered by full name",
+            db.name
+        );
+        let zoe = read::person(&mut tx, "zoe")
+            .await
+            .expect("read")
+            .expect("zoe");
+        assert_eq!(
+            zoe.full_name, "Zoë van 't Hof",
+            "{}: names round-trip exactly",
+            db.name
+        );
         tx.rollback().await.expect("rollback");
         db.cleanup().await;
     }
@@ -156,13 +208,42 @@ async fn create_upsert_and_query_work_the_same_on_every_backend() {
 async fn d1_d3_three_of_four_parts_and_a_passed_exam_complete_the_enrolment() {
     for db in TestDb::all().await {
         office(&db.store, &rules()).await;
-        marks(&db.store, "jan", &[("p1", Mark::Attended), ("p2", Mark::Attended), ("p3", Mark::NotAttended)]).await;
-        assert!(enrolment(&db.store, "jan").await.expect("jan").completed_at.is_none(), "{}", db.name);
+        marks(
+            &db.store,
+            "jan",
+            &[
+                ("p1", Mark::Attended),
+                ("p2", Mark::Attended),
+                ("p3", Mark::NotAttended),
+            ],
+        )
+        .await;
+        assert!(
+            enrolment(&db.store, "jan")
+                .await
+                .expect("jan")
+                .completed_at
+                .is_none(),
+            "{}",
+            db.name
+        );
         marks(&db.store, "jan", &[("p4", Mark::Attended)]).await;
-        assert!(enrolment(&db.store, "jan").await.expect("jan").completed_at.is_none(), "{}: D2 exam not yet passed", db.name);
+        assert!(
+            enrolment(&db.store, "jan")
+                .await
+                .expect("jan")
+                .completed_at
+                .is_none(),
+            "{}: D2 exam not yet passed",
+            db.name
+        );
         pass_exam(&db.store, "jan").await;
         let e = enrolment(&db.store, "jan").await.expect("jan");
-        assert!(e.completed_at.is_some(), "{}: 3 of 4 at 75 % and exam passed", db.name);
+        assert!(
+            e.completed_at.is_some(),
+            "{}: 3 of 4 at 75 % and exam passed",
+            db.name
+        );
         db.cleanup().await;
     }
 }
@@ -171,20 +252,49 @@ async fn d1_d3_three_of_four_parts_and_a_passed_exam_complete_the_enrolment() {
 async fn d3_completion_stays_when_attendance_is_later_set_to_not_attended_or_zero_minutes() {
     for db in TestDb::all().await {
         office(&db.store, &rules()).await;
-        marks(&db.store, "anne", &[("p1", Mark::Attended), ("p2", Mark::Attended), ("p3", Mark::Attended), ("p4", Mark::Attended)]).await;
+        marks(
+            &db.store,
+            "anne",
+            &[
+                ("p1", Mark::Attended),
+                ("p2", Mark::Attended),
+                ("p3", Mark::Attended),
+                ("p4", Mark::Attended),
+            ],
+        )
+        .await;
         pass_exam(&db.store, "anne").await;
-        let done = enrolment(&db.store, "anne").await.expect("anne").completed_at.expect("complete");
-        marks(&db.store, "anne", &[("p1", Mark::NotAttended), ("p2", Mark::NotAttended)]).await;
-        apply(&db.store, &rules(), "2026-05-01T10:00:00+02:00", async |w, tx| {
-            let mut m = mark("anne", "p3", Mark::Attended);
-            m.minutes = Some(0);
-            w.mark_attendance(tx, &[m]).await?;
-            Ok(())
-        })
+        let done = enrolment(&db.store, "anne")
+            .await
+            .expect("anne")
+            .completed_at
+            .expect("complete");
+        marks(
+            &db.store,
+            "anne",
+            &[("p1", Mark::NotAttended), ("p2", Mark::NotAttended)],
+        )
+        .await;
+        apply(
+            &db.store,
+            &rules(),
+            "2026-05-01T10:00:00+02:00",
+            async |w, tx| {
+                let mut m = mark("anne", "p3", Mark::Attended);
+                m.minutes = Some(0);
+                w.mark_attendance(tx, &[m]).await?;
+                Ok(())
+            },
+        )
         .await
         .expect("mark");
         let e = enrolment(&db.store, "anne").await.expect("anne");
-        assert_eq!(e.completed_at, Some(done), "{}: completion is preserved", db.name);
+        assert_eq!(
+            e.completed_at,
+            Some(done),
+            "{}: completion is preserved",
+            db.name
+        );
         db.cleanup().await;
     }
 }
@@ -193,11 +303,27 @@ async fn d3_completion_stays_when_attendance_is_later_set_to_not_attended_or_zer
 async fn d3_equivalency_completes_without_requirements_and_is_not_repeated() {
     for db in TestDb::all().await {
         office(&db.store, &rules()).await;
-        apply(&db.store, &rules(), NOW, async |w, tx| w.equivalency(tx, "c1", "zoe").await).await.expect("equivalency");
+        apply(&db.store, &rules(), NOW, async |w, tx| {
+            w.equivalency(tx, "c1", "zoe").await
+        })
+        .await
+        .expect("equivalency");
         let e = enrolment(&db.store, "zoe").await.expect("zoe");
-        assert_eq!(e.completed_via.map(|v| v.as_str()), Some("equivalency"), "{}", db.name);
-        let again = apply(&db.store, &rules(), NOW, async |w, tx| w.equivalency(tx, "c1", "zoe").await).await;
-        assert!(matches!(again, Err(WriteError::Refused { ref message, .. }) if message.contains("already completed")), "{}", db.name);
+        assert_eq!(
+            e.completed_via.map(|v| v.as_str()),
+            Some("equivalency"),
+            "{}",
+            db.name
+        );
+        let again = apply(&db.store, &rules(), NOW, async |w, tx| {
+            w.equivalency(tx, "c1", "zoe").await
+        })
+        .await;
+        assert!(
+            matches!(again, Err(WriteError::Refused { ref message, .. }) if message.contains("already completed")),
+            "{}",
+            db.name
+        );
         db.cleanup().await;
     }
 }
@@ -206,12 +332,32 @@ async fn d3_equivalency_completes_without_requirements_and_is_not_repeated() {
 async fn d4_passed_to_failed_is_refused_naming_the_reset() {
     for db in TestDb::all().await {
         office(&db.store, &rules()).await;
-        let set = |r: Outcome| ResultInput { course_id: "c1".into(), person_id: "anne".into(), result: r, score: None, comment: None };
-        apply(&db.store, &rules(), NOW, async |w, tx| w.record_result(tx, &set(Outcome::Passed)).await).await.expect("passed");
-        let refused = apply(&db.store, &rules(), NOW, async |w, tx| w.record_result(tx, &set(Outcome::Failed)).await).await;
-        let Err(WriteError::Refused { message, .. }) = refused else { panic!("{}: passed -> failed accepted", db.name) };
+        let set = |r: Outcome| ResultInput {
+            course_id: "c1".into(),
+            person_id: "anne".into(),
+            result: r,
+            score: None,
+            comment: None,
+        };
+        apply(&db.store, &rules(), NOW, async |w, tx| {
+            w.record_result(tx, &set(Outcome::Passed)).await
+        })
+        .await
+        .expect("passed");
+        let refused = apply(&db.store, &rules(), NOW, async |w, tx| {
+            w.record_result(tx, &set(Outcome::Failed)).await
+        })
+        .await;
+        let Err(WriteError::Refused { message, .. }) = refused else {
+            panic!("{}: passed -> failed accepted", db.name)
+        };
         assert!(message.contains("reset"), "{}: {message}", db.name);
-        assert_eq!(enrolment(&db.store, "anne").await.expect("anne").result, Outcome::Passed, "{}: nothing changed", db.name);
+        assert_eq!(
+            enrolment(&db.store, "anne").await.expect("anne").result,
+            Outcome::Passed,
+            "{}: nothing changed",
+            db.name
+        );
         db.cleanup().await;
     }
 }
@@ -221,7 +367,17 @@ async fn d4_reset_and_reassign_start_a_new_cycle_revoke_the_certificate_and_clea
     for db in TestDb::all().await {
         office(&db.store, &rules()).await;
         for who in ["anne", "jan"] {
-            marks(&db.store, who, &[("p1", Mark::Attended), ("p2", Mark::Attended), ("p3", Mark::Attended), ("p4", Mark::Attended)]).await;
+            marks(
+                &db.store,
+                who,
+                &[
+                    ("p1", Mark::Attended),
+                    ("p2", Mark::Attended),
+                    ("p3", Mark::Attended),
+                    ("p4", Mark::Attended),
+                ],
+            )
+            .await;
             pass_exam(&db.store, who).await;
             let mut tx = db.store.begin().await.expect("tx");
             on!(&mut tx, c => sqlx::query(
@@ -229,20 +385,51 @@ async fn d4_reset_and_reassign_start_a_new_cycle_revoke_the_certificate_and_clea
             ).bind(who).bind(format!("FA-2026-{who}")).bind(format!("code-{who}")).bind(at(NOW)).execute(&mut **c).await.map(|_| ())).expect("certificate");
             tx.commit().await.expect("commit");
         }
-        apply(&db.store, &rules(), NOW, async |w, tx| w.reset(tx, "c1", "anne").await).await.expect("reset");
-        apply(&db.store, &rules(), NOW, async |w, tx| w.reassign(tx, "c1", "jan").await).await.expect("reassign");
+        apply(&db.store, &rules(), NOW, async |w, tx| {
+            w.reset(tx, "c1", "anne").await
+        })
+        .await
+        .expect("reset");
+        apply(&db.store, &rules(), NOW, async |w, tx| {
+            w.reassign(tx, "c1", "jan").await
+        })
+        .await
+        .expect("reassign");
         for who in ["anne", "jan"] {
             let e = enrolment(&db.store, who).await.expect("enrolment");
-            assert_eq!((e.cycle, e.result, e.completed_at), (2, Outcome::Registered, None), "{}: {who}", db.name);
+            assert_eq!(
+                (e.cycle, e.result, e.completed_at),
+                (2, Outcome::Registered, None),
+                "{}: {who}",
+                db.name
+            );
             let mut tx = db.store.begin().await.expect("tx");
-            assert!(read::certificate_numbers(&mut tx, "c1").await.expect("certs").is_empty(), "{}: {who}'s certificate revoked", db.name);
+            assert!(
+                read::certificate_numbers(&mut tx, "c1")
+                    .await
+                    .expect("certs")
+                    .is_empty(),
+                "{}: {who}'s certificate revoked",
+                db.name
+            );
             tx.rollback().await.expect("rollback");
         }
         let mut tx = db.store.begin().await.expect("tx");
-        let p = read::progress(&mut tx, "c1", &["anne".into(), "jan".into()]).await.expect("progress");
+        let p = read::progress(&mut tx, "c1", &["anne".into(), "jan".into()])
+            .await
+            .expect("progress");
         tx.rollback().await.expect("rollback");
-        assert_eq!(p.marks.get("anne").map(|m| m.len()), Some(4), "{}: a reset keeps attendance", db.name);
-        assert!(!p.marks.contains_key("jan"), "{}: a reassign clears attendance", db.name);
+        assert_eq!(
+            p.marks.get("anne").map(|m| m.len()),
+            Some(4),
+            "{}: a reset keeps attendance",
+            db.name
+        );
+        assert!(
+            !p.marks.contains_key("jan"),
+            "{}: a reassign clears attendance",
+            db.name
+        );
         db.cleanup().await;
     }
 }
@@ -251,19 +438,49 @@ async fn d4_reset_and_reassign_start_a_new_cycle_revoke_the_certificate_and_clea
 async fn d6_a_walk_in_mark_creates_the_enrolment_and_gets_full_credit() {
     for db in TestDb::all().await {
         office(&db.store, &rules()).await;
-        apply(&db.store, &rules(), NOW, async |w, tx| w.upsert_person(tx, &person("bram", "Bram Mulder")).await).await.expect("person");
-        marks(&db.store, "bram", &[("p1", Mark::Attended), ("p2", Mark::Attended), ("p3", Mark::Attended), ("p4", Mark::Attended)]).await;
+        apply(&db.store, &rules(), NOW, async |w, tx| {
+            w.upsert_person(tx, &person("bram", "Bram Mulder")).await
+        })
+        .await
+        .expect("person");
+        marks(
+            &db.store,
+            "bram",
+            &[
+                ("p1", Mark::Attended),
+                ("p2", Mark::Attended),
+                ("p3", Mark::Attended),
+                ("p4", Mark::Attended),
+            ],
+        )
+        .await;
         pass_exam(&db.store, "bram").await;
-        let e = enrolment(&db.store, "bram").await.expect("walk-in enrolment created");
+        let e = enrolment(&db.store, "bram")
+            .await
+            .expect("walk-in enrolment created");
         assert!(e.walk_in, "{}", db.name);
         assert!(e.completed_at.is_some(), "{}: full credit", db.name);
         // An unknown person is refused, not created.
         let out = apply(&db.store, &rules(), NOW, async |w, tx| {
-            Ok(w.mark_attendance(tx, &[mark("nobody", "p1", Mark::Attended)]).await?.remove(0))
+            Ok(
+                w.mark_attendance(tx, &[mark("nobody", "p1", Mark::Attended)])
+                    .await?
+                    .remove(0),
+            )
         })
         .await
         .expect("sql");
-        assert!(matches!(out, Err(WriteError::Refused { column: Some("person_id"), .. })), "{}", db.name);
+        assert!(
+            matches!(
+                out,
+                Err(WriteError::Refused {
+                    column: Some("person_id"),
+                    ..
+                })
+            ),
+            "{}",
+            db.name
+        );
         db.cleanup().await;
     }
 }
@@ -273,18 +490,34 @@ async fn d7_removal_is_allowed_before_the_first_part_and_refused_after_it() {
     for db in TestDb::all().await {
         office(&db.store, &rules()).await;
         let before = "2026-03-01T10:00:00+01:00";
-        apply(&db.store, &rules(), before, async |w, tx| w.remove(tx, "c1", "zoe").await).await.expect("removed before start");
+        apply(&db.store, &rules(), before, async |w, tx| {
+            w.remove(tx, "c1", "zoe").await
+        })
+        .await
+        .expect("removed before start");
         assert!(enrolment(&db.store, "zoe").await.is_none(), "{}", db.name);
         let after = "2026-03-02T09:00:00+01:00";
-        let refused = apply(&db.store, &rules(), after, async |w, tx| w.remove(tx, "c1", "jan").await).await;
-        let Err(WriteError::Refused { message, .. }) = refused else { panic!("{}: removal after start accepted", db.name) };
+        let refused = apply(&db.store, &rules(), after, async |w, tx| {
+            w.remove(tx, "c1", "jan").await
+        })
+        .await;
+        let Err(WriteError::Refused { message, .. }) = refused else {
+            panic!("{}: removal after start accepted", db.name)
+        };
         assert!(message.contains("not_attended"), "{}: {message}", db.name);
         assert!(enrolment(&db.store, "jan").await.is_some(), "{}", db.name);
         // The history keeps the removed booking.
         let mut tx = db.store.begin().await.expect("tx");
-        let h = read::history_of(&mut tx, "c1", "zoe").await.expect("history");
+        let h = read::history_of(&mut tx, "c1", "zoe")
+            .await
+            .expect("history");
         tx.rollback().await.expect("rollback");
-        assert!(h.iter().any(|r| r.change == "removed" && r.before.is_some()), "{}", db.name);
+        assert!(
+            h.iter()
+                .any(|r| r.change == "removed" && r.before.is_some()),
+            "{}",
+            db.name
+        );
         db.cleanup().await;
     }
 }
@@ -294,21 +527,72 @@ async fn d9_deregistered_and_cancelled_are_recorded_as_events_for_the_engine() {
     for db in TestDb::all().await {
         office(&db.store, &rules()).await;
         apply(&db.store, &rules(), NOW, async |w, tx| {
-            w.record_result(tx, &ResultInput { course_id: "c1".into(), person_id: "zoe".into(), result: Outcome::Deregistered, score: None, comment: None }).await?;
-            w.upsert_course(tx, &course("c1", "first-aid", CourseStatus::Cancelled)).await
+            w.record_result(
+                tx,
+                &ResultInput {
+                    course_id: "c1".into(),
+                    person_id: "zoe".into(),
+                    result: Outcome::Deregistered,
+                    score: None,
+                    comment: None,
+                },
+            )
+            .await?;
+            w.upsert_course(tx, &course("c1", "first-aid", CourseStatus::Cancelled))
+                .await
         })
         .await
         .expect("changes");
         // A deregistered enrolment never completes (D3), whatever its attendance.
-        marks(&db.store, "zoe", &[("p1", Mark::Attended), ("p2", Mark::Attended), ("p3", Mark::Attended), ("p4", Mark::Attended)]).await;
+        marks(
+            &db.store,
+            "zoe",
+            &[
+                ("p1", Mark::Attended),
+                ("p2", Mark::Attended),
+                ("p3", Mark::Attended),
+                ("p4", Mark::Attended),
+            ],
+        )
+        .await;
         pass_exam(&db.store, "zoe").await;
-        assert!(enrolment(&db.store, "zoe").await.expect("zoe").completed_at.is_none(), "{}", db.name);
+        assert!(
+            enrolment(&db.store, "zoe")
+                .await
+                .expect("zoe")
+                .completed_at
+                .is_none(),
+            "{}",
+            db.name
+        );
         let mut tx = db.store.begin().await.expect("tx");
-        let events = read::unprocessed_events(&mut tx, 1000).await.expect("events");
+        let events = read::unprocessed_events(&mut tx, 1000)
+            .await
+            .expect("events");
         tx.rollback().await.expect("rollback");
-        assert!(events.iter().any(|e| e.kind == "result_recorded" && e.person_id.as_deref() == Some("zoe")), "{}", db.name);
-        assert!(events.iter().any(|e| e.kind == "course_changed" && e.person_id.is_none()), "{}", db.name);
-        assert_eq!(events.iter().filter(|e| e.kind == "participant_added").count(), 3, "{}", db.name);
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == "result_recorded" && e.person_id.as_deref() == Some("zoe")),
+            "{}",
+            db.name
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == "course_changed" && e.person_id.is_none()),
+            "{}",
+            db.name
+        );
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.kind == "participant_added")
+                .count(),
+            3,
+            "{}",
+            db.name
+        );
         db.cleanup().await;
     }
 }
@@ -320,15 +604,34 @@ async fn d10_every_change_has_a_history_row_and_history_cannot_be_rewritten() {
         marks(&db.store, "anne", &[("p1", Mark::Attended)]).await;
         marks(&db.store, "anne", &[("p1", Mark::NotAttended)]).await;
         let mut tx = db.store.begin().await.expect("tx");
-        let h = read::history_of(&mut tx, "c1", "anne").await.expect("history");
+        let h = read::history_of(&mut tx, "c1", "anne")
+            .await
+            .expect("history");
         tx.rollback().await.expect("rollback");
         let marks: Vec<_> = h.iter().filter(|r| r.entity == "attendance").collect();
         assert_eq!(marks.len(), 2, "{}", db.name);
-        assert!(marks[1].before.as_deref().is_some_and(|b| b.contains("attended")), "{}", db.name);
-        assert!(marks[1].after.as_deref().is_some_and(|a| a.contains("not_attended")), "{}", db.name);
+        assert!(
+            marks[1]
+                .before
+                .as_deref()
+                .is_some_and(|b| b.contains("attended")),
+            "{}",
+            db.name
+        );
+        assert!(
+            marks[1]
+                .after
+                .as_deref()
+                .is_some_and(|a| a.contains("not_attended")),
+            "{}",
+            db.name
+        );
         assert_eq!(marks[1].actor, "test", "{}", db.name);
 
-        for sql in ["UPDATE history SET actor = 'mallory'", "DELETE FROM history"] {
+        for sql in [
+            "UPDATE history SET actor = 'mallory'",
+            "DELETE FROM history",
+        ] {
             let mut tx = db.store.begin().await.expect("tx");
             let r = on!(&mut tx, c => sqlx::query(sql).execute(&mut **c).await.map(|_| ()));
             assert!(r.is_err(), "{}: {sql} was allowed", db.name);

@@ -95,7 +95,9 @@ CREATE TABLE history (
     part_id    TEXT,
     change     TEXT NOT NULL,
     before     TEXT,
-    after      TEXT
+    after      TEXT,
+    event      TEXT,
+    cycle      BIGINT
 );
 CREATE INDEX history_subject ON history(course_id, person_id);
 CREATE FUNCTION history_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -115,3 +117,13 @@ CREATE TABLE events (
     processed_at TIMESTAMPTZ
 );
 CREATE INDEX events_unprocessed ON events(id) WHERE processed_at IS NULL;
+
+-- A history row that raises an event queues it for the engine, in the same statement.
+CREATE FUNCTION history_raise_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO events (at, kind, course_id, person_id, part_id, cycle)
+    VALUES (NEW.at, NEW.event, COALESCE(NEW.course_id, ''), NEW.person_id, NEW.part_id, NEW.cycle);
+    RETURN NULL;
+END; $$;
+CREATE TRIGGER history_raises_event AFTER INSERT ON history
+FOR EACH ROW WHEN (NEW.event IS NOT NULL) EXECUTE FUNCTION history_raise_event();

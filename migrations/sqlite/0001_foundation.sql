@@ -23,7 +23,7 @@ CREATE TABLE parts (
     passing_required    BOOLEAN NOT NULL,
     min_minutes         BIGINT,
     PRIMARY KEY (course_id, id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE people (
     id          TEXT PRIMARY KEY,
@@ -48,7 +48,7 @@ CREATE TABLE enrolments (
     created_at    TEXT NOT NULL,
     updated_at    TEXT NOT NULL,
     PRIMARY KEY (course_id, person_id)
-);
+) WITHOUT ROWID;
 CREATE INDEX enrolments_person ON enrolments(person_id);
 
 CREATE TABLE attendance (
@@ -59,7 +59,7 @@ CREATE TABLE attendance (
     minutes    BIGINT,
     marked_at  TEXT NOT NULL,
     PRIMARY KEY (course_id, person_id, part_id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE part_results (
     course_id   TEXT NOT NULL,
@@ -68,7 +68,7 @@ CREATE TABLE part_results (
     passed      BOOLEAN NOT NULL,
     recorded_at TEXT NOT NULL,
     PRIMARY KEY (course_id, person_id, part_id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE certificates (
     id                INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -85,7 +85,7 @@ CREATE TABLE certificates (
 
 -- D10: append-only. The triggers refuse any rewrite, whoever asks.
 CREATE TABLE history (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         INTEGER PRIMARY KEY,
     at         TEXT NOT NULL,
     actor      TEXT NOT NULL,
     source     TEXT NOT NULL,
@@ -95,7 +95,9 @@ CREATE TABLE history (
     part_id    TEXT,
     change     TEXT NOT NULL,
     before     TEXT,
-    after      TEXT
+    after      TEXT,
+    event      TEXT,
+    cycle      BIGINT
 );
 CREATE INDEX history_subject ON history(course_id, person_id);
 CREATE TRIGGER history_no_update BEFORE UPDATE ON history
@@ -105,7 +107,7 @@ BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
 
 -- State changes the rule engine has to look at.
 CREATE TABLE events (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           INTEGER PRIMARY KEY,
     at           TEXT NOT NULL,
     kind         TEXT NOT NULL,
     course_id    TEXT NOT NULL,
@@ -115,3 +117,10 @@ CREATE TABLE events (
     processed_at TEXT
 );
 CREATE INDEX events_unprocessed ON events(id) WHERE processed_at IS NULL;
+
+-- A history row that raises an event queues it for the engine, in the same statement.
+CREATE TRIGGER history_raises_event AFTER INSERT ON history WHEN NEW.event IS NOT NULL
+BEGIN
+    INSERT INTO events (at, kind, course_id, person_id, part_id, cycle)
+    VALUES (NEW.at, NEW.event, COALESCE(NEW.course_id, ''), NEW.person_id, NEW.part_id, NEW.cycle);
+END;

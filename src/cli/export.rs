@@ -18,16 +18,29 @@ pub enum Export {
 
 /// The fixed columns; one column per part follows.
 pub const COLUMNS: &[&str] = &[
-    "person_id", "full_name", "email", "result", "walk_in", "cycle", "attended", "required",
-    "attendance_percent", "attendance_requirement_achieved", "passing_obligation_passed",
-    "completed_at", "certificate_number", "expiry_status",
+    "person_id",
+    "full_name",
+    "email",
+    "result",
+    "walk_in",
+    "cycle",
+    "attended",
+    "required",
+    "attendance_percent",
+    "attendance_requirement_achieved",
+    "passing_obligation_passed",
+    "completed_at",
+    "certificate_number",
+    "expiry_status",
 ];
 
 pub async fn run(app: &App, e: Export) -> anyhow::Result<ExitCode> {
     let Export::Attendance { course } = e;
     let store = app.store().await?;
     let mut tx = store.begin().await?;
-    let found = status::course_participants(&mut tx, &app.rules, app.config.timezone, app.now, &course).await?;
+    let found =
+        status::course_participants(&mut tx, &app.rules, app.config.timezone, app.now, &course)
+            .await?;
     tx.rollback().await?;
     store.close().await;
     let Some((info, rows)) = found else {
@@ -48,10 +61,15 @@ pub async fn run(app: &App, e: Export) -> anyhow::Result<ExitCode> {
             p.cycle.to_string(),
             p.attendance.attended.to_string(),
             p.attendance.required.to_string(),
-            p.attendance.percent().map(|v| v.to_string()).unwrap_or_default(),
+            p.attendance
+                .percent()
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
             p.attendance.achieved.to_string(),
             p.passing.met.to_string(),
-            p.completed_at.map(|t| crate::domain::time::local_rfc3339(t, tz)).unwrap_or_default(),
+            p.completed_at
+                .map(|t| crate::domain::time::local_rfc3339(t, tz))
+                .unwrap_or_default(),
             p.certificate_number.unwrap_or_default(),
             p.expiry.map(|s| s.to_string()).unwrap_or_default(),
         ];

@@ -63,7 +63,11 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    let head = if report.committed { "imported" } else { "dry run, nothing changed; would import" };
+    let head = if report.committed {
+        "imported"
+    } else {
+        "dry run, nothing changed; would import"
+    };
     println!(
         "{shown}: {head} {} row{} of {}: {} new, {} changed, {} unchanged{}",
         report.rows,
@@ -72,7 +76,11 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         t.created,
         t.updated,
         t.unchanged,
-        if t.completed > 0 { format!("; {} participant(s) completed", t.completed) } else { String::new() }
+        if t.completed > 0 {
+            format!("; {} participant(s) completed", t.completed)
+        } else {
+            String::new()
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

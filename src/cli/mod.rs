@@ -16,10 +16,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "registrar", version, about = "Sends each course participant the email that is due, exactly once.")]
+#[command(
+    name = "registrar",
+    version,
+    about = "Sends each course participant the email that is due, exactly once."
+)]
 pub struct Cli {
     /// The configuration file.
-    #[arg(long, global = true, env = "REGISTRAR_CONFIG", default_value = "config.yaml")]
+    #[arg(
+        long,
+        global = true,
+        env = "REGISTRAR_CONFIG",
+        default_value = "config.yaml"
+    )]
     pub config: PathBuf,
     /// Act as if it were this moment (RFC 3339), e.g. to replay or test; default: now.
     #[arg(long, global = true, value_parser = parse_now)]
@@ -58,12 +67,18 @@ pub struct App {
 impl App {
     fn load(cli: &Cli) -> anyhow::Result<App> {
         let config = Config::load(&cli.config)?;
-        let rules = rules::load_dir(&config.rules)
-            .map_err(|e| anyhow::anyhow!("the rules in {} have errors:\n{e}", config.rules.display()))?;
+        let rules = rules::load_dir(&config.rules).map_err(|e| {
+            anyhow::anyhow!("the rules in {} have errors:\n{e}", config.rules.display())
+        })?;
         let user = std::env::var("REGISTRAR_ACTOR")
             .or_else(|_| std::env::var("USER"))
             .unwrap_or_else(|_| "unknown".into());
-        Ok(App { config, rules, now: cli.now.unwrap_or_else(Utc::now), actor: format!("cli:{user}") })
+        Ok(App {
+            config,
+            rules,
+            now: cli.now.unwrap_or_else(Utc::now),
+            actor: format!("cli:{user}"),
+        })
     }
 
     async fn store(&self) -> anyhow::Result<Store> {
@@ -81,7 +96,10 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("registrar: cannot start the runtime: {e}");

@@ -31,7 +31,13 @@ pub struct Args {
 pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     let store = app.store().await?;
     let source = format!("participant {:?}", args.action).to_lowercase();
-    let mut work = Work::new(&app.rules, app.config.timezone, app.now, &app.actor, &source);
+    let mut work = Work::new(
+        &app.rules,
+        app.config.timezone,
+        app.now,
+        &app.actor,
+        &source,
+    );
     let mut tx = store.begin().await?;
     let (c, p) = (args.course.as_str(), args.person.as_str());
     let done = match args.action {

@@ -113,9 +113,18 @@ mod tests {
 
     #[test]
     fn d4_other_changes_are_ordinary() {
-        assert_eq!(result_change(Outcome::Failed, Outcome::Passed, "c", "p"), Ok(ResultChange::Set));
-        assert_eq!(result_change(Outcome::Registered, Outcome::Failed, "c", "p"), Ok(ResultChange::Set));
-        assert_eq!(result_change(Outcome::Passed, Outcome::Passed, "c", "p"), Ok(ResultChange::Unchanged));
+        assert_eq!(
+            result_change(Outcome::Failed, Outcome::Passed, "c", "p"),
+            Ok(ResultChange::Set)
+        );
+        assert_eq!(
+            result_change(Outcome::Registered, Outcome::Failed, "c", "p"),
+            Ok(ResultChange::Set)
+        );
+        assert_eq!(
+            result_change(Outcome::Passed, Outcome::Passed, "c", "p"),
+            Ok(ResultChange::Unchanged)
+        );
     }
 
     #[test]

@@ -14,7 +14,11 @@ pub fn expiry_status(
     tz: Tz,
 ) -> Option<ExpiryStatus> {
     let valid_until = validity?.add_to(completed_at?, tz)?;
-    let window_start = Period { amount: -expiring_soon.amount, ..expiring_soon }.add_to(valid_until, tz)?;
+    let window_start = Period {
+        amount: -expiring_soon.amount,
+        ..expiring_soon
+    }
+    .add_to(valid_until, tz)?;
     Some(if now >= valid_until {
         ExpiryStatus::Expired
     } else if now >= window_start {
@@ -36,9 +40,18 @@ mod tests {
         let two_years = Some("2 years".parse().unwrap());
         let soon: Period = "30 days".parse().unwrap();
         let at = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).unwrap();
-        assert_eq!(expiry_status(Some(done), two_years, soon, at(2027, 3, 2), tz), Some(ExpiryStatus::Valid));
-        assert_eq!(expiry_status(Some(done), two_years, soon, at(2028, 2, 15), tz), Some(ExpiryStatus::ExpiringSoon));
-        assert_eq!(expiry_status(Some(done), two_years, soon, at(2028, 3, 2), tz), Some(ExpiryStatus::Expired));
+        assert_eq!(
+            expiry_status(Some(done), two_years, soon, at(2027, 3, 2), tz),
+            Some(ExpiryStatus::Valid)
+        );
+        assert_eq!(
+            expiry_status(Some(done), two_years, soon, at(2028, 2, 15), tz),
+            Some(ExpiryStatus::ExpiringSoon)
+        );
+        assert_eq!(
+            expiry_status(Some(done), two_years, soon, at(2028, 3, 2), tz),
+            Some(ExpiryStatus::Expired)
+        );
     }
 
     #[test]
@@ -46,7 +59,10 @@ mod tests {
         let tz: Tz = "Europe/Amsterdam".parse().unwrap();
         let now = Utc::now();
         let soon: Period = "30 days".parse().unwrap();
-        assert_eq!(expiry_status(None, Some("1 year".parse().unwrap()), soon, now, tz), None);
+        assert_eq!(
+            expiry_status(None, Some("1 year".parse().unwrap()), soon, now, tz),
+            None
+        );
         assert_eq!(expiry_status(Some(now), None, soon, now, tz), None);
     }
 }

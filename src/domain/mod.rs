@@ -57,7 +57,6 @@ macro_rules! word_enum {
     };
 }
 
-
 /// "a, b or c" for error messages.
 pub fn one_of(words: &[&str]) -> String {
     match words {

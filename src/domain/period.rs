@@ -125,16 +125,37 @@ mod tests {
 
     #[test]
     fn parses_the_units_offices_write() {
-        assert_eq!("2 years".parse::<Period>().unwrap(), Period { amount: 2, unit: Unit::Years });
-        assert_eq!("1 day".parse::<Period>().unwrap(), Period { amount: 1, unit: Unit::Days });
-        assert_eq!("-3 hours".parse::<Period>().unwrap(), Period { amount: -3, unit: Unit::Hours });
+        assert_eq!(
+            "2 years".parse::<Period>().unwrap(),
+            Period {
+                amount: 2,
+                unit: Unit::Years
+            }
+        );
+        assert_eq!(
+            "1 day".parse::<Period>().unwrap(),
+            Period {
+                amount: 1,
+                unit: Unit::Days
+            }
+        );
+        assert_eq!(
+            "-3 hours".parse::<Period>().unwrap(),
+            Period {
+                amount: -3,
+                unit: Unit::Hours
+            }
+        );
     }
 
     #[test]
     fn rejects_malformed_periods_with_the_expected_form() {
         for bad in ["3 dayz", "days", "3", "three days", "3 days later"] {
             let e = bad.parse::<Period>().unwrap_err();
-            assert!(e.contains("expected") || e.contains("unknown unit"), "{bad}: {e}");
+            assert!(
+                e.contains("expected") || e.contains("unknown unit"),
+                "{bad}: {e}"
+            );
         }
     }
 
@@ -142,10 +163,21 @@ mod tests {
     fn months_clamp_to_the_end_of_the_month() {
         let tz: Tz = "Europe/Amsterdam".parse().unwrap();
         let jan31 = super::super::time::local_to_utc(
-            chrono::NaiveDate::from_ymd_opt(2028, 1, 31).unwrap().and_hms_opt(9, 0, 0).unwrap(),
+            chrono::NaiveDate::from_ymd_opt(2028, 1, 31)
+                .unwrap()
+                .and_hms_opt(9, 0, 0)
+                .unwrap(),
             tz,
         );
-        let feb = Period { amount: 1, unit: Unit::Months }.add_to(jan31, tz).unwrap();
-        assert_eq!(feb.with_timezone(&tz).to_rfc3339(), "2028-02-29T09:00:00+01:00");
+        let feb = Period {
+            amount: 1,
+            unit: Unit::Months,
+        }
+        .add_to(jan31, tz)
+        .unwrap();
+        assert_eq!(
+            feb.with_timezone(&tz).to_rfc3339(),
+            "2028-02-29T09:00:00+01:00"
+        );
     }
 }

@@ -45,7 +45,10 @@ impl AttendanceSummary {
 /// `min_minutes` and minutes were given, the minutes reach it.
 pub fn counts_as_attended(part: &PartRule, mark: Option<&GivenMark>) -> bool {
     match mark {
-        Some(GivenMark { mark: Mark::Attended, minutes }) => match (part.min_minutes, minutes) {
+        Some(GivenMark {
+            mark: Mark::Attended,
+            minutes,
+        }) => match (part.min_minutes, minutes) {
             (Some(min), Some(given)) => *given >= min,
             _ => true,
         },
@@ -125,12 +128,22 @@ mod tests {
 
     fn attended(ids: &[&str]) -> HashMap<String, GivenMark> {
         ids.iter()
-            .map(|id| (id.to_string(), GivenMark { mark: Mark::Attended, minutes: None }))
+            .map(|id| {
+                (
+                    id.to_string(),
+                    GivenMark {
+                        mark: Mark::Attended,
+                        minutes: None,
+                    },
+                )
+            })
             .collect()
     }
 
     fn parts(n: usize) -> Vec<PartRule> {
-        (1..=n).map(|i| part(&format!("p{i}"), true, false, None)).collect()
+        (1..=n)
+            .map(|i| part(&format!("p{i}"), true, false, None))
+            .collect()
     }
 
     #[test]
@@ -151,7 +164,10 @@ mod tests {
 
     #[test]
     fn d1_no_required_part_means_achieved() {
-        let ps = vec![part("p1", false, false, None), part("p2", false, true, None)];
+        let ps = vec![
+            part("p1", false, false, None),
+            part("p2", false, true, None),
+        ];
         let s = attendance_requirement(&ps, &HashMap::new(), 100);
         assert!(s.achieved);
         assert_eq!((s.required, s.percent()), (0, None));
@@ -169,12 +185,18 @@ mod tests {
         let ps = vec![part("p1", true, false, Some(180))];
         let short = HashMap::from([(
             "p1".to_string(),
-            GivenMark { mark: Mark::Attended, minutes: Some(90) },
+            GivenMark {
+                mark: Mark::Attended,
+                minutes: Some(90),
+            },
         )]);
         assert!(!attendance_requirement(&ps, &short, 100).achieved);
         let long = HashMap::from([(
             "p1".to_string(),
-            GivenMark { mark: Mark::Attended, minutes: Some(180) },
+            GivenMark {
+                mark: Mark::Attended,
+                minutes: Some(180),
+            },
         )]);
         assert!(attendance_requirement(&ps, &long, 100).achieved);
         // Minutes not given: the mark alone counts.
@@ -185,7 +207,13 @@ mod tests {
     fn d1_booked_and_not_attended_do_not_count() {
         let ps = parts(1);
         for mark in [Mark::Booked, Mark::NotAttended] {
-            let m = HashMap::from([("p1".to_string(), GivenMark { mark, minutes: None })]);
+            let m = HashMap::from([(
+                "p1".to_string(),
+                GivenMark {
+                    mark,
+                    minutes: None,
+                },
+            )]);
             assert!(!attendance_requirement(&ps, &m, 100).achieved);
         }
     }
@@ -198,7 +226,10 @@ mod tests {
 
     #[test]
     fn d2_every_passing_part_must_be_passed() {
-        let ps = vec![part("exam", false, true, None), part("practice", false, true, None)];
+        let ps = vec![
+            part("exam", false, true, None),
+            part("practice", false, true, None),
+        ];
         let one = HashMap::from([("exam".to_string(), true)]);
         assert!(!passing_obligation(&ps, &one).met);
         let failed = HashMap::from([("exam".to_string(), true), ("practice".to_string(), false)]);

@@ -56,7 +56,8 @@ pub fn parse_instant(s: &str, tz: Tz, edge: DayEdge) -> Result<DateTime<Utc>, St
 
 /// Formats an instant for people: local time in the office zone, RFC 3339.
 pub fn local_rfc3339(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    t.with_timezone(&tz)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]
@@ -79,7 +80,10 @@ mod tests {
     fn a_nonexistent_local_time_moves_forward() {
         // 29 March 2026, 02:30 does not exist in Amsterdam (clocks jump 02:00 -> 03:00).
         let t = local_to_utc(
-            NaiveDate::from_ymd_opt(2026, 3, 29).unwrap().and_hms_opt(2, 30, 0).unwrap(),
+            NaiveDate::from_ymd_opt(2026, 3, 29)
+                .unwrap()
+                .and_hms_opt(2, 30, 0)
+                .unwrap(),
             ams(),
         );
         assert_eq!(local_rfc3339(t, ams()), "2026-03-29T03:30:00+02:00");
@@ -88,7 +92,10 @@ mod tests {
     #[test]
     fn an_ambiguous_local_time_takes_the_first() {
         let t = local_to_utc(
-            NaiveDate::from_ymd_opt(2026, 10, 25).unwrap().and_hms_opt(2, 30, 0).unwrap(),
+            NaiveDate::from_ymd_opt(2026, 10, 25)
+                .unwrap()
+                .and_hms_opt(2, 30, 0)
+                .unwrap(),
             ams(),
         );
         assert_eq!(local_rfc3339(t, ams()), "2026-10-25T02:30:00+02:00");

@@ -35,7 +35,15 @@ impl Kind {
     pub fn required(self) -> &'static [&'static str] {
         match self {
             Kind::Courses => &["id", "name", "type", "status", "start", "end"],
-            Kind::Parts => &["course_id", "id", "name", "start", "end", "attendance_required", "passing_required"],
+            Kind::Parts => &[
+                "course_id",
+                "id",
+                "name",
+                "start",
+                "end",
+                "attendance_required",
+                "passing_required",
+            ],
             Kind::People => &["id", "full_name", "email"],
             Kind::Enrolments => &["course_id", "person_id"],
             Kind::Attendance => &["course_id", "part_id", "person_id", "status"],
@@ -94,10 +102,14 @@ pub fn read_header(kind: Kind, header: &csv::StringRecord) -> Result<Columns, Ve
     let mut fields = Vec::new();
     for (i, raw) in header.iter().enumerate() {
         let name = raw.trim_start_matches('\u{feff}').trim().to_string();
-        let known = kind.required().contains(&name.as_str()) || kind.optional().contains(&name.as_str());
+        let known =
+            kind.required().contains(&name.as_str()) || kind.optional().contains(&name.as_str());
         if let Some(field) = name.strip_prefix("field.").filter(|_| kind.has_fields()) {
             if field.is_empty() {
-                problems.push(format!("column {}: `field.` needs a name, e.g. field.cost_centre", i + 1));
+                problems.push(format!(
+                    "column {}: `field.` needs a name, e.g. field.cost_centre",
+                    i + 1
+                ));
             } else {
                 fields.push((field.to_string(), i));
             }
@@ -108,7 +120,11 @@ pub fn read_header(kind: Kind, header: &csv::StringRecord) -> Result<Columns, Ve
                 "unknown column {name:?} (a {} file has columns {}{})",
                 kind.name(),
                 expected.join(", "),
-                if kind.has_fields() { ", and field.NAME for custom fields" } else { "" }
+                if kind.has_fields() {
+                    ", and field.NAME for custom fields"
+                } else {
+                    ""
+                }
             ));
         }
         if index.insert(name.clone(), i).is_some() {
@@ -117,11 +133,19 @@ pub fn read_header(kind: Kind, header: &csv::StringRecord) -> Result<Columns, Ve
     }
     for required in kind.required() {
         if !index.contains_key(*required) {
-            problems.push(format!("missing column {required} (a {} file needs {})", kind.name(), kind.required().join(", ")));
+            problems.push(format!(
+                "missing column {required} (a {} file needs {})",
+                kind.name(),
+                kind.required().join(", ")
+            ));
         }
     }
     if problems.is_empty() {
-        Ok(Columns { index, fields, width: header.len() })
+        Ok(Columns {
+            index,
+            fields,
+            width: header.len(),
+        })
     } else {
         Err(problems)
     }
@@ -148,23 +172,49 @@ struct Cells<'a> {
 
 impl Cells<'_> {
     fn raw(&self, col: &str) -> Option<&str> {
-        self.cols.index.get(col).and_then(|&i| self.rec.get(i)).map(str::trim).filter(|s| !s.is_empty())
+        self.cols
+            .index
+            .get(col)
+            .and_then(|&i| self.rec.get(i))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
     }
 
     fn fail(&mut self, col: &str, message: String) {
-        self.errors.push(CellError { column: Some(col.to_string()), message });
+        self.errors.push(CellError {
+            column: Some(col.to_string()),
+            message,
+        });
     }
 
     fn required(&mut self, col: &str) -> Option<&str> {
-        let v = self.cols.index.get(col).and_then(|&i| self.rec.get(i)).map(str::trim).filter(|s| !s.is_empty());
+        let v = self
+            .cols
+            .index
+            .get(col)
+            .and_then(|&i| self.rec.get(i))
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
         if v.is_none() {
-            self.errors.push(CellError { column: Some(col.to_string()), message: "is empty".into() });
+            self.errors.push(CellError {
+                column: Some(col.to_string()),
+                message: "is empty".into(),
+            });
         }
         v
     }
 
-    fn parse<T>(&mut self, col: &str, optional: bool, f: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
-        let v = if optional { self.raw(col) } else { self.required(col) }?;
+    fn parse<T>(
+        &mut self,
+        col: &str,
+        optional: bool,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let v = if optional {
+            self.raw(col)
+        } else {
+            self.required(col)
+        }?;
         let v = v.to_string();
         match f(&v) {
             Ok(t) => Some(t),
@@ -200,59 +250,120 @@ impl Cells<'_> {
 }
 
 fn whole(what: &'static str) -> impl Fn(&str) -> Result<u32, String> {
-    move |s| s.parse::<u32>().map_err(|_| format!("{s:?} is not a whole number of {what}"))
+    move |s| {
+        s.parse::<u32>()
+            .map_err(|_| format!("{s:?} is not a whole number of {what}"))
+    }
 }
 
 /// Parses one data row into a validated input, or every problem it has.
-pub fn parse_row(kind: Kind, cols: &Columns, rec: &csv::StringRecord, tz: Tz) -> Result<Row, Vec<CellError>> {
+pub fn parse_row(
+    kind: Kind,
+    cols: &Columns,
+    rec: &csv::StringRecord,
+    tz: Tz,
+) -> Result<Row, Vec<CellError>> {
     if rec.len() != cols.width {
         return Err(vec![CellError {
             column: None,
-            message: format!("the row has {} fields, the header has {}", rec.len(), cols.width),
+            message: format!(
+                "the row has {} fields, the header has {}",
+                rec.len(),
+                cols.width
+            ),
         }]);
     }
-    let mut c = Cells { cols, rec, errors: Vec::new() };
+    let mut c = Cells {
+        cols,
+        rec,
+        errors: Vec::new(),
+    };
     let row = match kind {
         Kind::Courses => {
             let (id, name, type_id) = (c.id("id"), c.text("name"), c.id("type"));
             let status = c.parse("status", false, |s| s.parse::<CourseStatus>());
             let start = c.parse("start", false, |s| parse_instant(s, tz, DayEdge::Start));
             let end = c.parse("end", false, |s| parse_instant(s, tz, DayEdge::End));
-            if let (Some(s), Some(e)) = (start, end) && e < s {
+            if let (Some(s), Some(e)) = (start, end)
+                && e < s
+            {
                 c.fail("end", "is before start".into());
             }
             let (location, fields) = (c.opt_text("location"), c.fields());
-            (|| Some(Row::Course(CourseInput { id: id?, name: name?, type_id: type_id?, status: status?, start: start?, end: end?, location, fields })))()
+            (|| {
+                Some(Row::Course(CourseInput {
+                    id: id?,
+                    name: name?,
+                    type_id: type_id?,
+                    status: status?,
+                    start: start?,
+                    end: end?,
+                    location,
+                    fields,
+                }))
+            })()
         }
         Kind::Parts => {
             let (course_id, id, name) = (c.id("course_id"), c.id("id"), c.text("name"));
             let start = c.parse("start", false, |s| parse_instant(s, tz, DayEdge::Start));
             let end = c.parse("end", false, |s| parse_instant(s, tz, DayEdge::End));
-            if let (Some(s), Some(e)) = (start, end) && e < s {
+            if let (Some(s), Some(e)) = (start, end)
+                && e < s
+            {
                 c.fail("end", "is before start".into());
             }
             let attendance_required = c.parse("attendance_required", false, parse_bool);
             let passing_required = c.parse("passing_required", false, parse_bool);
             let min_minutes = c.parse("min_minutes", true, whole("minutes"));
-            (|| Some(Row::Part(PartInput { course_id: course_id?, id: id?, name: name?, start: start?, end: end?,
-                attendance_required: attendance_required?, passing_required: passing_required?, min_minutes })))()
+            (|| {
+                Some(Row::Part(PartInput {
+                    course_id: course_id?,
+                    id: id?,
+                    name: name?,
+                    start: start?,
+                    end: end?,
+                    attendance_required: attendance_required?,
+                    passing_required: passing_required?,
+                    min_minutes,
+                }))
+            })()
         }
         Kind::People => {
             let (id, full_name) = (c.id("id"), c.text("full_name"));
             // An empty email is allowed (the delivery then fails with that reason);
             // a malformed one is refused here.
             let email = c.parse("email", true, EmailAddress::parse);
-            let bad_email = c.errors.iter().any(|e| e.column.as_deref() == Some("email"));
-            let (first_name, locale, fields) = (c.opt_text("first_name"), c.opt_text("locale"), c.fields());
-            (|| Some(Row::Person(PersonInput { id: id?, full_name: full_name?, email: if bad_email { return None } else { email }, first_name, locale, fields })))()
+            let bad_email = c
+                .errors
+                .iter()
+                .any(|e| e.column.as_deref() == Some("email"));
+            let (first_name, locale, fields) =
+                (c.opt_text("first_name"), c.opt_text("locale"), c.fields());
+            (|| {
+                Some(Row::Person(PersonInput {
+                    id: id?,
+                    full_name: full_name?,
+                    email: if bad_email { return None } else { email },
+                    first_name,
+                    locale,
+                    fields,
+                }))
+            })()
         }
         Kind::Enrolments => {
             let (course_id, person_id) = (c.id("course_id"), c.id("person_id"));
             let walk_in = c.parse("walk_in", true, parse_bool);
-            (|| Some(Row::Enrolment(EnrolmentInput { course_id: course_id?, person_id: person_id?, walk_in })))()
+            (|| {
+                Some(Row::Enrolment(EnrolmentInput {
+                    course_id: course_id?,
+                    person_id: person_id?,
+                    walk_in,
+                }))
+            })()
         }
         Kind::Attendance => {
-            let (course_id, part_id, person_id) = (c.id("course_id"), c.id("part_id"), c.id("person_id"));
+            let (course_id, part_id, person_id) =
+                (c.id("course_id"), c.id("part_id"), c.id("person_id"));
             let mark = c.parse("status", false, |s| {
                 if s == "pending" {
                     Err("\"pending\" is derived (a part that ended without a mark), not given: use booked, attended or not_attended".into())
@@ -261,21 +372,49 @@ pub fn parse_row(kind: Kind, cols: &Columns, rec: &csv::StringRecord, tz: Tz) ->
                 }
             });
             let minutes = c.parse("minutes", true, whole("minutes"));
-            (|| Some(Row::Mark(MarkInput { course_id: course_id?, part_id: part_id?, person_id: person_id?, mark: mark?, minutes })))()
+            (|| {
+                Some(Row::Mark(MarkInput {
+                    course_id: course_id?,
+                    part_id: part_id?,
+                    person_id: person_id?,
+                    mark: mark?,
+                    minutes,
+                }))
+            })()
         }
         Kind::PartResults => {
-            let (course_id, part_id, person_id) = (c.id("course_id"), c.id("part_id"), c.id("person_id"));
+            let (course_id, part_id, person_id) =
+                (c.id("course_id"), c.id("part_id"), c.id("person_id"));
             let passed = c.parse("passed", false, parse_bool);
-            (|| Some(Row::PartResult(PartResultInput { course_id: course_id?, part_id: part_id?, person_id: person_id?, passed: passed? })))()
+            (|| {
+                Some(Row::PartResult(PartResultInput {
+                    course_id: course_id?,
+                    part_id: part_id?,
+                    person_id: person_id?,
+                    passed: passed?,
+                }))
+            })()
         }
         Kind::Results => {
             let (course_id, person_id) = (c.id("course_id"), c.id("person_id"));
             let result = c.parse("result", false, |s| s.parse::<Outcome>());
             let score = c.parse("score", true, |s| {
-                s.replace(',', ".").parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_else(|| format!("{s:?} is not a number"))
+                s.replace(',', ".")
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| format!("{s:?} is not a number"))
             });
             let comment = c.opt_text("comment");
-            (|| Some(Row::Result(ResultInput { course_id: course_id?, person_id: person_id?, result: result?, score, comment })))()
+            (|| {
+                Some(Row::Result(ResultInput {
+                    course_id: course_id?,
+                    person_id: person_id?,
+                    result: result?,
+                    score,
+                    comment,
+                }))
+            })()
         }
     };
     match row {
@@ -288,7 +427,13 @@ pub fn parse_row(kind: Kind, cols: &Columns, rec: &csv::StringRecord, tz: Tz) ->
 pub fn key_of(kind: Kind, cols: &Columns, rec: &csv::StringRecord) -> String {
     kind.key()
         .iter()
-        .map(|k| cols.index.get(*k).and_then(|&i| rec.get(i)).unwrap_or("").trim())
+        .map(|k| {
+            cols.index
+                .get(*k)
+                .and_then(|&i| rec.get(i))
+                .unwrap_or("")
+                .trim()
+        })
         .collect::<Vec<_>>()
         .join("\u{1f}")
 }

@@ -42,7 +42,10 @@ fn hundred() -> u32 {
 }
 
 fn thirty_days() -> Period {
-    Period { amount: 30, unit: crate::domain::period::Unit::Days }
+    Period {
+        amount: 30,
+        unit: crate::domain::period::Unit::Days,
+    }
 }
 
 impl CourseType {
@@ -62,9 +65,15 @@ impl CourseType {
     pub fn validate(&self) -> Result<(), String> {
         crate::domain::parse_id(&self.id, "id")?;
         if self.attendance_percent > 100 {
-            return Err(format!("attendance_percent {} is over 100", self.attendance_percent));
+            return Err(format!(
+                "attendance_percent {} is over 100",
+                self.attendance_percent
+            ));
         }
-        for (key, p) in [("attendance_validity", self.attendance_validity), ("expiring_soon", Some(self.expiring_soon))] {
+        for (key, p) in [
+            ("attendance_validity", self.attendance_validity),
+            ("expiring_soon", Some(self.expiring_soon)),
+        ] {
             if p.is_some_and(|p| p.amount <= 0) {
                 return Err(format!("{key} must be a positive period"));
             }

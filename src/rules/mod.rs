@@ -21,7 +21,14 @@ pub struct RuleError {
 
 impl fmt::Display for RuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
@@ -49,7 +56,9 @@ pub fn yaml_message(e: &serde_saphyr::Error) -> String {
 }
 
 fn location_of(e: &serde_saphyr::Error) -> (u64, u64) {
-    e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1))
+    e.location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((1, 1))
 }
 
 /// The message without its "line L column C: " prefix (the location is reported apart).
@@ -80,11 +89,17 @@ fn split_documents(text: &str) -> Vec<Document> {
     let mut has_content = false;
     for (i, line) in text.lines().enumerate() {
         let n = i as u64 + 1;
-        let is_marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t")
-            || line == "..." || line.starts_with("... ");
+        let is_marker = line == "---"
+            || line.starts_with("--- ")
+            || line.starts_with("---\t")
+            || line == "..."
+            || line.starts_with("... ");
         if is_marker {
             if has_content {
-                docs.push(Document { text: std::mem::take(&mut current), first_line });
+                docs.push(Document {
+                    text: std::mem::take(&mut current),
+                    first_line,
+                });
             }
             current = "\n".repeat(n as usize);
             first_line = n + 1;
@@ -102,7 +117,10 @@ fn split_documents(text: &str) -> Vec<Document> {
         current.push('\n');
     }
     if has_content {
-        docs.push(Document { text: current, first_line });
+        docs.push(Document {
+            text: current,
+            first_line,
+        });
     }
     docs
 }
@@ -130,15 +148,29 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, RuleErrors> {
     for file in files {
         match std::fs::read_to_string(&file) {
             Ok(text) => load_text(&text, &file, &mut set, &mut errors),
-            Err(e) => errors.push(RuleError { file, line: 0, column: 0, message: format!("cannot read: {e}") }),
+            Err(e) => errors.push(RuleError {
+                file,
+                line: 0,
+                column: 0,
+                message: format!("cannot read: {e}"),
+            }),
         }
     }
-    if errors.is_empty() { Ok(set) } else { Err(RuleErrors(errors)) }
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(RuleErrors(errors))
+    }
 }
 
 /// Adds the documents of one file to `set`, collecting every problem.
 pub fn load_text(text: &str, file: &Path, set: &mut RuleSet, errors: &mut Vec<RuleError>) {
-    let err = |line, column, message: String| RuleError { file: file.to_path_buf(), line, column, message };
+    let err = |line, column, message: String| RuleError {
+        file: file.to_path_buf(),
+        line,
+        column,
+        message,
+    };
     for doc in split_documents(text) {
         let kind = match serde_saphyr::from_str::<KindOnly>(&doc.text) {
             Ok(k) => k.kind,
@@ -152,9 +184,17 @@ pub fn load_text(text: &str, file: &Path, set: &mut RuleSet, errors: &mut Vec<Ru
             Some("course_type") => match serde_saphyr::from_str::<CourseType>(&doc.text) {
                 Ok(ct) => {
                     if let Err(m) = ct.validate() {
-                        errors.push(err(doc.first_line, 1, format!("course type {}: {m}", ct.id)));
+                        errors.push(err(
+                            doc.first_line,
+                            1,
+                            format!("course type {}: {m}", ct.id),
+                        ));
                     } else if set.course_types.contains_key(&ct.id) {
-                        errors.push(err(doc.first_line, 1, format!("duplicate course type id {:?}", ct.id)));
+                        errors.push(err(
+                            doc.first_line,
+                            1,
+                            format!("duplicate course type id {:?}", ct.id),
+                        ));
                     } else {
                         set.course_types.insert(ct.id.clone(), ct);
                     }
@@ -191,7 +231,11 @@ mod tests {
         let mut set = RuleSet::default();
         let mut errors = Vec::new();
         load_text(text, Path::new("rules/types.yaml"), &mut set, &mut errors);
-        if errors.is_empty() { Ok(set) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
     }
 
     #[test]
@@ -207,7 +251,11 @@ mod tests {
         let e = load("kind: course_type\nid: a\nname: A\n---\nkind: course_type\nid: b\nname: B\nattendance_procent: 75\n").unwrap_err();
         assert_eq!(e.len(), 1);
         assert_eq!((e[0].line, e[0].column), (8, 1), "{}", e[0]);
-        assert!(e[0].to_string().starts_with("rules/types.yaml:8:1: "), "{}", e[0]);
+        assert!(
+            e[0].to_string().starts_with("rules/types.yaml:8:1: "),
+            "{}",
+            e[0]
+        );
         assert!(e[0].message.contains("attendance_procent"), "{}", e[0]);
     }
 
@@ -222,14 +270,23 @@ mod tests {
     fn duplicate_keys_and_ids_are_errors() {
         let e = load("kind: course_type\nid: a\nid: b\nname: A\n").unwrap_err();
         assert!(e[0].message.contains("duplicate"), "{}", e[0]);
-        let e = load("kind: course_type\nid: a\nname: A\n---\nkind: course_type\nid: a\nname: A2\n").unwrap_err();
-        assert!(e[0].message.contains("duplicate course type id"), "{}", e[0]);
+        let e =
+            load("kind: course_type\nid: a\nname: A\n---\nkind: course_type\nid: a\nname: A2\n")
+                .unwrap_err();
+        assert!(
+            e[0].message.contains("duplicate course type id"),
+            "{}",
+            e[0]
+        );
         assert_eq!(e[0].line, 5);
     }
 
     #[test]
     fn unknown_kinds_are_errors() {
         let e = load("kind: curse_type\nid: a\n").unwrap_err();
-        assert!(e[0].message.contains("expected action, course_type or certification"));
+        assert!(
+            e[0].message
+                .contains("expected action, course_type or certification")
+        );
     }
 }

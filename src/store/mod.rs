@@ -23,7 +23,10 @@ pub enum StoreError {
     #[error("cannot open the database {url}: {source}")]
     Open { url: String, source: sqlx::Error },
     #[error("cannot migrate the database {url}: {source}")]
-    Migrate { url: String, source: sqlx::migrate::MigrateError },
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
 }
@@ -66,7 +69,11 @@ impl Store {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(30));
+                    .busy_timeout(Duration::from_secs(30))
+                    // Rows cross from the SQLite worker thread in batches, not one by one.
+                    .row_buffer_size(4096)
+                    // A 32 MiB page cache keeps a large import from spilling to the WAL page by page.
+                    .pragma("cache_size", "-32768");
                 Store::open_sqlite(opts, &format!("sqlite://{}", path.display())).await
             }
             DatabaseUrl::Postgres(url) => {
@@ -84,11 +91,17 @@ impl Store {
             .max_connections(4)
             .connect_with(opts)
             .await
-            .map_err(|source| StoreError::Open { url: shown.to_string(), source })?;
+            .map_err(|source| StoreError::Open {
+                url: shown.to_string(),
+                source,
+            })?;
         SQLITE_MIGRATIONS
             .run(&pool)
             .await
-            .map_err(|source| StoreError::Migrate { url: shown.to_string(), source })?;
+            .map_err(|source| StoreError::Migrate {
+                url: shown.to_string(),
+                source,
+            })?;
         Ok(Store::Sqlite(pool))
     }
 
@@ -98,11 +111,17 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await
-            .map_err(|source| StoreError::Open { url: shown.to_string(), source })?;
+            .map_err(|source| StoreError::Open {
+                url: shown.to_string(),
+                source,
+            })?;
         POSTGRES_MIGRATIONS
             .run(&pool)
             .await
-            .map_err(|source| StoreError::Migrate { url: shown.to_string(), source })?;
+            .map_err(|source| StoreError::Migrate {
+                url: shown.to_string(),
+                source,
+            })?;
         Ok(Store::Postgres(pool))
     }
 
@@ -142,6 +161,11 @@ impl Tx {
             Tx::Postgres(t) => t.rollback().await,
         }
     }
+}
+
+/// The statement for the backend at hand, where the two dialects differ.
+pub(crate) fn pick(postgres: bool, pg: &'static str, sqlite: &'static str) -> &'static str {
+    if postgres { pg } else { sqlite }
 }
 
 /// Parses a word stored in the database; a bad one is a decode error, not a panic.

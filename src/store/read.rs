@@ -34,7 +34,11 @@ impl CourseInfo {
 
     /// D7: the moment the course really starts: its first part, else its own start.
     pub fn first_start(&self) -> DateTime<Utc> {
-        self.parts.iter().map(|p| p.rule.start).min().unwrap_or(self.start)
+        self.parts
+            .iter()
+            .map(|p| p.rule.start)
+            .min()
+            .unwrap_or(self.start)
     }
 
     pub fn part(&self, id: &str) -> Option<&PartDetail> {
@@ -114,6 +118,23 @@ pub struct Enrolment {
     pub completed_via: Option<CompletedVia>,
 }
 
+impl Enrolment {
+    /// A walk-in enrolment as created by a first attendance mark (D6).
+    pub fn new_walk_in(course: &str, person: &str) -> Enrolment {
+        Enrolment {
+            course_id: course.to_string(),
+            person_id: person.to_string(),
+            result: Outcome::Registered,
+            score: None,
+            comment: None,
+            walk_in: true,
+            cycle: 1,
+            completed_at: None,
+            completed_via: None,
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct EnrolmentRow {
     course_id: String,
@@ -144,11 +165,17 @@ impl TryFrom<EnrolmentRow> for Enrolment {
     }
 }
 
-const ENROLMENT_COLUMNS: &str =
-    "SELECT course_id, person_id, result, score, comment, walk_in, cycle, completed_at, completed_via FROM enrolments ";
+const ENROLMENT_COLUMNS: &str = "SELECT course_id, person_id, result, score, comment, walk_in, cycle, completed_at, completed_via FROM enrolments ";
 
-pub async fn enrolment(tx: &mut Tx, course: &str, person: &str) -> Result<Option<Enrolment>, sqlx::Error> {
-    Ok(enrolments_of(tx, course, &[person.to_string()]).await?.into_values().next())
+pub async fn enrolment(
+    tx: &mut Tx,
+    course: &str,
+    person: &str,
+) -> Result<Option<Enrolment>, sqlx::Error> {
+    Ok(enrolments_of(tx, course, &[person.to_string()])
+        .await?
+        .into_values()
+        .next())
 }
 
 /// The enrolments of `course` among `people`, by person id.
@@ -178,7 +205,10 @@ pub async fn enrolments_of(
 }
 
 /// Every enrolment of a course, ordered by the participant's name.
-pub async fn enrolments_of_course(tx: &mut Tx, course: &str) -> Result<Vec<Enrolment>, sqlx::Error> {
+pub async fn enrolments_of_course(
+    tx: &mut Tx,
+    course: &str,
+) -> Result<Vec<Enrolment>, sqlx::Error> {
     let rows: Vec<EnrolmentRow> = on!(tx, c => sqlx::query_as(
         "SELECT e.course_id, e.person_id, e.result, e.score, e.comment, e.walk_in, e.cycle, e.completed_at, e.completed_via \
          FROM enrolments e JOIN people p ON p.id = e.person_id WHERE e.course_id = $1 ORDER BY p.full_name, p.id",
@@ -218,7 +248,11 @@ pub struct Progress {
     pub part_results: HashMap<String, HashMap<String, bool>>,
 }
 
-pub async fn progress(tx: &mut Tx, course: &str, people: &[String]) -> Result<Progress, sqlx::Error> {
+pub async fn progress(
+    tx: &mut Tx,
+    course: &str,
+    people: &[String],
+) -> Result<Progress, sqlx::Error> {
     let mut out = Progress::default();
     for chunk in people.chunks(500) {
         let marks: Vec<(String, String, String, Option<i64>)> = on!(tx, c => {
@@ -235,7 +269,10 @@ pub async fn progress(tx: &mut Tx, course: &str, people: &[String]) -> Result<Pr
             let mark: Mark = word(&status)?;
             out.marks.entry(person).or_default().insert(
                 part,
-                GivenMark { mark, minutes: minutes.and_then(|m| u32::try_from(m).ok()) },
+                GivenMark {
+                    mark,
+                    minutes: minutes.and_then(|m| u32::try_from(m).ok()),
+                },
             );
         }
         let results: Vec<(String, String, bool)> = on!(tx, c => {
@@ -249,7 +286,10 @@ pub async fn progress(tx: &mut Tx, course: &str, people: &[String]) -> Result<Pr
             q.build_query_as().fetch_all(&mut **c).await?
         });
         for (person, part, passed) in results {
-            out.part_results.entry(person).or_default().insert(part, passed);
+            out.part_results
+                .entry(person)
+                .or_default()
+                .insert(part, passed);
         }
     }
     Ok(out)
@@ -273,7 +313,10 @@ pub async fn person(tx: &mut Tx, id: &str) -> Result<Option<Person>, sqlx::Error
 }
 
 /// The certificate number of each participant's current cycle, if one is in force.
-pub async fn certificate_numbers(tx: &mut Tx, course: &str) -> Result<HashMap<String, String>, sqlx::Error> {
+pub async fn certificate_numbers(
+    tx: &mut Tx,
+    course: &str,
+) -> Result<HashMap<String, String>, sqlx::Error> {
     let rows: Vec<(String, String)> = on!(tx, c => sqlx::query_as(
         "SELECT cert.person_id, cert.number FROM certificates cert \
          JOIN enrolments e ON e.course_id = cert.course_id AND e.person_id = cert.person_id AND e.cycle = cert.cycle \
@@ -299,7 +342,11 @@ pub struct HistoryRow {
 }
 
 /// The history of one participant in one course, oldest first.
-pub async fn history_of(tx: &mut Tx, course: &str, person: &str) -> Result<Vec<HistoryRow>, sqlx::Error> {
+pub async fn history_of(
+    tx: &mut Tx,
+    course: &str,
+    person: &str,
+) -> Result<Vec<HistoryRow>, sqlx::Error> {
     on!(tx, c => sqlx::query_as(
         "SELECT id, at, actor, source, entity, course_id, person_id, part_id, change, before, after \
          FROM history WHERE course_id = $1 AND person_id = $2 ORDER BY id",

@@ -21,7 +21,10 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub enum WriteError {
     /// Refused by a domain rule or a missing reference; `column` names the input field.
-    Refused { column: Option<&'static str>, message: String },
+    Refused {
+        column: Option<&'static str>,
+        message: String,
+    },
     Sql(sqlx::Error),
 }
 
@@ -85,7 +88,13 @@ pub struct Work<'r> {
 }
 
 impl<'r> Work<'r> {
-    pub fn new(rules: &'r RuleSet, tz: Tz, now: DateTime<Utc>, actor: &str, source: &str) -> Work<'r> {
+    pub fn new(
+        rules: &'r RuleSet,
+        tz: Tz,
+        now: DateTime<Utc>,
+        actor: &str,
+        source: &str,
+    ) -> Work<'r> {
         Work {
             rules,
             tz,
@@ -99,7 +108,11 @@ impl<'r> Work<'r> {
     }
 
     /// The course with its parts, cached for this unit of work.
-    pub async fn course(&mut self, tx: &mut Tx, id: &str) -> Result<Option<Arc<CourseInfo>>, sqlx::Error> {
+    pub async fn course(
+        &mut self,
+        tx: &mut Tx,
+        id: &str,
+    ) -> Result<Option<Arc<CourseInfo>>, sqlx::Error> {
         if let Some(c) = self.courses.get(id) {
             return Ok(c.clone());
         }
@@ -115,14 +128,21 @@ impl<'r> Work<'r> {
     }
 
     fn touch(&mut self, course: &str, person: &str) {
-        self.touched.entry(course.to_string()).or_default().insert(person.to_string());
+        self.touched
+            .entry(course.to_string())
+            .or_default()
+            .insert(person.to_string());
     }
 
     fn local(&self, t: DateTime<Utc>) -> String {
         crate::domain::time::local_rfc3339(t, self.tz)
     }
 
-    pub async fn upsert_course(&mut self, tx: &mut Tx, c: &CourseInput) -> Result<Applied, WriteError> {
+    pub async fn upsert_course(
+        &mut self,
+        tx: &mut Tx,
+        c: &CourseInput,
+    ) -> Result<Applied, WriteError> {
         if !self.rules.course_types.contains_key(&c.type_id) {
             let known: Vec<&str> = self.rules.course_types.keys().map(String::as_str).collect();
             return Err(refused(
@@ -130,7 +150,11 @@ impl<'r> Work<'r> {
                 format!(
                     "unknown course type {:?} (the rules directory defines {})",
                     c.type_id,
-                    if known.is_empty() { "none".to_string() } else { crate::domain::one_of(&known) }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        crate::domain::one_of(&known)
+                    }
                 ),
             ));
         }
@@ -166,7 +190,11 @@ impl<'r> Work<'r> {
             // Status and dates drive D9 and due times: the engine re-evaluates the course.
             event: (!created).then_some((EventKind::CourseChanged, None)),
         });
-        Ok(if created { Applied::Created } else { Applied::Updated })
+        Ok(if created {
+            Applied::Created
+        } else {
+            Applied::Updated
+        })
     }
 
     pub async fn upsert_part(&mut self, tx: &mut Tx, p: &PartInput) -> Result<Applied, WriteError> {
@@ -204,10 +232,18 @@ impl<'r> Work<'r> {
             after: Some(after),
             event: Some((EventKind::CourseChanged, None)),
         });
-        Ok(if created { Applied::Created } else { Applied::Updated })
+        Ok(if created {
+            Applied::Created
+        } else {
+            Applied::Updated
+        })
     }
 
-    pub async fn upsert_person(&mut self, tx: &mut Tx, p: &PersonInput) -> Result<Applied, WriteError> {
+    pub async fn upsert_person(
+        &mut self,
+        tx: &mut Tx,
+        p: &PersonInput,
+    ) -> Result<Applied, WriteError> {
         let fields = serde_json::to_string(&p.fields).unwrap_or_else(|_| "{}".into());
         let email = p.email.as_ref().map(|e| e.as_str().to_string());
         let after = json!({"full_name": p.full_name, "email": email, "first_name": p.first_name,
@@ -238,13 +274,24 @@ impl<'r> Work<'r> {
             after: Some(after),
             event: None,
         });
-        Ok(if created { Applied::Created } else { Applied::Updated })
+        Ok(if created {
+            Applied::Created
+        } else {
+            Applied::Updated
+        })
     }
 
-    pub async fn upsert_enrolment(&mut self, tx: &mut Tx, e: &EnrolmentInput) -> Result<Applied, WriteError> {
+    pub async fn upsert_enrolment(
+        &mut self,
+        tx: &mut Tx,
+        e: &EnrolmentInput,
+    ) -> Result<Applied, WriteError> {
         self.known_course(tx, &e.course_id).await?;
         if read::person(tx, &e.person_id).await?.is_none() {
-            return Err(refused(Some("person_id"), format!("unknown person {:?}", e.person_id)));
+            return Err(refused(
+                Some("person_id"),
+                format!("unknown person {:?}", e.person_id),
+            ));
         }
         match read::enrolment(tx, &e.course_id, &e.person_id).await? {
             Some(existing) => match e.walk_in {
@@ -267,8 +314,12 @@ impl<'r> Work<'r> {
                 _ => Ok(Applied::Unchanged),
             },
             None => {
-                self.insert_enrolments(tx, &e.course_id, &[(e.person_id.clone(), e.walk_in.unwrap_or(false))])
-                    .await?;
+                self.insert_enrolments(
+                    tx,
+                    &e.course_id,
+                    &[(e.person_id.clone(), e.walk_in.unwrap_or(false))],
+                )
+                .await?;
                 Ok(Applied::Created)
             }
         }
@@ -322,66 +373,90 @@ impl<'r> Work<'r> {
             self.touched.entry(course).or_default().extend(people);
         }
         for (course_id, people) in std::mem::take(&mut self.touched) {
-            let Some(course) = self.course(tx, &course_id).await? else { continue };
-            let percent = self
-                .rules
-                .course_types
-                .get(&course.type_id)
-                .map_or(100, |t| t.attendance_percent);
-            let parts = course.part_rules();
+            let Some(course) = self.course(tx, &course_id).await? else {
+                continue;
+            };
             let people: Vec<String> = people.into_iter().collect();
             for chunk in people.chunks(500) {
                 let enrolments = read::enrolments_of(tx, &course_id, chunk).await?;
                 let progress = read::progress(tx, &course_id, chunk).await?;
-                let no_marks = HashMap::new();
-                let no_results = HashMap::new();
-                let mut completers = Vec::new();
-                for person in chunk {
-                    let Some(e) = enrolments.get(person) else { continue };
-                    let att = progress::attendance_requirement(
-                        &parts,
-                        progress.marks.get(person).unwrap_or(&no_marks),
-                        percent,
-                    );
-                    let pass = progress::passing_obligation(
-                        &parts,
-                        progress.part_results.get(person).unwrap_or(&no_results),
-                    );
-                    if enrolment::becomes_complete(e.completed_at.is_some(), att.achieved, pass.met, e.result) {
-                        completers.push(person.clone());
-                        self.log.push(Change {
-                            entity: "enrolment",
-                            course_id: Some(course_id.clone()),
-                            person_id: Some(person.clone()),
-                            part_id: None,
-                            change: "completed",
-                            before: None,
-                            after: Some(json!({"completed_via": CompletedVia::Requirements, "cycle": e.cycle,
-                                "attended": att.attended, "required": att.required,
-                                "attendance_percent": att.percent_needed, "passed_parts": pass.passed})),
-                            event: Some((EventKind::Completed, Some(e.cycle))),
-                        });
-                    }
-                }
-                if !completers.is_empty() {
-                    self.tally.completed += completers.len() as u64;
-                    on!(tx, t => {
-                        let mut q = QueryBuilder::new("UPDATE enrolments SET completed_at = ");
-                        q.push_bind(self.now).push(", completed_via = ").push_bind(CompletedVia::Requirements.as_str())
-                            .push(", updated_at = ").push_bind(self.now)
-                            .push(" WHERE completed_at IS NULL AND course_id = ").push_bind(course_id.clone())
-                            .push(" AND person_id IN (");
-                        let mut sep = q.separated(", ");
-                        for p in &completers {
-                            sep.push_bind(p.clone());
-                        }
-                        q.push(")");
-                        q.build().execute(&mut **t).await?;
-                    });
-                }
+                self.settle(tx, &course, chunk, &enrolments, &progress)
+                    .await?;
             }
             self.log.flush(tx).await?;
         }
         self.log.flush(tx).await
+    }
+
+    /// D3 for `people` of `course`, given their enrolments and their current marks and
+    /// part results: sets completion where it first holds.
+    async fn settle(
+        &mut self,
+        tx: &mut Tx,
+        course: &CourseInfo,
+        people: &[String],
+        enrolments: &HashMap<String, read::Enrolment>,
+        progress: &read::Progress,
+    ) -> Result<(), sqlx::Error> {
+        let percent = self
+            .rules
+            .course_types
+            .get(&course.type_id)
+            .map_or(100, |t| t.attendance_percent);
+        let parts = course.part_rules();
+        let (no_marks, no_results) = (HashMap::new(), HashMap::new());
+        let mut completers = Vec::new();
+        for person in people {
+            let Some(e) = enrolments.get(person) else {
+                continue;
+            };
+            if e.completed_at.is_some() {
+                continue;
+            }
+            let att = progress::attendance_requirement(
+                &parts,
+                progress.marks.get(person).unwrap_or(&no_marks),
+                percent,
+            );
+            let pass = progress::passing_obligation(
+                &parts,
+                progress.part_results.get(person).unwrap_or(&no_results),
+            );
+            if enrolment::becomes_complete(false, att.achieved, pass.met, e.result) {
+                completers.push(person.clone());
+                self.log.push(Change {
+                    entity: "enrolment",
+                    course_id: Some(course.id.clone()),
+                    person_id: Some(person.clone()),
+                    part_id: None,
+                    change: "completed",
+                    before: None,
+                    after: Some(
+                        json!({"completed_via": CompletedVia::Requirements, "cycle": e.cycle,
+                        "attended": att.attended, "required": att.required,
+                        "attendance_percent": att.percent_needed, "passed_parts": pass.passed}),
+                    ),
+                    event: Some((EventKind::Completed, Some(e.cycle))),
+                });
+            }
+        }
+        if completers.is_empty() {
+            return Ok(());
+        }
+        self.tally.completed += completers.len() as u64;
+        on!(tx, t => {
+            let mut q = QueryBuilder::new("UPDATE enrolments SET completed_at = ");
+            q.push_bind(self.now).push(", completed_via = ").push_bind(CompletedVia::Requirements.as_str())
+                .push(", updated_at = ").push_bind(self.now)
+                .push(" WHERE completed_at IS NULL AND course_id = ").push_bind(course.id.clone())
+                .push(" AND person_id IN (");
+            let mut sep = q.separated(", ");
+            for p in &completers {
+                sep.push_bind(p.clone());
+            }
+            q.push(")");
+            q.build().execute(&mut **t).await?;
+        });
+        Ok(())
     }
 }

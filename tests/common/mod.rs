@@ -16,7 +16,12 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{prefix}_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos)
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
 }
 
 /// A database for one test: an SQLite file in a temporary directory, or a PostgreSQL
@@ -32,8 +37,15 @@ impl TestDb {
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("registrar.db");
-        let store = Store::open(&registrar::config::DatabaseUrl::Sqlite(path)).await.expect("open sqlite");
-        TestDb { store, name: "sqlite", _dir: Some(dir), schema: None }
+        let store = Store::open(&registrar::config::DatabaseUrl::Sqlite(path))
+            .await
+            .expect("open sqlite");
+        TestDb {
+            store,
+            name: "sqlite",
+            _dir: Some(dir),
+            schema: None,
+        }
     }
 
     /// `None` (after one printed line) when REGISTRAR_TEST_POSTGRES_URL is not set.
@@ -43,7 +55,9 @@ impl TestDb {
             return None;
         };
         let schema = unique("t");
-        let admin = sqlx::PgPool::connect(&url).await.expect("connect to REGISTRAR_TEST_POSTGRES_URL");
+        let admin = sqlx::PgPool::connect(&url)
+            .await
+            .expect("connect to REGISTRAR_TEST_POSTGRES_URL");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(&admin)
             .await
@@ -52,8 +66,15 @@ impl TestDb {
         let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
             .expect("url")
             .options([("search_path", schema.as_str())]);
-        let store = Store::open_postgres(opts, "test").await.expect("open postgres");
-        Some(TestDb { store, name: "postgres", _dir: None, schema: Some((url, schema)) })
+        let store = Store::open_postgres(opts, "test")
+            .await
+            .expect("open postgres");
+        Some(TestDb {
+            store,
+            name: "postgres",
+            _dir: None,
+            schema: Some((url, schema)),
+        })
     }
 
     /// Both backends that are available here.
@@ -65,21 +86,25 @@ impl TestDb {
 
     pub async fn cleanup(self) {
         self.store.close().await;
-        if let Some((url, schema)) = self.schema {
-            if let Ok(admin) = sqlx::PgPool::connect(&url).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                    .execute(&admin)
-                    .await;
-                admin.close().await;
-            }
+        if let Some((url, schema)) = self.schema
+            && let Ok(admin) = sqlx::PgPool::connect(&url).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&admin)
+                .await;
+            admin.close().await;
         }
     }
 }
 
 pub fn rules() -> RuleSet {
     let mut set = RuleSet::default();
-    set.course_types.insert("first-aid".into(), CourseType::new("first-aid", "First aid", 75));
-    set.course_types.insert("fire".into(), CourseType::new("fire", "Fire safety", 100));
+    set.course_types.insert(
+        "first-aid".into(),
+        CourseType::new("first-aid", "First aid", 75),
+    );
+    set.course_types
+        .insert("fire".into(), CourseType::new("fire", "Fire safety", 100));
     set
 }
 
@@ -88,7 +113,9 @@ pub fn tz() -> chrono_tz::Tz {
 }
 
 pub fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(s)
+        .expect("time")
+        .with_timezone(&Utc)
 }
 
 pub fn repo() -> PathBuf {

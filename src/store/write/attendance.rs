@@ -4,11 +4,25 @@
 use super::{Applied, Work, WriteError, refused};
 use crate::domain::EventKind;
 use crate::domain::input::{MarkInput, PartResultInput};
+use crate::domain::progress::GivenMark;
 use crate::store::read;
-use crate::store::{Change, Tx, on};
+use crate::store::{Change, Tx, on, pick};
 use serde_json::json;
-use sqlx::QueryBuilder;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Marks arrive as one JSON array of [course, person, part, status, minutes].
+const UPSERT_MARKS_SQLITE: &str = "INSERT INTO attendance (course_id, person_id, part_id, status, minutes, marked_at) \
+    SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, CAST(j.value->>4 AS BIGINT), $2 FROM json_each($1) AS j \
+    WHERE true ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET status = excluded.status, \
+    minutes = excluded.minutes, marked_at = excluded.marked_at";
+const UPSERT_MARKS_PG: &str = "INSERT INTO attendance (course_id, person_id, part_id, status, minutes, marked_at) \
+    SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, CAST(j.value->>4 AS BIGINT), $2 \
+    FROM json_array_elements($1::json) AS j(value) \
+    ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET status = excluded.status, \
+    minutes = excluded.minutes, marked_at = excluded.marked_at";
+
+/// A part whose mark changes: (part id, the mark before, index of the new row).
+type ChangedMark<'a> = (&'a str, Option<GivenMark>, usize);
 
 impl Work<'_> {
     /// Records attendance marks. A mark for a known person without an enrolment creates
@@ -22,7 +36,12 @@ impl Work<'_> {
         let mut by_course: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, r) in rows.iter().enumerate() {
             match self.course(tx, &r.course_id).await? {
-                None => out[i] = Some(Err(refused(Some("course_id"), format!("unknown course {:?}", r.course_id)))),
+                None => {
+                    out[i] = Some(Err(refused(
+                        Some("course_id"),
+                        format!("unknown course {:?}", r.course_id),
+                    )))
+                }
                 Some(c) if c.part(&r.part_id).is_none() => {
                     out[i] = Some(Err(refused(
                         Some("part_id"),
@@ -33,31 +52,58 @@ impl Work<'_> {
             }
         }
         for (course, idxs) in by_course {
-            let people: Vec<String> = idxs.iter().map(|&i| rows[i].person_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            let people: Vec<String> = idxs
+                .iter()
+                .map(|&i| rows[i].person_id.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
             let enrolments = read::enrolments_of(tx, course, &people).await?;
-            let missing: Vec<String> = people.iter().filter(|p| !enrolments.contains_key(*p)).cloned().collect();
-            let known: BTreeSet<String> = read::existing_people(tx, &missing).await?.into_iter().collect();
+            let missing: Vec<String> = people
+                .iter()
+                .filter(|p| !enrolments.contains_key(*p))
+                .cloned()
+                .collect();
+            let known: BTreeSet<String> = read::existing_people(tx, &missing)
+                .await?
+                .into_iter()
+                .collect();
             let walk_ins: Vec<(String, bool)> = known.iter().map(|p| (p.clone(), true)).collect();
             self.insert_enrolments(tx, course, &walk_ins).await?;
-            let cycles: HashMap<&str, i64> = enrolments.values().map(|e| (e.person_id.as_str(), e.cycle)).collect();
-            let before = read::progress(tx, course, &people).await?;
+            let mut enrolments = enrolments;
+            for (person, _) in &walk_ins {
+                enrolments.insert(person.clone(), read::Enrolment::new_walk_in(course, person));
+            }
+            let cycles: HashMap<String, i64> = enrolments
+                .values()
+                .map(|e| (e.person_id.clone(), e.cycle))
+                .collect();
+            // The marks before this call; updated below to the marks after it, so that
+            // completion (D3) is settled here without reading them again.
+            let mut state = read::progress(tx, course, &people).await?;
 
             // The last mark for a key wins within one call.
             let mut latest: HashMap<(&str, &str), usize> = HashMap::new();
             for &i in &idxs {
                 let r = &rows[i];
-                if !cycles.contains_key(r.person_id.as_str()) && !known.contains(&r.person_id) {
-                    out[i] = Some(Err(refused(Some("person_id"), format!("unknown person {:?}", r.person_id))));
+                if !cycles.contains_key(r.person_id.as_str()) {
+                    out[i] = Some(Err(refused(
+                        Some("person_id"),
+                        format!("unknown person {:?}", r.person_id),
+                    )));
                     continue;
                 }
                 if let Some(prev) = latest.insert((&r.person_id, &r.part_id), i) {
                     out[prev] = Some(Ok(Applied::Unchanged));
                 }
             }
+            // One history row per participant per call, holding every part that changed:
+            // a bulk import of ten parts writes one row per participant, not ten.
             let mut changed = Vec::new();
+            let mut per_person: BTreeMap<&str, Vec<ChangedMark>> = BTreeMap::new();
             for (&(person, part), &i) in &latest {
                 let r = &rows[i];
-                let old = before.marks.get(person).and_then(|m| m.get(part));
+                let old = state.marks.get(person).and_then(|m| m.get(part)).copied();
                 let applied = match old {
                     Some(o) if o.mark == r.mark && o.minutes == r.minutes => Applied::Unchanged,
                     Some(_) => Applied::Updated,
@@ -65,35 +111,86 @@ impl Work<'_> {
                 };
                 if applied != Applied::Unchanged {
                     changed.push(i);
-                    self.touch(course, person);
-                    self.log.push(Change {
-                        entity: "attendance",
-                        course_id: Some(course.to_string()),
-                        person_id: Some(person.to_string()),
-                        part_id: Some(part.to_string()),
-                        change: "marked",
-                        before: old.map(|o| json!({"status": o.mark, "minutes": o.minutes})),
-                        after: Some(json!({"status": r.mark, "minutes": r.minutes})),
-                        event: Some((EventKind::AttendanceMarked, Some(cycles.get(person).copied().unwrap_or(1)))),
-                    });
+                    per_person.entry(person).or_default().push((part, old, i));
                 }
                 out[i] = Some(Ok(applied));
             }
-            changed.sort_unstable();
-            for chunk in changed.chunks(400) {
-                on!(tx, t => {
-                    let mut q = QueryBuilder::new(
-                        "INSERT INTO attendance (course_id, person_id, part_id, status, minutes, marked_at) ",
-                    );
-                    q.push_values(chunk, |mut b, &i| {
-                        let r = &rows[i];
-                        b.push_bind(r.course_id.clone()).push_bind(r.person_id.clone()).push_bind(r.part_id.clone())
-                            .push_bind(r.mark.as_str()).push_bind(r.minutes.map(i64::from)).push_bind(self.now);
-                    });
-                    q.push(" ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET status = excluded.status, \
-                             minutes = excluded.minutes, marked_at = excluded.marked_at");
-                    q.build().execute(&mut **t).await?;
+            let shown = |m: &GivenMark| json!({"status": m.mark, "minutes": m.minutes});
+            for (person, parts) in per_person {
+                let before: serde_json::Map<String, serde_json::Value> = parts
+                    .iter()
+                    .map(|(part, old, _)| {
+                        (
+                            part.to_string(),
+                            old.as_ref().map_or(serde_json::Value::Null, shown),
+                        )
+                    })
+                    .collect();
+                let after: serde_json::Map<String, serde_json::Value> = parts
+                    .iter()
+                    .map(|(part, _, i)| {
+                        (
+                            part.to_string(),
+                            shown(&GivenMark {
+                                mark: rows[*i].mark,
+                                minutes: rows[*i].minutes,
+                            }),
+                        )
+                    })
+                    .collect();
+                self.log.push(Change {
+                    entity: "attendance",
+                    course_id: Some(course.to_string()),
+                    person_id: Some(person.to_string()),
+                    part_id: (parts.len() == 1).then(|| parts[0].0.to_string()),
+                    change: "marked",
+                    before: Some(serde_json::Value::Object(before)),
+                    after: Some(serde_json::Value::Object(after)),
+                    event: Some((
+                        EventKind::AttendanceMarked,
+                        Some(cycles.get(person).copied().unwrap_or(1)),
+                    )),
                 });
+            }
+            let mut touched = BTreeSet::new();
+            for &i in &changed {
+                let r = &rows[i];
+                state.marks.entry(r.person_id.clone()).or_default().insert(
+                    r.part_id.clone(),
+                    GivenMark {
+                        mark: r.mark,
+                        minutes: r.minutes,
+                    },
+                );
+                touched.insert(r.person_id.clone());
+            }
+            changed.sort_unstable();
+            if let Some(info) = self.course(tx, course).await? {
+                let touched: Vec<String> = touched.into_iter().collect();
+                self.settle(tx, &info, &touched, &enrolments, &state)
+                    .await?;
+            }
+            for chunk in changed.chunks(1000) {
+                let marks: Vec<serde_json::Value> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let r = &rows[i];
+                        json!([
+                            r.course_id,
+                            r.person_id,
+                            r.part_id,
+                            r.mark.as_str(),
+                            r.minutes
+                        ])
+                    })
+                    .collect();
+                let marks = serde_json::Value::Array(marks).to_string();
+                let sql = pick(
+                    matches!(tx, Tx::Postgres(_)),
+                    UPSERT_MARKS_PG,
+                    UPSERT_MARKS_SQLITE,
+                );
+                on!(tx, t => sqlx::query(sql).bind(marks).bind(self.now).execute(&mut **t).await.map(|_| ()))?;
             }
         }
         Ok(out
@@ -103,10 +200,17 @@ impl Work<'_> {
     }
 
     /// Records whether a participant passed a part (D2). The participant must be enrolled.
-    pub async fn record_part_result(&mut self, tx: &mut Tx, r: &PartResultInput) -> Result<Applied, WriteError> {
+    pub async fn record_part_result(
+        &mut self,
+        tx: &mut Tx,
+        r: &PartResultInput,
+    ) -> Result<Applied, WriteError> {
         let course = self.known_course(tx, &r.course_id).await?;
         if course.part(&r.part_id).is_none() {
-            return Err(refused(Some("part_id"), format!("course {:?} has no part {:?}", r.course_id, r.part_id)));
+            return Err(refused(
+                Some("part_id"),
+                format!("course {:?} has no part {:?}", r.course_id, r.part_id),
+            ));
         }
         let Some(e) = read::enrolment(tx, &r.course_id, &r.person_id).await? else {
             return Err(not_enrolled(tx, &r.course_id, &r.person_id).await?);
@@ -132,16 +236,27 @@ impl Work<'_> {
             after: Some(json!({"passed": r.passed})),
             event: Some((EventKind::PartResultRecorded, Some(e.cycle))),
         });
-        Ok(if before.is_some() { Applied::Updated } else { Applied::Created })
+        Ok(if before.is_some() {
+            Applied::Updated
+        } else {
+            Applied::Created
+        })
     }
 }
 
 /// The refusal for a change that needs an enrolment: names whether the person is unknown
 /// altogether or only not enrolled.
-pub(super) async fn not_enrolled(tx: &mut Tx, course: &str, person: &str) -> Result<WriteError, sqlx::Error> {
+pub(super) async fn not_enrolled(
+    tx: &mut Tx,
+    course: &str,
+    person: &str,
+) -> Result<WriteError, sqlx::Error> {
     Ok(if read::person(tx, person).await?.is_none() {
         refused(Some("person_id"), format!("unknown person {person:?}"))
     } else {
-        refused(Some("person_id"), format!("{person} is not enrolled in course {course}"))
+        refused(
+            Some("person_id"),
+            format!("{person} is not enrolled in course {course}"),
+        )
     })
 }

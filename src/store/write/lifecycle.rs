@@ -11,7 +11,12 @@ use crate::store::{Change, Tx, on};
 use serde_json::json;
 
 impl Work<'_> {
-    async fn enrolled(&mut self, tx: &mut Tx, course: &str, person: &str) -> Result<Enrolment, WriteError> {
+    async fn enrolled(
+        &mut self,
+        tx: &mut Tx,
+        course: &str,
+        person: &str,
+    ) -> Result<Enrolment, WriteError> {
         self.known_course(tx, course).await?;
         match read::enrolment(tx, course, person).await? {
             Some(e) => Ok(e),
@@ -20,7 +25,11 @@ impl Work<'_> {
     }
 
     /// Records a result. From `passed`, only `registered` is accepted, and it is a reset.
-    pub async fn record_result(&mut self, tx: &mut Tx, r: &ResultInput) -> Result<Applied, WriteError> {
+    pub async fn record_result(
+        &mut self,
+        tx: &mut Tx,
+        r: &ResultInput,
+    ) -> Result<Applied, WriteError> {
         let e = self.enrolled(tx, &r.course_id, &r.person_id).await?;
         let change = enrolment::result_change(e.result, r.result, &r.course_id, &r.person_id)
             .map_err(|d| refused(Some("result"), d.0))?;
@@ -35,7 +44,11 @@ impl Work<'_> {
             "UPDATE enrolments SET result = $1, score = $2, comment = $3, updated_at = $4 WHERE course_id = $5 AND person_id = $6",
         ).bind(r.result.as_str()).bind(r.score).bind(&r.comment).bind(self.now).bind(&r.course_id).bind(&r.person_id)
          .execute(&mut **t).await.map(|r| r.rows_affected()))?;
-        let cycle = if change == ResultChange::Reset { e.cycle + 1 } else { e.cycle };
+        let cycle = if change == ResultChange::Reset {
+            e.cycle + 1
+        } else {
+            e.cycle
+        };
         self.log.push(Change {
             entity: "enrolment",
             course_id: Some(r.course_id.clone()),
@@ -44,7 +57,8 @@ impl Work<'_> {
             change: "result",
             before: Some(json!({"result": e.result, "score": e.score, "comment": e.comment})),
             after: Some(json!({"result": r.result, "score": r.score, "comment": r.comment})),
-            event: (change != ResultChange::Unchanged).then_some((EventKind::ResultRecorded, Some(cycle))),
+            event: (change != ResultChange::Unchanged)
+                .then_some((EventKind::ResultRecorded, Some(cycle))),
         });
         // A result other than failed/deregistered may complete an enrolment whose
         // requirements are met; completion itself is never taken back here (D3).
@@ -56,19 +70,35 @@ impl Work<'_> {
 
     /// D4 reset: a new cycle with result `registered`; the cycle's certificate is revoked and
     /// completion cleared. Attendance and part results stay: the participant did attend.
-    pub async fn reset(&mut self, tx: &mut Tx, course: &str, person: &str) -> Result<i64, WriteError> {
+    pub async fn reset(
+        &mut self,
+        tx: &mut Tx,
+        course: &str,
+        person: &str,
+    ) -> Result<i64, WriteError> {
         let e = self.enrolled(tx, course, person).await?;
         self.start_cycle(tx, &e, "reset", false).await
     }
 
     /// D4 reassign: like a reset, and the participant must take the course again, so the
     /// attendance marks and part results are cleared too (the history keeps them).
-    pub async fn reassign(&mut self, tx: &mut Tx, course: &str, person: &str) -> Result<i64, WriteError> {
+    pub async fn reassign(
+        &mut self,
+        tx: &mut Tx,
+        course: &str,
+        person: &str,
+    ) -> Result<i64, WriteError> {
         let e = self.enrolled(tx, course, person).await?;
         self.start_cycle(tx, &e, "reassigned", true).await
     }
 
-    async fn start_cycle(&mut self, tx: &mut Tx, e: &Enrolment, why: &'static str, clear_progress: bool) -> Result<i64, WriteError> {
+    async fn start_cycle(
+        &mut self,
+        tx: &mut Tx,
+        e: &Enrolment,
+        why: &'static str,
+        clear_progress: bool,
+    ) -> Result<i64, WriteError> {
         let cycle = e.cycle + 1;
         let (course, person) = (&e.course_id, &e.person_id);
         on!(tx, t => sqlx::query(
@@ -106,20 +136,31 @@ impl Work<'_> {
     }
 
     /// D3 equivalency: the administrator completes the enrolment without its requirements.
-    pub async fn equivalency(&mut self, tx: &mut Tx, course: &str, person: &str) -> Result<Applied, WriteError> {
+    pub async fn equivalency(
+        &mut self,
+        tx: &mut Tx,
+        course: &str,
+        person: &str,
+    ) -> Result<Applied, WriteError> {
         let e = self.enrolled(tx, course, person).await?;
         if let Some(at) = e.completed_at {
-            return Err(refused(None, format!(
-                "{person} already completed course {course} on {} ({}); nothing changed",
-                self.local(at),
-                e.completed_via.map_or("requirements", CompletedVia::as_str)
-            )));
+            return Err(refused(
+                None,
+                format!(
+                    "{person} already completed course {course} on {} ({}); nothing changed",
+                    self.local(at),
+                    e.completed_via.map_or("requirements", CompletedVia::as_str)
+                ),
+            ));
         }
         if matches!(e.result, Outcome::Failed | Outcome::Deregistered) {
-            return Err(refused(None, format!(
-                "{person} is {} in course {course}; record another result before completing by equivalency",
-                e.result
-            )));
+            return Err(refused(
+                None,
+                format!(
+                    "{person} is {} in course {course}; record another result before completing by equivalency",
+                    e.result
+                ),
+            ));
         }
         on!(tx, t => sqlx::query(
             "UPDATE enrolments SET completed_at = $1, completed_via = $2, updated_at = $1 WHERE course_id = $3 AND person_id = $4",
@@ -139,10 +180,18 @@ impl Work<'_> {
     }
 
     /// D7: deletes a booking before the course's first part starts; refused after.
-    pub async fn remove(&mut self, tx: &mut Tx, course_id: &str, person: &str) -> Result<(), WriteError> {
+    pub async fn remove(
+        &mut self,
+        tx: &mut Tx,
+        course_id: &str,
+        person: &str,
+    ) -> Result<(), WriteError> {
         let e = self.enrolled(tx, course_id, person).await?;
         let Some(course) = self.course(tx, course_id).await? else {
-            return Err(refused(Some("course_id"), format!("unknown course {course_id:?}")));
+            return Err(refused(
+                Some("course_id"),
+                format!("unknown course {course_id:?}"),
+            ));
         };
         let start = course.first_start();
         enrolment::check_removal(start, self.now, course_id, person, &self.local(start))
