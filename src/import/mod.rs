@@ -113,73 +113,22 @@ pub async fn import_file(
     let source = format!("import {} {}", kind.name(), path.display());
     let mut work = Work::new(opts.rules, opts.tz, opts.now, opts.actor, &source);
     let mut tx = store.begin().await?;
-    // Key hash -> first line, for "duplicate key in the file". 128 bits: no false alarms;
-    // 24 bytes a row is all the import keeps per row.
-    let mut seen: HashMap<[u64; 2], u32> = HashMap::new();
-    let hashers = (std::hash::RandomState::new(), std::hash::RandomState::new());
-    let mut chunk: Vec<(u64, Row)> = Vec::with_capacity(CHUNK);
-    let mut record = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                report.errors.push(RowError {
-                    line,
-                    column: None,
-                    message: csv_message(&e),
-                });
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    break;
-                }
-                continue;
-            }
-        }
-        let line = record.position().map_or(0, |p| p.line());
-        report.rows += 1;
-        if record.iter().all(|f| f.trim().is_empty()) {
-            report.rows -= 1;
-            continue;
-        }
-        match parse_row(kind, &cols, &record, opts.tz) {
-            Ok(row) => {
-                let key = kinds::key_of(kind, &cols, &record);
-                let hash = {
-                    let (mut a, mut b) = (hashers.0.build_hasher(), hashers.1.build_hasher());
-                    a.write(key.as_bytes());
-                    b.write(key.as_bytes());
-                    [a.finish(), b.finish()]
-                };
-                let line32 = u32::try_from(line).unwrap_or(u32::MAX);
-                if let Some(first) = seen.insert(hash, line32) {
-                    seen.insert(hash, first);
-                    report.errors.push(RowError {
-                        line,
-                        column: None,
-                        message: format!(
-                            "duplicate of line {first} (same {})",
-                            kind.key().join(", ")
-                        ),
-                    });
-                    continue;
-                }
-                chunk.push((line, row));
-            }
-            Err(cells) => report.errors.extend(cells.into_iter().map(|c| RowError {
-                line,
-                column: c.column,
-                message: c.message,
-            })),
-        }
-        if chunk.len() >= CHUNK {
-            apply_chunk(&mut work, &mut tx, &mut chunk, &mut report).await?;
-            if let Some(p) = opts.progress {
-                p(record.position().map_or(0, |p| p.byte()), total);
-            }
+    // Parsing runs on its own thread, a few chunks ahead of the database work.
+    let (sender, mut batches) = tokio::sync::mpsc::channel::<Batch>(4);
+    let tz = opts.tz;
+    let parser = std::thread::spawn(move || parse_file(kind, &cols, reader, tz, &sender));
+    while let Some(batch) = batches.recv().await {
+        report.rows += batch.rows;
+        report.errors.extend(batch.errors);
+        let mut chunk = batch.parsed;
+        apply_chunk(&mut work, &mut tx, &mut chunk, &mut report).await?;
+        if let Some(p) = opts.progress {
+            p(batch.bytes, total);
         }
     }
-    apply_chunk(&mut work, &mut tx, &mut chunk, &mut report).await?;
+    if parser.join().is_err() {
+        anyhow::bail!("the CSV parser stopped unexpectedly; nothing was imported");
+    }
     work.finish(&mut tx).await?;
     report.tally = work.tally;
     if let Some(p) = opts.progress {
@@ -193,6 +142,100 @@ pub async fn import_file(
     }
     report.errors.sort_by_key(|e| e.line);
     Ok(report)
+}
+
+/// Parsed rows and the problems found while parsing them, for one chunk of the file.
+struct Batch {
+    parsed: Vec<(u64, Row)>,
+    errors: Vec<RowError>,
+    /// Data rows read (blank lines not counted).
+    rows: u64,
+    /// Bytes of the file read so far.
+    bytes: u64,
+}
+
+/// Reads and parses the whole file, sending a batch every `CHUNK` good rows. Stops early
+/// only if the receiver is gone (the import failed).
+fn parse_file(
+    kind: Kind,
+    cols: &kinds::Columns,
+    mut reader: csv::Reader<std::io::BufReader<std::fs::File>>,
+    tz: Tz,
+    sender: &tokio::sync::mpsc::Sender<Batch>,
+) {
+    // Key hash -> first line, for "duplicate key in the file". 128 bits: no false alarms;
+    // 24 bytes a row is all the import keeps per row.
+    let mut seen: HashMap<[u64; 2], u32> = HashMap::new();
+    let hashers = (std::hash::RandomState::new(), std::hash::RandomState::new());
+    let new_batch = || Batch {
+        parsed: Vec::with_capacity(CHUNK),
+        errors: Vec::new(),
+        rows: 0,
+        bytes: 0,
+    };
+    let mut batch = new_batch();
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                batch.errors.push(RowError {
+                    line,
+                    column: None,
+                    message: csv_message(&e),
+                });
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    break;
+                }
+                continue;
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        batch.rows += 1;
+        match parse_row(kind, cols, &record, tz) {
+            Ok(row) => {
+                let key = kinds::key_of(kind, cols, &record);
+                let (mut a, mut b) = (hashers.0.build_hasher(), hashers.1.build_hasher());
+                a.write(key.as_bytes());
+                b.write(key.as_bytes());
+                let hash = [a.finish(), b.finish()];
+                let line32 = u32::try_from(line).unwrap_or(u32::MAX);
+                if let Some(first) = seen.insert(hash, line32) {
+                    seen.insert(hash, first);
+                    batch.errors.push(RowError {
+                        line,
+                        column: None,
+                        message: format!(
+                            "duplicate of line {first} (same {})",
+                            kind.key().join(", ")
+                        ),
+                    });
+                    continue;
+                }
+                batch.parsed.push((line, row));
+            }
+            Err(cells) => batch.errors.extend(cells.into_iter().map(|c| RowError {
+                line,
+                column: c.column,
+                message: c.message,
+            })),
+        }
+        if batch.parsed.len() >= CHUNK {
+            batch.bytes = record.position().map_or(0, |p| p.byte());
+            if sender
+                .blocking_send(std::mem::replace(&mut batch, new_batch()))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    let _ = sender.blocking_send(batch);
 }
 
 async fn apply_chunk(

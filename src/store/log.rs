@@ -69,23 +69,24 @@ impl Changes {
             // One JSON parameter per chunk: the database unpacks the rows itself, which
             // costs far less than thousands of separate bind parameters. The events table
             // is filled by a trigger from the `event` column.
-            let rows: Vec<serde_json::Value> = chunk
+            // before/after go in as JSON values; `->>` gives back their text.
+            let rows: Vec<_> = chunk
                 .iter()
                 .map(|ch| {
-                    serde_json::json!([
+                    (
                         ch.entity,
-                        ch.course_id,
-                        ch.person_id,
-                        ch.part_id,
+                        &ch.course_id,
+                        &ch.person_id,
+                        &ch.part_id,
                         ch.change,
-                        ch.before.as_ref().map(|v| v.to_string()),
-                        ch.after.as_ref().map(|v| v.to_string()),
+                        &ch.before,
+                        &ch.after,
                         ch.event.map(|(k, _)| k.as_str()),
-                        ch.event.and_then(|(_, c)| c)
-                    ])
+                        ch.event.and_then(|(_, c)| c),
+                    )
                 })
                 .collect();
-            let rows = serde_json::Value::Array(rows).to_string();
+            let rows = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(e.into()))?;
             on!(tx, c => sqlx::query(super::pick(tx_is_pg, INSERT_HISTORY_PG, INSERT_HISTORY_SQLITE))
                 .bind(self.at).bind(self.actor.clone()).bind(self.source.clone()).bind(rows)
                 .execute(&mut **c).await.map(|_| ()))?;

@@ -171,20 +171,21 @@ impl Work<'_> {
                     .await?;
             }
             for chunk in changed.chunks(1000) {
-                let marks: Vec<serde_json::Value> = chunk
+                let marks: Vec<_> = chunk
                     .iter()
                     .map(|&i| {
                         let r = &rows[i];
-                        json!([
-                            r.course_id,
-                            r.person_id,
-                            r.part_id,
+                        (
+                            &r.course_id,
+                            &r.person_id,
+                            &r.part_id,
                             r.mark.as_str(),
-                            r.minutes
-                        ])
+                            r.minutes,
+                        )
                     })
                     .collect();
-                let marks = serde_json::Value::Array(marks).to_string();
+                let marks =
+                    serde_json::to_string(&marks).map_err(|e| sqlx::Error::Encode(e.into()))?;
                 let sql = pick(
                     matches!(tx, Tx::Postgres(_)),
                     UPSERT_MARKS_PG,
