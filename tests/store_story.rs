@@ -12,6 +12,14 @@ use registrar::store::write::{Applied, Work, WriteError};
 use registrar::store::{Store, Tx, on};
 use std::collections::BTreeMap;
 
+/// Every part of course c1 attended.
+const ALL_FOUR: &[(&str, Mark)] = &[
+    ("p1", Mark::Attended),
+    ("p2", Mark::Attended),
+    ("p3", Mark::Attended),
+    ("p4", Mark::Attended),
+];
+
 const NOW: &str = "2026-04-01T10:00:00+02:00";
 
 async fn apply<T>(
@@ -252,17 +260,7 @@ async fn d1_d3_three_of_four_parts_and_a_passed_exam_complete_the_enrolment() {
 async fn d3_completion_stays_when_attendance_is_later_set_to_not_attended_or_zero_minutes() {
     for db in TestDb::all().await {
         office(&db.store, &rules()).await;
-        marks(
-            &db.store,
-            "anne",
-            &[
-                ("p1", Mark::Attended),
-                ("p2", Mark::Attended),
-                ("p3", Mark::Attended),
-                ("p4", Mark::Attended),
-            ],
-        )
-        .await;
+        marks(&db.store, "anne", ALL_FOUR).await;
         pass_exam(&db.store, "anne").await;
         let done = enrolment(&db.store, "anne")
             .await
@@ -367,17 +365,7 @@ async fn d4_reset_and_reassign_start_a_new_cycle_revoke_the_certificate_and_clea
     for db in TestDb::all().await {
         office(&db.store, &rules()).await;
         for who in ["anne", "jan"] {
-            marks(
-                &db.store,
-                who,
-                &[
-                    ("p1", Mark::Attended),
-                    ("p2", Mark::Attended),
-                    ("p3", Mark::Attended),
-                    ("p4", Mark::Attended),
-                ],
-            )
-            .await;
+            marks(&db.store, who, ALL_FOUR).await;
             pass_exam(&db.store, who).await;
             let mut tx = db.store.begin().await.expect("tx");
             on!(&mut tx, c => sqlx::query(
@@ -443,17 +431,7 @@ async fn d6_a_walk_in_mark_creates_the_enrolment_and_gets_full_credit() {
         })
         .await
         .expect("person");
-        marks(
-            &db.store,
-            "bram",
-            &[
-                ("p1", Mark::Attended),
-                ("p2", Mark::Attended),
-                ("p3", Mark::Attended),
-                ("p4", Mark::Attended),
-            ],
-        )
-        .await;
+        marks(&db.store, "bram", ALL_FOUR).await;
         pass_exam(&db.store, "bram").await;
         let e = enrolment(&db.store, "bram")
             .await
@@ -544,17 +522,7 @@ async fn d9_deregistered_and_cancelled_are_recorded_as_events_for_the_engine() {
         .await
         .expect("changes");
         // A deregistered enrolment never completes (D3), whatever its attendance.
-        marks(
-            &db.store,
-            "zoe",
-            &[
-                ("p1", Mark::Attended),
-                ("p2", Mark::Attended),
-                ("p3", Mark::Attended),
-                ("p4", Mark::Attended),
-            ],
-        )
-        .await;
+        marks(&db.store, "zoe", ALL_FOUR).await;
         pass_exam(&db.store, "zoe").await;
         assert!(
             enrolment(&db.store, "zoe")

@@ -1,4 +1,5 @@
 -- Participant state, history (D10) and the event queue for the rule engine.
+-- When a mark or part result was recorded, and by whom, is in the history.
 -- Timestamps are UTC RFC 3339 text; booleans are 0/1.
 
 CREATE TABLE courses (
@@ -57,7 +58,6 @@ CREATE TABLE attendance (
     part_id    TEXT NOT NULL,
     status     TEXT NOT NULL,
     minutes    BIGINT,
-    marked_at  TEXT NOT NULL,
     PRIMARY KEY (course_id, person_id, part_id)
 ) WITHOUT ROWID;
 
@@ -66,7 +66,6 @@ CREATE TABLE part_results (
     person_id   TEXT NOT NULL,
     part_id     TEXT NOT NULL,
     passed      BOOLEAN NOT NULL,
-    recorded_at TEXT NOT NULL,
     PRIMARY KEY (course_id, person_id, part_id)
 ) WITHOUT ROWID;
 

@@ -4,6 +4,7 @@
 use super::{Tx, on};
 use crate::domain::EventKind;
 use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
 
 /// One change of state: what, to whom, before and after.
 #[derive(Debug, Clone)]
@@ -13,10 +14,32 @@ pub struct Change {
     pub person_id: Option<String>,
     pub part_id: Option<String>,
     pub change: &'static str,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
+    pub before: Option<Json>,
+    pub after: Option<Json>,
     /// The event this change raises for the rule engine, if any.
     pub event: Option<(EventKind, Option<i64>)>,
+}
+
+/// A JSON document as text, made once when the change is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Json(pub String);
+
+impl From<serde_json::Value> for Json {
+    fn from(v: serde_json::Value) -> Json {
+        Json(v.to_string())
+    }
+}
+
+impl Json {
+    /// Serializes a value; the types recorded here always serialize.
+    pub fn of<T: serde::Serialize>(v: &T) -> Json {
+        Json(serde_json::to_string(v).unwrap_or_else(|_| "null".into()))
+    }
+}
+
+/// `Some(value)` as recorded JSON.
+pub fn j(v: serde_json::Value) -> Option<Json> {
+    Some(Json::from(v))
 }
 
 /// History and events waiting to be written, with who and why.
@@ -29,18 +52,8 @@ pub struct Changes {
     pub written: u64,
 }
 
-/// Rows per multi-row INSERT: well under both engines' bind-parameter limits.
+/// Rows per multi-row INSERT: 12 parameters a row stays under SQLite's 32,766.
 const BATCH: usize = 1000;
-
-const INSERT_HISTORY_SQLITE: &str = "INSERT INTO history \
-    (at, actor, source, entity, course_id, person_id, part_id, change, before, after, event, cycle) \
-    SELECT $1, $2, $3, j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, \
-    j.value->>6, j.value->>7, CAST(j.value->>8 AS BIGINT) FROM json_each($4) AS j ORDER BY j.key";
-const INSERT_HISTORY_PG: &str = "INSERT INTO history \
-    (at, actor, source, entity, course_id, person_id, part_id, change, before, after, event, cycle) \
-    SELECT $1, $2, $3, j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, \
-    j.value->>6, j.value->>7, CAST(j.value->>8 AS BIGINT) \
-    FROM json_array_elements($4::json) WITH ORDINALITY AS j(value, n) ORDER BY j.n";
 
 impl Changes {
     pub fn new(at: DateTime<Utc>, actor: &str, source: &str) -> Changes {
@@ -64,32 +77,28 @@ impl Changes {
     /// Writes the buffered history rows and events.
     pub async fn flush(&mut self, tx: &mut Tx) -> Result<(), sqlx::Error> {
         let pending = std::mem::take(&mut self.pending);
-        let tx_is_pg = matches!(tx, Tx::Postgres(_));
         for chunk in pending.chunks(BATCH) {
-            // One JSON parameter per chunk: the database unpacks the rows itself, which
-            // costs far less than thousands of separate bind parameters. The events table
-            // is filled by a trigger from the `event` column.
-            // before/after go in as JSON values; `->>` gives back their text.
-            let rows: Vec<_> = chunk
-                .iter()
-                .map(|ch| {
-                    (
-                        ch.entity,
-                        &ch.course_id,
-                        &ch.person_id,
-                        &ch.part_id,
-                        ch.change,
-                        &ch.before,
-                        &ch.after,
-                        ch.event.map(|(k, _)| k.as_str()),
-                        ch.event.and_then(|(_, c)| c),
-                    )
-                })
-                .collect();
-            let rows = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(e.into()))?;
-            on!(tx, c => sqlx::query(super::pick(tx_is_pg, INSERT_HISTORY_PG, INSERT_HISTORY_SQLITE))
-                .bind(self.at).bind(self.actor.clone()).bind(self.source.clone()).bind(rows)
-                .execute(&mut **c).await.map(|_| ()))?;
+            // The events table is filled by a trigger from the `event` column.
+            on!(tx, c => {
+                let mut q = QueryBuilder::new(
+                    "INSERT INTO history (at, actor, source, entity, course_id, person_id, part_id, change, before, after, event, cycle) ",
+                );
+                q.push_values(chunk, |mut b, ch| {
+                    b.push_bind(self.at)
+                        .push_bind(self.actor.clone())
+                        .push_bind(self.source.clone())
+                        .push_bind(ch.entity)
+                        .push_bind(ch.course_id.clone())
+                        .push_bind(ch.person_id.clone())
+                        .push_bind(ch.part_id.clone())
+                        .push_bind(ch.change)
+                        .push_bind(ch.before.as_ref().map(|j| j.0.clone()))
+                        .push_bind(ch.after.as_ref().map(|j| j.0.clone()))
+                        .push_bind(ch.event.map(|(k, _)| k.as_str()))
+                        .push_bind(ch.event.and_then(|(_, c)| c));
+                });
+                q.build().execute(&mut **c).await?;
+            });
             self.written += chunk.len() as u64;
         }
         Ok(())

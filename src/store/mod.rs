@@ -6,7 +6,7 @@ mod log;
 pub mod read;
 pub mod write;
 
-pub use log::{Change, Changes};
+pub use log::{Change, Changes, Json, j};
 
 use crate::config::{DatabaseUrl, redact_url};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -163,9 +163,17 @@ impl Tx {
     }
 }
 
-/// The statement for the backend at hand, where the two dialects differ.
-pub(crate) fn pick(postgres: bool, pg: &'static str, sqlite: &'static str) -> &'static str {
-    if postgres { pg } else { sqlite }
+/// Appends `(id, id, ...)` as bound parameters, for `... IN` lists of caller keys.
+pub(crate) fn push_list<DB: sqlx::Database>(q: &mut sqlx::QueryBuilder<DB>, ids: &[String])
+where
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push("(");
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(id.clone());
+    }
+    q.push(")");
 }
 
 /// Parses a word stored in the database; a bad one is a decode error, not a panic.

@@ -1,6 +1,6 @@
 //! Queries: the state of courses and enrolments as the domain rules need it.
 
-use super::{Tx, on, word};
+use super::{Tx, on, push_list, word};
 use crate::domain::progress::{GivenMark, PartRule};
 use crate::domain::{CompletedVia, CourseStatus, Mark, Outcome};
 use chrono::{DateTime, Utc};
@@ -188,12 +188,8 @@ pub async fn enrolments_of(
     for chunk in people.chunks(500) {
         let rows: Vec<EnrolmentRow> = on!(tx, c => {
             let mut q = QueryBuilder::new(ENROLMENT_COLUMNS);
-            q.push("WHERE course_id = ").push_bind(course.to_string()).push(" AND person_id IN (");
-            let mut sep = q.separated(", ");
-            for p in chunk {
-                sep.push_bind(p.clone());
-            }
-            q.push(")");
+            q.push("WHERE course_id = ").push_bind(course.to_string()).push(" AND person_id IN ");
+            push_list(&mut q, chunk);
             q.build_query_as().fetch_all(&mut **c).await?
         });
         for r in rows {
@@ -228,12 +224,8 @@ pub async fn existing_people(tx: &mut Tx, ids: &[String]) -> Result<Vec<String>,
     let mut out = Vec::new();
     for chunk in ids.chunks(500) {
         let found: Vec<String> = on!(tx, c => {
-            let mut q = QueryBuilder::new("SELECT id FROM people WHERE id IN (");
-            let mut sep = q.separated(", ");
-            for p in chunk {
-                sep.push_bind(p.clone());
-            }
-            q.push(")");
+            let mut q = QueryBuilder::new("SELECT id FROM people WHERE id IN ");
+            push_list(&mut q, chunk);
             q.build_query_scalar().fetch_all(&mut **c).await?
         });
         out.extend(found);
@@ -257,12 +249,8 @@ pub async fn progress(
     for chunk in people.chunks(500) {
         let marks: Vec<(String, String, String, Option<i64>)> = on!(tx, c => {
             let mut q = QueryBuilder::new("SELECT person_id, part_id, status, minutes FROM attendance WHERE course_id = ");
-            q.push_bind(course.to_string()).push(" AND person_id IN (");
-            let mut sep = q.separated(", ");
-            for p in chunk {
-                sep.push_bind(p.clone());
-            }
-            q.push(")");
+            q.push_bind(course.to_string()).push(" AND person_id IN ");
+            push_list(&mut q, chunk);
             q.build_query_as().fetch_all(&mut **c).await?
         });
         for (person, part, status, minutes) in marks {
@@ -277,12 +265,8 @@ pub async fn progress(
         }
         let results: Vec<(String, String, bool)> = on!(tx, c => {
             let mut q = QueryBuilder::new("SELECT person_id, part_id, passed FROM part_results WHERE course_id = ");
-            q.push_bind(course.to_string()).push(" AND person_id IN (");
-            let mut sep = q.separated(", ");
-            for p in chunk {
-                sep.push_bind(p.clone());
-            }
-            q.push(")");
+            q.push_bind(course.to_string()).push(" AND person_id IN ");
+            push_list(&mut q, chunk);
             q.build_query_as().fetch_all(&mut **c).await?
         });
         for (person, part, passed) in results {

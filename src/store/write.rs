@@ -6,7 +6,7 @@ mod attendance;
 mod lifecycle;
 
 use super::read::{self, CourseInfo};
-use super::{Change, Changes, Tx, on};
+use super::{Change, Changes, Tx, j, on};
 use crate::domain::input::{CourseInput, EnrolmentInput, PartInput, PersonInput};
 use crate::domain::{CompletedVia, EventKind, Outcome, enrolment, progress};
 use crate::rules::RuleSet;
@@ -185,8 +185,8 @@ impl<'r> Work<'r> {
             person_id: None,
             part_id: None,
             change: if created { "created" } else { "updated" },
-            before: before_json,
-            after: Some(after),
+            before: before_json.map(Into::into),
+            after: j(after),
             // Status and dates drive D9 and due times: the engine re-evaluates the course.
             event: (!created).then_some((EventKind::CourseChanged, None)),
         });
@@ -228,8 +228,8 @@ impl<'r> Work<'r> {
             person_id: None,
             part_id: Some(p.id.clone()),
             change: if created { "created" } else { "updated" },
-            before,
-            after: Some(after),
+            before: before.map(Into::into),
+            after: j(after),
             event: Some((EventKind::CourseChanged, None)),
         });
         Ok(if created {
@@ -270,8 +270,8 @@ impl<'r> Work<'r> {
             person_id: Some(p.id.clone()),
             part_id: None,
             change: if created { "created" } else { "updated" },
-            before,
-            after: Some(after),
+            before: before.map(Into::into),
+            after: j(after),
             event: None,
         });
         Ok(if created {
@@ -305,8 +305,8 @@ impl<'r> Work<'r> {
                         person_id: Some(e.person_id.clone()),
                         part_id: None,
                         change: "walk_in",
-                        before: Some(json!({"walk_in": existing.walk_in})),
-                        after: Some(json!({"walk_in": w})),
+                        before: j(json!({"walk_in": existing.walk_in})),
+                        after: j(json!({"walk_in": w})),
                         event: None,
                     });
                     Ok(Applied::Updated)
@@ -353,7 +353,7 @@ impl<'r> Work<'r> {
                 part_id: None,
                 change: if *walk_in { "walk_in_added" } else { "added" },
                 before: None,
-                after: Some(json!({"result": Outcome::Registered, "walk_in": walk_in, "cycle": 1})),
+                after: j(json!({"result": Outcome::Registered, "walk_in": walk_in, "cycle": 1})),
                 event: Some((EventKind::ParticipantAdded, Some(1))),
             });
         }
@@ -431,7 +431,7 @@ impl<'r> Work<'r> {
                     part_id: None,
                     change: "completed",
                     before: None,
-                    after: Some(
+                    after: j(
                         json!({"completed_via": CompletedVia::Requirements, "cycle": e.cycle,
                         "attended": att.attended, "required": att.required,
                         "attendance_percent": att.percent_needed, "passed_parts": pass.passed}),
@@ -449,12 +449,8 @@ impl<'r> Work<'r> {
             q.push_bind(self.now).push(", completed_via = ").push_bind(CompletedVia::Requirements.as_str())
                 .push(", updated_at = ").push_bind(self.now)
                 .push(" WHERE completed_at IS NULL AND course_id = ").push_bind(course.id.clone())
-                .push(" AND person_id IN (");
-            let mut sep = q.separated(", ");
-            for p in &completers {
-                sep.push_bind(p.clone());
-            }
-            q.push(")");
+                .push(" AND person_id IN ");
+            super::push_list(&mut q, &completers);
             q.build().execute(&mut **t).await?;
         });
         Ok(())

@@ -6,20 +6,25 @@ use crate::domain::EventKind;
 use crate::domain::input::{MarkInput, PartResultInput};
 use crate::domain::progress::GivenMark;
 use crate::store::read;
-use crate::store::{Change, Tx, on, pick};
+use crate::store::{Change, Json, Tx, j, on};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Marks arrive as one JSON array of [course, person, part, status, minutes].
-const UPSERT_MARKS_SQLITE: &str = "INSERT INTO attendance (course_id, person_id, part_id, status, minutes, marked_at) \
-    SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, CAST(j.value->>4 AS BIGINT), $2 FROM json_each($1) AS j \
-    WHERE true ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET status = excluded.status, \
-    minutes = excluded.minutes, marked_at = excluded.marked_at";
-const UPSERT_MARKS_PG: &str = "INSERT INTO attendance (course_id, person_id, part_id, status, minutes, marked_at) \
-    SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, CAST(j.value->>4 AS BIGINT), $2 \
-    FROM json_array_elements($1::json) AS j(value) \
-    ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET status = excluded.status, \
-    minutes = excluded.minutes, marked_at = excluded.marked_at";
+/// A mark as the history shows it.
+#[derive(serde::Serialize)]
+struct Shown {
+    status: &'static str,
+    minutes: Option<u32>,
+}
+
+impl From<&GivenMark> for Shown {
+    fn from(m: &GivenMark) -> Shown {
+        Shown {
+            status: m.mark.as_str(),
+            minutes: m.minutes,
+        }
+    }
+}
 
 /// A part whose mark changes: (part id, the mark before, index of the new row).
 type ChangedMark<'a> = (&'a str, Option<GivenMark>, usize);
@@ -115,26 +120,20 @@ impl Work<'_> {
                 }
                 out[i] = Some(Ok(applied));
             }
-            let shown = |m: &GivenMark| json!({"status": m.mark, "minutes": m.minutes});
             for (person, parts) in per_person {
-                let before: serde_json::Map<String, serde_json::Value> = parts
+                let before: BTreeMap<&str, Option<Shown>> = parts
                     .iter()
-                    .map(|(part, old, _)| {
-                        (
-                            part.to_string(),
-                            old.as_ref().map_or(serde_json::Value::Null, shown),
-                        )
-                    })
+                    .map(|(part, old, _)| (*part, old.as_ref().map(Shown::from)))
                     .collect();
-                let after: serde_json::Map<String, serde_json::Value> = parts
+                let after: BTreeMap<&str, Shown> = parts
                     .iter()
                     .map(|(part, _, i)| {
                         (
-                            part.to_string(),
-                            shown(&GivenMark {
-                                mark: rows[*i].mark,
+                            *part,
+                            Shown {
+                                status: rows[*i].mark.as_str(),
                                 minutes: rows[*i].minutes,
-                            }),
+                            },
                         )
                     })
                     .collect();
@@ -144,8 +143,8 @@ impl Work<'_> {
                     person_id: Some(person.to_string()),
                     part_id: (parts.len() == 1).then(|| parts[0].0.to_string()),
                     change: "marked",
-                    before: Some(serde_json::Value::Object(before)),
-                    after: Some(serde_json::Value::Object(after)),
+                    before: Some(Json::of(&before)),
+                    after: Some(Json::of(&after)),
                     event: Some((
                         EventKind::AttendanceMarked,
                         Some(cycles.get(person).copied().unwrap_or(1)),
@@ -171,27 +170,24 @@ impl Work<'_> {
                     .await?;
             }
             for chunk in changed.chunks(1000) {
-                let marks: Vec<_> = chunk
-                    .iter()
-                    .map(|&i| {
+                on!(tx, t => {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO attendance (course_id, person_id, part_id, status, minutes) ",
+                    );
+                    q.push_values(chunk, |mut b, &i| {
                         let r = &rows[i];
-                        (
-                            &r.course_id,
-                            &r.person_id,
-                            &r.part_id,
-                            r.mark.as_str(),
-                            r.minutes,
-                        )
-                    })
-                    .collect();
-                let marks =
-                    serde_json::to_string(&marks).map_err(|e| sqlx::Error::Encode(e.into()))?;
-                let sql = pick(
-                    matches!(tx, Tx::Postgres(_)),
-                    UPSERT_MARKS_PG,
-                    UPSERT_MARKS_SQLITE,
-                );
-                on!(tx, t => sqlx::query(sql).bind(marks).bind(self.now).execute(&mut **t).await.map(|_| ()))?;
+                        b.push_bind(r.course_id.clone())
+                            .push_bind(r.person_id.clone())
+                            .push_bind(r.part_id.clone())
+                            .push_bind(r.mark.as_str())
+                            .push_bind(r.minutes.map(i64::from));
+                    });
+                    q.push(
+                        " ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET status = excluded.status, \
+                         minutes = excluded.minutes",
+                    );
+                    q.build().execute(&mut **t).await?;
+                });
             }
         }
         Ok(out
@@ -223,9 +219,9 @@ impl Work<'_> {
             return Ok(Applied::Unchanged);
         }
         on!(tx, t => sqlx::query(
-            "INSERT INTO part_results (course_id, person_id, part_id, passed, recorded_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET passed = excluded.passed, recorded_at = excluded.recorded_at",
-        ).bind(&r.course_id).bind(&r.person_id).bind(&r.part_id).bind(r.passed).bind(self.now).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+            "INSERT INTO part_results (course_id, person_id, part_id, passed) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET passed = excluded.passed",
+        ).bind(&r.course_id).bind(&r.person_id).bind(&r.part_id).bind(r.passed).execute(&mut **t).await.map(|r| r.rows_affected()))?;
         self.touch(&r.course_id, &r.person_id);
         self.log.push(Change {
             entity: "part_result",
@@ -233,8 +229,8 @@ impl Work<'_> {
             person_id: Some(r.person_id.clone()),
             part_id: Some(r.part_id.clone()),
             change: "recorded",
-            before: before.map(|p| json!({"passed": p})),
-            after: Some(json!({"passed": r.passed})),
+            before: before.and_then(|p| j(json!({"passed": p}))),
+            after: j(json!({"passed": r.passed})),
             event: Some((EventKind::PartResultRecorded, Some(e.cycle))),
         });
         Ok(if before.is_some() {

@@ -7,7 +7,7 @@ use crate::domain::enrolment::{self, ResultChange};
 use crate::domain::input::ResultInput;
 use crate::domain::{CompletedVia, EventKind, Outcome};
 use crate::store::read::{self, Enrolment};
-use crate::store::{Change, Tx, on};
+use crate::store::{Change, Tx, j, on};
 use serde_json::json;
 
 impl Work<'_> {
@@ -55,8 +55,8 @@ impl Work<'_> {
             person_id: Some(r.person_id.clone()),
             part_id: None,
             change: "result",
-            before: Some(json!({"result": e.result, "score": e.score, "comment": e.comment})),
-            after: Some(json!({"result": r.result, "score": r.score, "comment": r.comment})),
+            before: j(json!({"result": e.result, "score": e.score, "comment": e.comment})),
+            after: j(json!({"result": r.result, "score": r.score, "comment": r.comment})),
             event: (change != ResultChange::Unchanged)
                 .then_some((EventKind::ResultRecorded, Some(cycle))),
         });
@@ -127,9 +127,9 @@ impl Work<'_> {
             person_id: Some(person.clone()),
             part_id: None,
             change: why,
-            before: Some(json!({"cycle": e.cycle, "result": e.result, "completed_at": e.completed_at,
+            before: j(json!({"cycle": e.cycle, "result": e.result, "completed_at": e.completed_at,
                                 "completed_via": e.completed_via, "cleared": cleared})),
-            after: Some(json!({"cycle": cycle, "result": Outcome::Registered, "revoked_certificates": revoked})),
+            after: j(json!({"cycle": cycle, "result": Outcome::Registered, "revoked_certificates": revoked})),
             event: Some((EventKind::CycleStarted, Some(cycle))),
         });
         Ok(cycle)
@@ -173,7 +173,7 @@ impl Work<'_> {
             part_id: None,
             change: "completed",
             before: None,
-            after: Some(json!({"completed_via": CompletedVia::Equivalency, "cycle": e.cycle})),
+            after: j(json!({"completed_via": CompletedVia::Equivalency, "cycle": e.cycle})),
             event: Some((EventKind::Completed, Some(e.cycle))),
         });
         Ok(Applied::Updated)
@@ -209,7 +209,7 @@ impl Work<'_> {
             person_id: Some(person.to_string()),
             part_id: None,
             change: "removed",
-            before: Some(json!({"result": e.result, "walk_in": e.walk_in, "cycle": e.cycle})),
+            before: j(json!({"result": e.result, "walk_in": e.walk_in, "cycle": e.cycle})),
             after: None,
             event: Some((EventKind::ParticipantRemoved, Some(e.cycle))),
         });
