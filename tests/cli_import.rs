@@ -17,12 +17,13 @@ impl Office {
     /// A config with its own SQLite database and the repository's rules.
     fn new() -> Office {
         let dir = tempfile::tempdir().expect("temp dir");
-        let rules = common::repo().join("rules");
+        let repo = common::repo();
         std::fs::write(
             dir.path().join("config.yaml"),
             format!(
-                "database: sqlite://test.db\ntimezone: Europe/Amsterdam\nrules: {}\n",
-                rules.display()
+                "database: sqlite://test.db\ntimezone: Europe/Amsterdam\nrules: {}\ntemplates: {}\n",
+                repo.join("rules").display(),
+                repo.join("templates").display()
             ),
         )
         .expect("config");

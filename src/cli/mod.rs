@@ -2,9 +2,11 @@
 //! arguments, loads what every command needs, and maps errors to exit codes:
 //! 0 success, 1 a user error (message on stderr), 2 bad usage.
 
+mod check;
 mod export;
 mod import;
 mod participant;
+mod plan;
 
 use crate::config::Config;
 use crate::rules::{self, RuleSet};
@@ -39,6 +41,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Validate the configuration, rules and templates; list every error.
+    Check,
     /// Create or upgrade the database.
     Migrate,
     /// Import a CSV file; a file with any bad row changes nothing.
@@ -48,6 +52,8 @@ pub enum Command {
     Export(export::Export),
     /// Administrator actions on one participant of a course.
     Participant(participant::Args),
+    /// The action instances not yet delivered: who gets what when, and why the others wait.
+    Plan(plan::Args),
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -67,7 +73,7 @@ pub struct App {
 impl App {
     fn load(cli: &Cli) -> anyhow::Result<App> {
         let config = Config::load(&cli.config)?;
-        let rules = rules::load_dir(&config.rules).map_err(|e| {
+        let rules = rules::load(&config.rules, &config.templates).map_err(|e| {
             anyhow::anyhow!("the rules in {} have errors:\n{e}", config.rules.display())
         })?;
         let user = std::env::var("REGISTRAR_ACTOR")
@@ -129,6 +135,9 @@ fn chain(e: &anyhow::Error) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Check = cli.command {
+        return Ok(check::run(&cli.config));
+    }
     let app = App::load(&cli)?;
     match cli.command {
         Command::Migrate => {
@@ -140,5 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => import::run(&app, args).await,
         Command::Export(e) => export::run(&app, e).await,
         Command::Participant(args) => participant::run(&app, args).await,
+        Command::Plan(args) => plan::run(&app, args).await,
+        Command::Check => Ok(ExitCode::SUCCESS),
     }
 }

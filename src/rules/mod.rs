@@ -1,8 +1,11 @@
 //! The rules directory: YAML documents (several per file, separated by `---`), each
 //! with a `kind`. Every problem is reported with file, line and column, all at once.
 
+pub mod action;
 pub mod course_type;
+pub mod timing;
 
+pub use action::ActionRule;
 pub use course_type::{CertificateSpec, CourseType, IssueOn};
 
 use serde::Deserialize;
@@ -41,6 +44,14 @@ pub struct RuleErrors(pub Vec<RuleError>);
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub course_types: BTreeMap<String, CourseType>,
+    /// Action templates in file order, ids unique.
+    pub actions: Vec<ActionRule>,
+}
+
+impl RuleSet {
+    pub fn action(&self, id: &str) -> Option<&ActionRule> {
+        self.actions.iter().find(|a| a.id.value == id)
+    }
 }
 
 /// A serde-saphyr error as one line, without the source snippet and without
@@ -64,8 +75,17 @@ fn location_of(e: &serde_saphyr::Error) -> (u64, u64) {
 /// The message without its "line L column C: " prefix (the location is reported apart).
 fn bare_message(e: &serde_saphyr::Error) -> String {
     let m = yaml_message(e);
-    match m.split_once(": ") {
+    let m = match m.split_once(": ") {
         Some((head, rest)) if head.starts_with("line ") => rest.to_string(),
+        _ => m,
+    };
+    // The location is reported in front; drop the library's own " at line L, column C".
+    let m = match m.rfind(" at line ") {
+        Some(i) if m[i..].contains(", column ") => m[..i].to_string(),
+        _ => m,
+    };
+    match m.as_str() {
+        "invalid boolean" => "invalid boolean (expected true or false)".into(),
         _ => m,
     }
 }
@@ -125,19 +145,83 @@ fn split_documents(text: &str) -> Vec<Document> {
     docs
 }
 
+/// Loads the rules directory and checks what the rules refer to: course types, and the
+/// templates in `templates`.
+pub fn load(dir: &Path, templates: &Path) -> Result<RuleSet, RuleErrors> {
+    let (set, mut errors) = read_dir(dir);
+    errors.extend(check_references(&set, templates));
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(RuleErrors(errors))
+    }
+}
+
+/// Problems that only show across documents: unknown course types, missing templates.
+pub fn check_references(set: &RuleSet, templates: &Path) -> Vec<RuleError> {
+    let mut errors = Vec::new();
+    for rule in &set.actions {
+        let at = |s: &serde_saphyr::Location| (s.line(), s.column());
+        for t in rule.conditions.course_type.iter().flatten() {
+            if !set.course_types.contains_key(&t.value) {
+                let (line, column) = at(&t.referenced);
+                let known: Vec<&str> = set.course_types.keys().map(String::as_str).collect();
+                errors.push(RuleError {
+                    file: rule.file.clone(),
+                    line,
+                    column,
+                    message: format!(
+                        "action {}: conditions.course_type names unknown course type {:?} (known: {})",
+                        rule.id.value,
+                        t.value,
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    ),
+                });
+            }
+        }
+        let name = &rule.email.template.value;
+        let html = templates.join(format!("{name}.html.hbs"));
+        if !html.is_file() {
+            let (line, column) = at(&rule.email.template.referenced);
+            errors.push(RuleError {
+                file: rule.file.clone(),
+                line,
+                column,
+                message: format!(
+                    "action {}: email.template {name:?}: {} does not exist",
+                    rule.id.value,
+                    html.display()
+                ),
+            });
+        }
+    }
+    errors
+}
+
 /// Loads every `*.yaml` / `*.yml` file of `dir`, in name order.
 pub fn load_dir(dir: &Path) -> Result<RuleSet, RuleErrors> {
+    let (set, errors) = read_dir(dir);
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(RuleErrors(errors))
+    }
+}
+
+/// Every document that parses, and every problem of those that do not.
+fn read_dir(dir: &Path) -> (RuleSet, Vec<RuleError>) {
     let mut errors = Vec::new();
     let mut set = RuleSet::default();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            return Err(RuleErrors(vec![RuleError {
+            errors.push(RuleError {
                 file: dir.to_path_buf(),
                 line: 0,
                 column: 0,
                 message: format!("cannot read the rules directory: {e}"),
-            }]));
+            });
+            return (set, errors);
         }
     };
     let mut files: Vec<PathBuf> = entries
@@ -156,11 +240,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, RuleErrors> {
             }),
         }
     }
-    if errors.is_empty() {
-        Ok(set)
-    } else {
-        Err(RuleErrors(errors))
-    }
+    (set, errors)
 }
 
 /// Adds the documents of one file to `set`, collecting every problem.
@@ -204,7 +284,32 @@ pub fn load_text(text: &str, file: &Path, set: &mut RuleSet, errors: &mut Vec<Ru
                     errors.push(err(l, c, bare_message(&e)));
                 }
             },
-            Some(other @ ("action" | "certification")) => errors.push(err(
+            Some("action") => match serde_saphyr::from_str::<ActionRule>(&doc.text) {
+                Ok(mut rule) => {
+                    rule.file = file.to_path_buf();
+                    let at = (rule.id.referenced.line(), rule.id.referenced.column());
+                    if let Err(m) = rule.validate() {
+                        errors.push(err(
+                            doc.first_line,
+                            1,
+                            format!("action {}: {m}", rule.id.value),
+                        ));
+                    } else if set.action(&rule.id.value).is_some() {
+                        errors.push(err(
+                            at.0,
+                            at.1,
+                            format!("duplicate action id {:?}", rule.id.value),
+                        ));
+                    } else {
+                        set.actions.push(rule);
+                    }
+                }
+                Err(e) => {
+                    let (l, c) = location_of(&e);
+                    errors.push(err(l, c, bare_message(&e)));
+                }
+            },
+            Some(other @ "certification") => errors.push(err(
                 doc.first_line,
                 1,
                 format!("kind {other:?} is not supported by this version of registrar yet"),

@@ -341,6 +341,7 @@ pub async fn history_of(
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct EventRow {
     pub id: i64,
+    pub at: DateTime<Utc>,
     pub kind: String,
     pub course_id: String,
     pub person_id: Option<String>,
@@ -351,7 +352,7 @@ pub struct EventRow {
 /// Events not yet processed by the engine, oldest first.
 pub async fn unprocessed_events(tx: &mut Tx, limit: i64) -> Result<Vec<EventRow>, sqlx::Error> {
     on!(tx, c => sqlx::query_as(
-        "SELECT id, kind, course_id, person_id, part_id, cycle FROM events \
+        "SELECT id, at, kind, course_id, person_id, part_id, cycle FROM events \
          WHERE processed_at IS NULL ORDER BY id LIMIT $1",
     ).bind(limit).fetch_all(&mut **c).await)
 }

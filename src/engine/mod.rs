@@ -1,0 +1,379 @@
+//! The rule engine (T2): turns recorded events into action instances — one per
+//! (rule, subject, cycle), with its due time stored — and evaluates their conditions.
+//! It never sends: a fired action becomes `due`, and delivery takes it from there.
+
+pub mod conditions;
+
+use crate::domain::{CourseStatus, EventKind, enrolment};
+use crate::rules::RuleSet;
+use crate::rules::action::{ActionRule, DataGroup, Execution, RuleEvent};
+use crate::rules::timing::{self, Anchor};
+use crate::status;
+use crate::store::read::{self, CourseInfo, EventRow};
+use crate::store::{Store, Tx, on};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use conditions::Subject;
+use sqlx::QueryBuilder;
+use std::collections::{BTreeMap, HashMap};
+
+/// Events handled per transaction.
+const EVENT_BATCH: i64 = 1000;
+
+/// Turns every unprocessed event into action instances and cancellations. Returns the
+/// number of events processed.
+pub async fn ingest(
+    store: &Store,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let mut tx = store.begin().await?;
+        let events = read::unprocessed_events(&mut tx, EVENT_BATCH).await?;
+        if events.is_empty() {
+            tx.rollback().await?;
+            return Ok(total);
+        }
+        let mut courses: HashMap<String, Option<CourseInfo>> = HashMap::new();
+        for e in &events {
+            apply_event(&mut tx, rules, tz, now, e, &mut courses).await?;
+        }
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        on!(&mut tx, c => {
+            let mut q = QueryBuilder::new("UPDATE events SET processed_at = ");
+            q.push_bind(now).push(" WHERE id IN (");
+            let mut sep = q.separated(", ");
+            for id in &ids {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut **c).await?;
+        });
+        tx.commit().await?;
+        total += ids.len() as u64;
+    }
+}
+
+async fn course<'a>(
+    tx: &mut Tx,
+    cache: &'a mut HashMap<String, Option<CourseInfo>>,
+    id: &str,
+) -> Result<Option<&'a CourseInfo>, sqlx::Error> {
+    if !cache.contains_key(id) {
+        let c = read::course(tx, id).await?;
+        cache.insert(id.to_string(), c);
+    }
+    Ok(cache.get(id).and_then(Option::as_ref))
+}
+
+async fn apply_event(
+    tx: &mut Tx,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    e: &EventRow,
+    courses: &mut HashMap<String, Option<CourseInfo>>,
+) -> Result<(), sqlx::Error> {
+    let Ok(kind) = e.kind.parse::<EventKind>() else {
+        return Ok(());
+    };
+    if kind == EventKind::CourseChanged {
+        courses.remove(&e.course_id);
+        return course_changed(tx, rules, tz, now, &e.course_id, courses).await;
+    }
+    let Some(person) = e.person_id.as_deref() else {
+        return Ok(());
+    };
+    let trigger = match kind {
+        EventKind::ParticipantAdded => Some(RuleEvent::ParticipantAdded),
+        EventKind::AttendanceMarked => Some(RuleEvent::AttendanceMarked),
+        EventKind::ResultRecorded => Some(RuleEvent::ResultRecorded),
+        EventKind::Completed => Some(RuleEvent::Completed),
+        EventKind::CertificateIssued => Some(RuleEvent::CertificateIssued),
+        EventKind::CertificateExpiring => Some(RuleEvent::CertificateExpiring),
+        // A new cycle starts the participant's rules afresh.
+        EventKind::CycleStarted => Some(RuleEvent::ParticipantAdded),
+        _ => None,
+    };
+    let enrolment = read::enrolment(tx, &e.course_id, person).await?;
+    let Some(info) = course(tx, courses, &e.course_id).await?.cloned() else {
+        return Ok(());
+    };
+    let Some(enrolment) = enrolment else {
+        // Removed (D7): nothing of it stays pending.
+        return cancel(tx, now, &e.course_id, Some(person), None).await;
+    };
+    if !enrolment::takes_actions(info.status, enrolment.result) {
+        // D9: pending actions are cancelled, new ones not created.
+        return cancel(tx, now, &e.course_id, Some(person), None).await;
+    }
+    if kind == EventKind::CycleStarted {
+        cancel(tx, now, &e.course_id, Some(person), Some(enrolment.cycle)).await?;
+    }
+    let Some(trigger) = trigger else {
+        return Ok(());
+    };
+    let cycle = e.cycle.unwrap_or(enrolment.cycle);
+    if cycle != enrolment.cycle {
+        return Ok(()); // an event of an earlier cycle
+    }
+    for rule in rules.actions.iter().filter(|r| applies(r, trigger, &info)) {
+        let due = anchor_of(rule, &info, e.at)
+            .and_then(|a| timing::due(a, rule.timing.offset, rule.timing.at.map(|t| t.0), tz));
+        let expires = due
+            .zip(rule.expires_after)
+            .and_then(|(d, p)| p.add_to(d, tz));
+        on!(tx, c => sqlx::query(
+            "INSERT INTO actions (rule_id, course_id, person_id, cycle, state, event_at, due_at, expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'waiting', $5, $6, $7, $8, $8) \
+             ON CONFLICT (rule_id, course_id, person_id, cycle) DO NOTHING",
+        ).bind(&rule.id.value).bind(&e.course_id).bind(person).bind(cycle).bind(e.at).bind(due).bind(expires).bind(now)
+         .execute(&mut **c).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// Whether `rule` creates an action for this event in this course.
+fn applies(rule: &ActionRule, trigger: RuleEvent, course: &CourseInfo) -> bool {
+    rule.enabled
+        && rule.data_group == DataGroup::CourseParticipant
+        && rule.event == trigger
+        // The course type never changes for a course: other types get no instance at all.
+        && rule.conditions.course_type.as_ref().is_none_or(|t| t.iter().any(|t| t.value == course.type_id))
+}
+
+fn anchor_of(
+    rule: &ActionRule,
+    course: &CourseInfo,
+    event_at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match rule.timing.anchor {
+        Anchor::CourseStart => Some(course.start),
+        Anchor::CourseEnd => Some(course.end),
+        Anchor::Event => Some(event_at),
+        // Known once certificates exist; until then the action waits without a due time.
+        Anchor::CertificateExpiry => None,
+    }
+}
+
+/// Cancels waiting actions of a course, or of one participant (optionally only those of
+/// cycles before `before_cycle`).
+async fn cancel(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    course: &str,
+    person: Option<&str>,
+    before_cycle: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    on!(tx, c => sqlx::query(
+        "UPDATE actions SET state = 'cancelled', updated_at = $1 WHERE course_id = $2 \
+         AND ($3 IS NULL OR person_id = $3) AND ($4 IS NULL OR cycle < $4) AND state IN ('waiting', 'awaiting_approval')",
+    ).bind(now).bind(course).bind(person).bind(before_cycle).execute(&mut **c).await.map(|_| ()))
+}
+
+/// A course's status or dates changed: D9 for a cancelled course, else new due times for
+/// actions anchored on its start or end.
+async fn course_changed(
+    tx: &mut Tx,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    course_id: &str,
+    courses: &mut HashMap<String, Option<CourseInfo>>,
+) -> Result<(), sqlx::Error> {
+    let Some(info) = course(tx, courses, course_id).await?.cloned() else {
+        return Ok(());
+    };
+    if info.status == CourseStatus::Cancelled {
+        return cancel(tx, now, course_id, None, None).await;
+    }
+    let waiting: Vec<(i64, String, DateTime<Utc>)> = on!(tx, c => sqlx::query_as(
+        "SELECT id, rule_id, event_at FROM actions WHERE course_id = $1 AND state = 'waiting'",
+    ).bind(course_id).fetch_all(&mut **c).await)?;
+    for (id, rule_id, event_at) in waiting {
+        let Some(rule) = rules.action(&rule_id) else {
+            continue;
+        };
+        if !matches!(rule.timing.anchor, Anchor::CourseStart | Anchor::CourseEnd) {
+            continue;
+        }
+        let due = anchor_of(rule, &info, event_at)
+            .and_then(|a| timing::due(a, rule.timing.offset, rule.timing.at.map(|t| t.0), tz));
+        let expires = due
+            .zip(rule.expires_after)
+            .and_then(|(d, p)| p.add_to(d, tz));
+        on!(tx, c => sqlx::query("UPDATE actions SET due_at = $1, expires_at = $2, updated_at = $3 WHERE id = $4")
+            .bind(due).bind(expires).bind(now).bind(id).execute(&mut **c).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// The state of an action instance as `plan` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanState {
+    Waiting,
+    Due,
+    AwaitingApproval,
+    Retrying,
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+impl PlanState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanState::Waiting => "waiting",
+            PlanState::Due => "due",
+            PlanState::AwaitingApproval => "awaiting_approval",
+            PlanState::Retrying => "retrying",
+            PlanState::Failed => "failed",
+            PlanState::Cancelled => "cancelled",
+            PlanState::Expired => "expired",
+        }
+    }
+}
+
+/// One action instance not yet delivered.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanItem {
+    pub id: i64,
+    pub rule: String,
+    pub course: String,
+    pub person: String,
+    pub cycle: i64,
+    /// RFC 3339 in the office time zone; `null` while the anchor is not known.
+    pub due: Option<String>,
+    pub state: PlanState,
+    /// For `waiting`: one sentence per condition that does not hold (and when it is due).
+    pub reasons: Vec<String>,
+}
+
+/// A course and its participants' statuses by person id.
+type CourseSubjects = (CourseInfo, HashMap<String, status::ParticipantStatus>);
+
+#[derive(sqlx::FromRow)]
+struct ActionRow {
+    id: i64,
+    rule_id: String,
+    course_id: String,
+    person_id: String,
+    cycle: i64,
+    state: String,
+    due_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Every action instance not yet delivered, as it stands at `now`: whether it is due (its
+/// time has come and its conditions hold), or why it waits.
+pub async fn plan(
+    store: &Store,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    rule_filter: Option<&str>,
+) -> Result<Vec<PlanItem>, sqlx::Error> {
+    let mut tx = store.begin().await?;
+    let rows: Vec<ActionRow> = on!(&mut tx, c => sqlx::query_as(
+        "SELECT id, rule_id, course_id, person_id, cycle, state, due_at, expires_at FROM actions \
+         WHERE ($1 IS NULL OR rule_id = $1) ORDER BY due_at IS NULL, due_at, course_id, person_id, rule_id",
+    ).bind(rule_filter).fetch_all(&mut **c).await)?;
+    // Subjects are evaluated course by course, each participant once.
+    let mut by_course: BTreeMap<String, Option<CourseSubjects>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.state == "waiting") {
+        if !by_course.contains_key(&r.course_id) {
+            let found = status::course_participants(&mut tx, rules, tz, now, &r.course_id).await?;
+            by_course.insert(
+                r.course_id.clone(),
+                found.map(|(c, ps)| {
+                    (
+                        c,
+                        ps.into_iter().map(|p| (p.person_id.clone(), p)).collect(),
+                    )
+                }),
+            );
+        }
+    }
+    tx.rollback().await?;
+    let local = |t: DateTime<Utc>| crate::domain::time::local_rfc3339(t, tz);
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut reasons = Vec::new();
+        let state = match r.state.as_str() {
+            "cancelled" => PlanState::Cancelled,
+            "expired" => PlanState::Expired,
+            "due" => PlanState::Due,
+            "awaiting_approval" => PlanState::AwaitingApproval,
+            _ => {
+                let rule = rules.action(&r.rule_id);
+                let subject = by_course
+                    .get(&r.course_id)
+                    .and_then(Option::as_ref)
+                    .and_then(|(c, ps)| ps.get(&r.person_id).map(|p| (c, p)));
+                match (rule, subject) {
+                    (None, _) => {
+                        reasons.push(format!(
+                            "rule {} is no longer in the rules directory",
+                            r.rule_id
+                        ));
+                        PlanState::Waiting
+                    }
+                    (Some(_), None) => {
+                        reasons.push("the participant is no longer enrolled".into());
+                        PlanState::Waiting
+                    }
+                    (Some(rule), Some((course, p))) => {
+                        let subject = Subject {
+                            course_status: course.status,
+                            course_type: &course.type_id,
+                            result: p.result,
+                            attendance: p.attendance,
+                            passing: p.passing,
+                        };
+                        let unmet = conditions::unmet(&rule.conditions, &subject);
+                        if !rule.enabled {
+                            reasons.push("the rule is disabled (enabled: false)".into());
+                        }
+                        match r.due_at {
+                            None => reasons
+                                .push("due time not known yet (waiting for its anchor)".into()),
+                            Some(d) if d > now => reasons.push(format!("due {}", local(d))),
+                            Some(_) => {}
+                        }
+                        let timely = r.due_at.is_some_and(|d| d <= now);
+                        if timely && unmet.is_empty() && rule.enabled {
+                            if rule.execution == Execution::Manual {
+                                PlanState::AwaitingApproval
+                            } else {
+                                PlanState::Due
+                            }
+                        } else if r.expires_at.is_some_and(|x| x <= now) && !unmet.is_empty() {
+                            reasons.extend(unmet);
+                            PlanState::Expired
+                        } else {
+                            reasons.extend(unmet);
+                            PlanState::Waiting
+                        }
+                    }
+                }
+            }
+        };
+        if state != PlanState::Waiting && state != PlanState::Expired {
+            reasons.clear();
+        }
+        out.push(PlanItem {
+            id: r.id,
+            rule: r.rule_id,
+            course: r.course_id,
+            person: r.person_id,
+            cycle: r.cycle,
+            due: r.due_at.map(local),
+            state,
+            reasons,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,214 @@
+//! `kind: action`: an action template (SPEC §3) — which event creates it, when it is due,
+//! the conditions that must hold, and the email it sends.
+
+use super::timing::{Anchor, LocalTime};
+use crate::domain::{CourseStatus, EmailAddress, Outcome, Period};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRule {
+    #[serde(rename = "kind")]
+    _kind: String,
+    pub id: Spanned<String>,
+    pub name: Spanned<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub execution: Execution,
+    pub data_group: DataGroup,
+    pub event: RuleEvent,
+    pub process: Process,
+    pub email: Email,
+    pub timing: Timing,
+    #[serde(default)]
+    pub conditions: Conditions,
+    #[serde(default)]
+    pub expires_after: Option<Period>,
+    /// The file the rule came from, for messages.
+    #[serde(skip)]
+    pub file: std::path::PathBuf,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Execution {
+    #[default]
+    Automatic,
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataGroup {
+    CourseParticipant,
+    CertificationLearner,
+}
+
+/// The events that can create an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleEvent {
+    ParticipantAdded,
+    AttendanceMarked,
+    ResultRecorded,
+    Completed,
+    CertificateIssued,
+    CertificateExpiring,
+    CertificationStatusChanged,
+}
+
+impl RuleEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleEvent::ParticipantAdded => "participant_added",
+            RuleEvent::AttendanceMarked => "attendance_marked",
+            RuleEvent::ResultRecorded => "result_recorded",
+            RuleEvent::Completed => "completed",
+            RuleEvent::CertificateIssued => "certificate_issued",
+            RuleEvent::CertificateExpiring => "certificate_expiring",
+            RuleEvent::CertificationStatusChanged => "certification_status_changed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Process {
+    SendEmail,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Email {
+    pub template: Spanned<String>,
+    pub subject: Spanned<String>,
+    #[serde(default)]
+    pub to: Recipients,
+    #[serde(default)]
+    pub attach: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attachment {
+    CertificatePdf,
+}
+
+/// `participant`, or a fixed list of addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Recipients {
+    #[default]
+    Participant,
+    Fixed(Vec<EmailAddress>),
+}
+
+impl<'de> Deserialize<'de> for Recipients {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        let bad = |s: String| serde::de::Error::custom(s);
+        match Raw::deserialize(d)? {
+            Raw::One(s) if s == "participant" => Ok(Recipients::Participant),
+            Raw::One(s) => EmailAddress::parse(&s)
+                .map(|a| Recipients::Fixed(vec![a]))
+                .map_err(|e| {
+                    bad(format!(
+                        "{e} (expected `participant` or a list of addresses)"
+                    ))
+                }),
+            Raw::Many(list) => list
+                .iter()
+                .map(|s| EmailAddress::parse(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Recipients::Fixed)
+                .map_err(bad),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    pub anchor: Anchor,
+    #[serde(default = "zero")]
+    pub offset: Period,
+    #[serde(default)]
+    pub at: Option<LocalTime>,
+}
+
+fn zero() -> Period {
+    Period {
+        amount: 0,
+        unit: crate::domain::period::Unit::Days,
+    }
+}
+
+/// All listed conditions must hold; an omitted key is not checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conditions {
+    #[serde(default)]
+    pub course_status: Option<Vec<CourseStatus>>,
+    #[serde(default)]
+    pub course_type: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub attendance_requirement_achieved: Option<bool>,
+    #[serde(default)]
+    pub passing_obligation_passed: Option<bool>,
+    #[serde(default)]
+    pub result: Option<Vec<Outcome>>,
+}
+
+impl ActionRule {
+    /// Checks that need the whole document: which combinations make sense.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::domain::parse_id(&self.id.value, "id")?;
+        let learner = self.data_group == DataGroup::CertificationLearner;
+        if learner != (self.event == RuleEvent::CertificationStatusChanged) {
+            return Err(format!(
+                "event {} does not go with data_group {} (certification_learner rules use \
+                 certification_status_changed; course_participant rules use the other events)",
+                self.event.as_str(),
+                if learner {
+                    "certification_learner"
+                } else {
+                    "course_participant"
+                }
+            ));
+        }
+        if learner && matches!(self.timing.anchor, Anchor::CourseStart | Anchor::CourseEnd) {
+            return Err(
+                "timing.anchor course_start/course_end needs data_group course_participant".into(),
+            );
+        }
+        if self.timing.anchor == Anchor::CertificateExpiry
+            && !matches!(
+                self.event,
+                RuleEvent::CertificateIssued | RuleEvent::CertificateExpiring
+            )
+        {
+            return Err("timing.anchor certificate_expiry needs event certificate_issued or certificate_expiring".into());
+        }
+        if self.expires_after.is_some_and(|p| p.amount <= 0) {
+            return Err("expires_after must be a positive period".into());
+        }
+        if self.email.template.value.trim().is_empty()
+            || self.email.template.value.contains(['/', '\\'])
+        {
+            return Err(
+                "email.template must be a template name such as `certificate` (no path)".into(),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! `registrar plan` on the example office: who gets what when, and why the others wait
+//! (T1, T2, D9), through the real binary with a real SQLite database.
+
+mod common;
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+const AFTER_COURSE: &str = "2026-03-24T09:00:00+01:00";
+
+struct Office {
+    dir: tempfile::TempDir,
+}
+
+impl Office {
+    fn new() -> Office {
+        let dir = tempfile::tempdir().expect("dir");
+        let repo = common::repo();
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            format!(
+                "database: sqlite://test.db\ntimezone: Europe/Amsterdam\nrules: {}\ntemplates: {}\n",
+                repo.join("rules").display(),
+                repo.join("templates").display()
+            ),
+        )
+        .expect("config");
+        Office { dir }
+    }
+
+    fn run(&self, now: &str, args: &[&str]) -> std::process::Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_registrar"))
+            .arg("--config")
+            .arg(self.dir.path().join("config.yaml"))
+            .args(["--now", now])
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn import(&self, now: &str, kind: &str, file: PathBuf) {
+        self.run(now, &["import", kind, &file.to_string_lossy()]);
+    }
+
+    fn example(&self, now: &str) {
+        let office = common::repo().join("examples/office");
+        for kind in [
+            "courses",
+            "parts",
+            "people",
+            "enrolments",
+            "attendance",
+            "part-results",
+            "results",
+        ] {
+            self.import(now, kind, office.join(format!("{kind}.csv")));
+        }
+    }
+
+    fn plan(&self, now: &str) -> Vec<Value> {
+        let out = self.run(now, &["plan", "--format", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).expect("plan json");
+        v.as_array().expect("array").clone()
+    }
+
+    fn csv(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+}
+
+fn find<'a>(plan: &'a [Value], rule: &str, person: &str) -> Option<&'a Value> {
+    plan.iter()
+        .find(|i| i["rule"] == rule && i["person"] == person)
+}
+
+#[test]
+fn t2_plan_shows_who_gets_the_certificate_and_why_the_others_wait() {
+    let office = Office::new();
+    office.example(AFTER_COURSE);
+    let plan = office.plan(AFTER_COURSE);
+    for item in &plan {
+        for key in [
+            "id", "rule", "course", "person", "cycle", "due", "state", "reasons",
+        ] {
+            assert!(item.get(key).is_some(), "{key} missing in {item}");
+        }
+    }
+    let anne = find(&plan, "certificate-on-completion", "anne").expect("anne");
+    assert_eq!(anne["state"], "due");
+    // T1: offset 0 after course end is the end itself (a date-only end is 23:59:59 local).
+    assert_eq!(anne["due"], "2026-03-23T23:59:59+01:00");
+    let sanne = find(&plan, "certificate-on-completion", "sanne").expect("sanne");
+    assert_eq!(sanne["state"], "waiting");
+    let reasons: Vec<&str> = sanne["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "attendance 2 of 4 required parts (50 %), needs 75 %",
+            "passing obligation not met (0 of 1 parts passed)"
+        ]
+    );
+    let zoe = find(&plan, "certificate-on-completion", "zoe").expect("zoe");
+    assert_eq!(
+        zoe["reasons"][0],
+        "passing obligation not met (0 of 1 parts passed)"
+    );
+    // The fire-safety course has not started yet: its proof of participation waits for its end.
+    let mehmet = find(&plan, "proof-of-participation", "mehmet").expect("mehmet");
+    assert_eq!(mehmet["state"], "waiting");
+    assert_eq!(mehmet["reasons"][0], "due 2026-10-12T17:00:00+02:00");
+    // The rule's course type decides: no certificate rule for the fire-safety course.
+    assert!(find(&plan, "certificate-on-completion", "mehmet").is_none());
+}
+
+#[test]
+fn d9_deregistered_and_cancelled_course_participants_get_no_actions() {
+    let office = Office::new();
+    office.example(AFTER_COURSE);
+    let plan = office.plan(AFTER_COURSE);
+    assert!(
+        plan.iter()
+            .all(|i| i["person"] != "fenna" || i["state"] == "cancelled"),
+        "fenna is deregistered"
+    );
+    assert!(
+        plan.iter().all(|i| i["course"] != "ehbo-2027-06"),
+        "the June course is cancelled"
+    );
+    // Deregistering later cancels what was pending.
+    office.import(
+        AFTER_COURSE,
+        "results",
+        office.csv(
+            "r.csv",
+            "course_id,person_id,result\nehbo-2026-03,sanne,deregistered\n",
+        ),
+    );
+    let plan = office.plan(AFTER_COURSE);
+    let sanne = find(&plan, "certificate-on-completion", "sanne").expect("sanne");
+    assert_eq!(sanne["state"], "cancelled");
+}
+
+#[test]
+fn t2_a_participant_who_completes_late_is_due_the_moment_the_mark_is_recorded() {
+    let office = Office::new();
+    office.example(AFTER_COURSE);
+    let later = "2026-04-02T14:00:00+02:00";
+    office.import(
+        later,
+        "attendance",
+        office.csv("late.csv", "course_id,part_id,person_id,status\nehbo-2026-03,p3,sanne,attended\nehbo-2026-03,p4,sanne,attended\n"),
+    );
+    office.import(
+        later,
+        "part-results",
+        office.csv(
+            "pr.csv",
+            "course_id,part_id,person_id,passed\nehbo-2026-03,p4,sanne,yes\n",
+        ),
+    );
+    let plan = office.plan(later);
+    let sanne = find(&plan, "certificate-on-completion", "sanne").expect("sanne");
+    assert_eq!(sanne["state"], "due", "{sanne}");
+}
+
+#[test]
+fn t1_a_change_of_the_course_end_moves_the_due_time() {
+    let office = Office::new();
+    office.example(AFTER_COURSE);
+    office.import(
+        AFTER_COURSE,
+        "courses",
+        office.csv(
+            "c.csv",
+            "id,name,type,status,start,end,location\nbhv-2026-10,BHV basis oktober 2026,fire-safety,final,2026-10-05T13:00:00+02:00,2026-10-19T17:00:00+02:00,Amersfoort\n",
+        ),
+    );
+    let plan = office.plan(AFTER_COURSE);
+    let mehmet = find(&plan, "proof-of-participation", "mehmet").expect("mehmet");
+    assert_eq!(mehmet["due"], "2026-10-19T17:00:00+02:00");
+}
+
+#[test]
+fn t1_the_survey_is_due_the_next_day_at_ten_local_time() {
+    let office = Office::new();
+    // Marked on Saturday 28 March 2026, the day before the clocks go forward.
+    office.example("2026-03-28T15:00:00+01:00");
+    let plan = office.plan("2026-03-28T15:00:00+01:00");
+    let survey = find(&plan, "survey-after-attendance", "anne").expect("survey");
+    assert_eq!(survey["due"], "2026-03-29T10:00:00+02:00");
+    assert_eq!(survey["state"], "waiting");
+    let plan = office.plan("2026-03-29T10:00:00+02:00");
+    assert_eq!(
+        find(&plan, "survey-after-attendance", "anne").expect("survey")["state"],
+        "due"
+    );
+}
