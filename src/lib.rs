@@ -9,6 +9,8 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod import;
+pub mod mail;
+pub mod render;
 pub mod rules;
 pub mod status;
 pub mod store;

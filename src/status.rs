@@ -85,3 +85,81 @@ pub async fn course_participants(
     }
     Ok(Some((course, out)))
 }
+
+/// number, verification code, issued at, valid until.
+type CertificateRow = (String, String, DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// The template context (SPEC §3) of one participant of one course; `part` is the part the
+/// triggering event was about, if any. `None` when the course or enrolment is unknown.
+#[allow(clippy::too_many_arguments)]
+pub async fn email_context(
+    tx: &mut Tx,
+    rules: &RuleSet,
+    office: &crate::config::Office,
+    tz: Tz,
+    now: DateTime<Utc>,
+    course_id: &str,
+    person_id: &str,
+    part_id: Option<&str>,
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    use crate::domain::time::local_rfc3339;
+    use crate::render::long_date;
+    use serde_json::json;
+    let Some((course, participants)) = course_participants(tx, rules, tz, now, course_id).await?
+    else {
+        return Ok(None);
+    };
+    let Some(p) = participants.into_iter().find(|p| p.person_id == person_id) else {
+        return Ok(None);
+    };
+    let Some(person) = read::person(tx, person_id).await? else {
+        return Ok(None);
+    };
+    let Some(e) = read::enrolment(tx, course_id, person_id).await? else {
+        return Ok(None);
+    };
+    let type_name = rules
+        .course_types
+        .get(&course.type_id)
+        .map_or(course.type_id.clone(), |t| t.name.clone());
+    let part = part_id
+        .and_then(|id| course.part(id))
+        .or_else(|| course.parts.first())
+        .map(|d| {
+            json!({"id": d.rule.id, "name": d.name, "start": local_rfc3339(d.rule.start, tz),
+                        "end": local_rfc3339(d.rule.end, tz), "date": long_date(d.rule.start, tz)})
+        });
+    let certificate: Option<CertificateRow> = crate::store::on!(tx, c => sqlx::query_as(
+        "SELECT number, verification_code, issued_at, valid_until FROM certificates \
+         WHERE course_id = $1 AND person_id = $2 AND cycle = $3 AND revoked_at IS NULL",
+    ).bind(course_id).bind(person_id).bind(e.cycle).fetch_optional(&mut **c).await)?;
+    let certificate = match certificate {
+        Some((number, code, issued, until)) => json!({
+            "number": number, "verification_code": code,
+            "verify_url": format!("{}/verify/{code}", office.verify_base_url),
+            "issued_on": long_date(issued, tz), "valid_until": until.map(|u| long_date(u, tz)).unwrap_or_default()}),
+        None => json!({"number": "(not issued yet)", "verification_code": "", "verify_url": "",
+                       "issued_on": "(not issued yet)", "valid_until": "(not issued yet)"}),
+    };
+    let fields =
+        |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_else(|_| json!({}));
+    Ok(Some(json!({
+        "participant": {"id": person.id, "full_name": person.full_name,
+            "first_name": person.first_name.clone().unwrap_or_else(|| person.full_name.split_whitespace().next().unwrap_or_default().to_string()),
+            "email": person.email, "locale": person.locale, "fields": fields(&person.fields)},
+        "course": {"id": course.id, "name": course.name, "type": course.type_id, "type_name": type_name,
+            "status": course.status, "start": local_rfc3339(course.start, tz), "end": local_rfc3339(course.end, tz),
+            "start_date": long_date(course.start, tz), "end_date": long_date(course.end, tz),
+            "location": course.location.unwrap_or_default(), "fields": fields(&course.fields)},
+        "part": part,
+        "enrolment": {"result": e.result, "score": e.score, "comment": e.comment.unwrap_or_default(),
+            "cycle": e.cycle, "walk_in": e.walk_in,
+            "completed_at": e.completed_at.map(|t| local_rfc3339(t, tz)).unwrap_or_default()},
+        "attendance": {"attended": p.attendance.attended, "required": p.attendance.required,
+            "percent": p.attendance.percent().unwrap_or(100), "percent_needed": p.attendance.percent_needed,
+            "achieved": p.attendance.achieved, "passing_obligation_passed": p.passing.met},
+        "certificate": certificate,
+        "certification": {"id": "", "name": "", "status": "", "valid_until": "", "grace_period_ends": ""},
+        "office": {"name": office.name, "from": office.from, "verify_base_url": office.verify_base_url},
+    })))
+}

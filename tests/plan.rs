@@ -26,6 +26,12 @@ impl Office {
             ),
         )
         .expect("config");
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            std::fs::read_to_string(dir.path().join("config.yaml")).expect("config")
+                + "office:\n  name: Opleidingscentrum\n  from: \"Opleidingscentrum <opleidingen@example.nl>\"\n",
+        )
+        .expect("config");
         Office { dir }
     }
 
@@ -207,5 +213,74 @@ fn t1_the_survey_is_due_the_next_day_at_ten_local_time() {
     assert_eq!(
         find(&plan, "survey-after-attendance", "anne").expect("survey")["state"],
         "due"
+    );
+}
+
+#[test]
+fn preview_writes_the_exact_multipart_message_and_sends_nothing() {
+    let office = Office::new();
+    office.example(AFTER_COURSE);
+    let out_dir = office.dir.path().join("preview");
+    let out = office.run(
+        AFTER_COURSE,
+        &[
+            "preview",
+            "--rule",
+            "result-failed",
+            "--course",
+            "ehbo-2026-03",
+            "--person",
+            "zoe",
+            "--out",
+            &out_dir.to_string_lossy(),
+        ],
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let path = out_dir.join("result-failed__ehbo-2026-03__zoe.eml");
+    assert!(printed.contains(&*path.to_string_lossy()), "{printed}");
+    let eml = std::fs::read_to_string(&path).expect("eml");
+    assert!(eml.contains("Content-Type: multipart/alternative"), "{eml}");
+    assert!(eml.contains("Content-Type: text/plain; charset=utf-8"));
+    assert!(eml.contains("Content-Type: text/html; charset=utf-8"));
+    assert!(
+        eml.contains("Message-ID: <result-failed.ehbo-2026-03.zoe.1@example.nl>"),
+        "{eml}"
+    );
+    assert!(eml.contains("zoe.vanthof@example.nl"));
+    assert!(
+        eml.contains("Subject: Your result for EHBO basiscursus maart 2026"),
+        "{eml}"
+    );
+    // Nothing was sent: the plan still shows the action as due.
+    let plan = office.plan(AFTER_COURSE);
+    assert_eq!(
+        find(&plan, "result-failed", "zoe").expect("zoe")["state"],
+        "due"
+    );
+}
+
+#[test]
+fn preview_for_a_participant_without_an_email_says_so() {
+    let office = Office::new();
+    office.example(AFTER_COURSE);
+    let out = Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .arg("--config")
+        .arg(office.dir.path().join("config.yaml"))
+        .args([
+            "preview",
+            "--rule",
+            "proof-of-participation",
+            "--course",
+            "bhv-2026-10",
+            "--person",
+            "siem",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("siem has no email address"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -272,3 +272,43 @@ fn t5_every_error_is_listed_at_once() {
     );
     assert!(err.contains("3 error(s)"), "{err}");
 }
+
+#[test]
+fn t5_an_unknown_variable_in_a_subject_is_an_error_at_check() {
+    refused(
+        "subject: \"Your result for {{course.name}}: passed\"",
+        "subject: \"Your result for {{course.nme}}: passed\"",
+        0,
+        12,
+        "email.subject: unknown variable `course.nme`",
+    );
+}
+
+#[test]
+fn t5_an_unknown_variable_in_a_template_file_is_an_error_at_check() {
+    let copy = Copy::with("execution: automatic", "execution: automatic");
+    let templates = copy.dir.path().join("templates");
+    std::fs::create_dir(&templates).expect("mkdir");
+    for entry in std::fs::read_dir(common::repo().join("templates")).expect("templates") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name").to_owned();
+        std::fs::copy(&path, templates.join(name)).expect("copy");
+    }
+    let survey = templates.join("survey.txt.hbs");
+    let text = std::fs::read_to_string(&survey)
+        .expect("read")
+        .replace("{{participant.first_name}}", "{{participant.firstname}}");
+    std::fs::write(&survey, text).expect("write");
+    std::fs::write(
+        copy.dir.path().join("config.yaml"),
+        "rules: rules\ntemplates: templates\n",
+    )
+    .expect("config");
+    let out = copy.check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("templates/survey.txt.hbs:1:6: unknown variable `participant.firstname`"),
+        "{err}"
+    );
+}

@@ -1,7 +1,8 @@
-//! `registrar check`: validates the configuration, the rules and the templates, and lists
-//! every error at once.
+//! `registrar check`: validates the configuration, the rules and the templates (rendering
+//! every email against a sample context), and lists every error at once.
 
 use crate::config::Config;
+use crate::render::{self, Templates};
 use crate::rules;
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,23 +20,30 @@ pub fn run(config_path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rules::load(&config.rules, &config.templates) {
-        Ok(set) => {
-            println!(
-                "{}: ok ({} course type(s), {} action rule(s); templates in {})",
-                config_path.display(),
-                set.course_types.len(),
-                set.actions.len(),
-                config.templates.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
-            eprintln!("registrar: {} error(s) in the rules", errors.0.len());
-            ExitCode::FAILURE
-        }
+    let (set, rule_errors) = rules::load_all(&config.rules, &config.templates);
+    let mut problems: Vec<String> = rule_errors.iter().map(ToString::to_string).collect();
+    let (templates, template_errors) = Templates::load_all(&config.templates);
+    problems.extend(template_errors.iter().map(ToString::to_string));
+    problems.extend(
+        render::check_rules(&templates, &set.actions, &config.office)
+            .iter()
+            .map(ToString::to_string),
+    );
+    if problems.is_empty() {
+        println!(
+            "{}: ok ({} course type(s), {} action rule(s); every email rendered against a sample context)",
+            config_path.display(),
+            set.course_types.len(),
+            set.actions.len(),
+        );
+        return ExitCode::SUCCESS;
     }
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    eprintln!(
+        "registrar: {} error(s) in the rules and templates",
+        problems.len()
+    );
+    ExitCode::FAILURE
 }

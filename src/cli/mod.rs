@@ -7,6 +7,7 @@ mod export;
 mod import;
 mod participant;
 mod plan;
+mod preview;
 
 use crate::config::Config;
 use crate::rules::{self, RuleSet};
@@ -54,6 +55,8 @@ pub enum Command {
     Participant(participant::Args),
     /// The action instances not yet delivered: who gets what when, and why the others wait.
     Plan(plan::Args),
+    /// Write the email a rule would send to a participant as an .eml file; sends nothing.
+    Preview(preview::Args),
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -150,6 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(e) => export::run(&app, e).await,
         Command::Participant(args) => participant::run(&app, args).await,
         Command::Plan(args) => plan::run(&app, args).await,
+        Command::Preview(args) => preview::run(&app, args).await,
         Command::Check => Ok(ExitCode::SUCCESS),
     }
 }

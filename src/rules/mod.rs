@@ -148,13 +148,19 @@ fn split_documents(text: &str) -> Vec<Document> {
 /// Loads the rules directory and checks what the rules refer to: course types, and the
 /// templates in `templates`.
 pub fn load(dir: &Path, templates: &Path) -> Result<RuleSet, RuleErrors> {
-    let (set, mut errors) = read_dir(dir);
-    errors.extend(check_references(&set, templates));
+    let (set, errors) = load_all(dir, templates);
     if errors.is_empty() {
         Ok(set)
     } else {
         Err(RuleErrors(errors))
     }
+}
+
+/// Every rule that is valid, and every problem of the others.
+pub fn load_all(dir: &Path, templates: &Path) -> (RuleSet, Vec<RuleError>) {
+    let (set, mut errors) = read_dir(dir);
+    errors.extend(check_references(&set, templates));
+    (set, errors)
 }
 
 /// Problems that only show across documents: unknown course types, missing templates.

@@ -1,0 +1,142 @@
+//! `registrar preview --rule ID --course C --person P [--out DIR]`: writes the exact
+//! message the rule would send to this participant as an .eml file; sends nothing.
+
+use super::App;
+use crate::mail;
+use crate::render::Templates;
+use crate::rules::action::Recipients;
+use anyhow::Context;
+use lettre::message::Mailbox;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The action rule id.
+    #[arg(long)]
+    pub rule: String,
+    /// The course id.
+    #[arg(long)]
+    pub course: String,
+    /// The person id.
+    #[arg(long)]
+    pub person: String,
+    /// Where to write the .eml file.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+}
+
+/// A file name part: letters, digits, - and _ only.
+fn safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
+    let Some(rule) = app.rules.action(&args.rule) else {
+        anyhow::bail!(
+            "unknown rule {:?} (see `registrar check` for the rules loaded)",
+            args.rule
+        );
+    };
+    let templates = Templates::load(&app.config.templates).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!(
+            "the templates have errors (run `registrar check`):\n{}",
+            lines.join("\n")
+        )
+    })?;
+    let store = app.store().await?;
+    let mut tx = store.begin().await?;
+    let ctx = crate::status::email_context(
+        &mut tx,
+        &app.rules,
+        &app.config.office,
+        app.config.timezone,
+        app.now,
+        &args.course,
+        &args.person,
+        None,
+    )
+    .await?;
+    tx.rollback().await?;
+    store.close().await;
+    let Some(ctx) = ctx else {
+        anyhow::bail!(
+            "{} is not a participant of course {:?}",
+            args.person,
+            args.course
+        );
+    };
+    let rendered = templates
+        .render(rule, &ctx)
+        .map_err(|p| anyhow::anyhow!("{p}"))?;
+    let to: Vec<Mailbox> = match &rule.email.to {
+        Recipients::Participant => {
+            let email = ctx["participant"]["email"].as_str().unwrap_or_default();
+            if email.is_empty() {
+                anyhow::bail!(
+                    "{} has no email address: this message cannot be sent (the delivery would fail with that reason)",
+                    args.person
+                );
+            }
+            let name = ctx["participant"]["full_name"].as_str().map(str::to_string);
+            vec![Mailbox::new(
+                name,
+                email
+                    .parse()
+                    .with_context(|| format!("the address {email:?} of {}", args.person))?,
+            )]
+        }
+        Recipients::Fixed(list) => list
+            .iter()
+            .map(|a| a.as_str().parse().map(|addr| Mailbox::new(None, addr)))
+            .collect::<Result<_, _>>()
+            .context("a fixed recipient of the rule")?,
+    };
+    let cycle = ctx["enrolment"]["cycle"].as_i64().unwrap_or(1);
+    let id = mail::message_id(
+        &rule.id.value,
+        &args.course,
+        &args.person,
+        cycle,
+        mail::domain_of(&app.config.office.from),
+    );
+    let message =
+        mail::build(&app.config.office.from, &to, &rendered, &id).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let path = args.out.join(format!(
+        "{}__{}__{}.eml",
+        safe(&rule.id.value),
+        safe(&args.course),
+        safe(&args.person)
+    ));
+    std::fs::write(&path, message.formatted())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("{}", path.display());
+    println!(
+        "  To:      {}",
+        to.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("  Subject: {}", rendered.subject);
+    println!(
+        "  Parts:   {}",
+        if rendered.text.is_some() {
+            "text + HTML"
+        } else {
+            "HTML"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,297 @@
+//! Email templates: handlebars in strict mode, so a variable the context does not have is
+//! an error (at `registrar check`), never a blank in a sent email. HTML templates escape
+//! values; text templates and subjects do not. The context is SPEC §3's: `participant`,
+//! `course`, `part`, `enrolment`, `attendance`, `certificate`, `certification`, `office`.
+
+use crate::config::Office;
+use crate::rules::ActionRule;
+use handlebars::Handlebars;
+use serde_json::{Value, json};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A problem in a template, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateProblem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for TemplateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+/// The templates directory, parsed.
+pub struct Templates {
+    dir: PathBuf,
+    html: Handlebars<'static>,
+    text: Handlebars<'static>,
+}
+
+/// A rendered email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub html: String,
+    pub text: Option<String>,
+}
+
+fn registry(escape: bool) -> Handlebars<'static> {
+    let mut h = Handlebars::new();
+    h.set_strict_mode(true);
+    if !escape {
+        h.register_escape_fn(handlebars::no_escape);
+    }
+    h
+}
+
+impl Templates {
+    /// Parses every `NAME.html.hbs` and `NAME.txt.hbs` of `dir`; every problem is returned.
+    pub fn load(dir: &Path) -> Result<Templates, Vec<TemplateProblem>> {
+        let (t, problems) = Templates::load_all(dir);
+        if problems.is_empty() {
+            Ok(t)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The templates that parse, and the problems of those that do not.
+    pub fn load_all(dir: &Path) -> (Templates, Vec<TemplateProblem>) {
+        let mut t = Templates {
+            dir: dir.to_path_buf(),
+            html: registry(true),
+            text: registry(false),
+        };
+        let mut problems = Vec::new();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                problems.push(TemplateProblem {
+                    file: dir.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                    message: format!("cannot read the templates directory: {e}"),
+                });
+                return (t, problems);
+            }
+        };
+        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for file in files {
+            let Some(name) = file.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let (registry, stem) = if let Some(stem) = name.strip_suffix(".html.hbs") {
+                (&mut t.html, stem)
+            } else if let Some(stem) = name.strip_suffix(".txt.hbs") {
+                (&mut t.text, stem)
+            } else {
+                continue;
+            };
+            let source = match std::fs::read_to_string(&file) {
+                Ok(s) => s,
+                Err(e) => {
+                    problems.push(TemplateProblem {
+                        file,
+                        line: 0,
+                        column: 0,
+                        message: format!("cannot read: {e}"),
+                    });
+                    continue;
+                }
+            };
+            if let Err(e) = registry.register_template_string(stem, source) {
+                let (line, column) = e.pos().unwrap_or((1, 1));
+                problems.push(TemplateProblem {
+                    file,
+                    line,
+                    column,
+                    message: e.reason().to_string(),
+                });
+            }
+        }
+        (t, problems)
+    }
+
+    /// Whether the HTML template `name` parsed.
+    pub fn has(&self, name: &str) -> bool {
+        self.html.has_template(name)
+    }
+
+    /// Renders the email of `rule` against `ctx`.
+    pub fn render(&self, rule: &ActionRule, ctx: &Value) -> Result<Rendered, TemplateProblem> {
+        let inline = |what: &str, s: &serde_saphyr::Spanned<String>| {
+            self.text
+                .render_template(&s.value, ctx)
+                .map_err(|e| TemplateProblem {
+                    file: rule.file.clone(),
+                    line: s.referenced.line() as usize,
+                    column: s.referenced.column() as usize,
+                    message: format!("action {}: {what}: {}", rule.id.value, reason(&e)),
+                })
+        };
+        let subject = inline("email.subject", &rule.email.subject)?;
+        inline("name", &rule.name)?;
+        let name = &rule.email.template.value;
+        let file = |ext: &str| self.dir.join(format!("{name}.{ext}.hbs"));
+        let located = |e: handlebars::RenderError, ext: &str| TemplateProblem {
+            file: file(ext),
+            line: e.line_no.unwrap_or(1),
+            column: e.column_no.unwrap_or(1),
+            message: format!("{} (used by action {})", reason(&e), rule.id.value),
+        };
+        if !self.html.has_template(name) {
+            return Err(TemplateProblem {
+                file: file("html"),
+                line: 0,
+                column: 0,
+                message: format!("does not exist (used by action {})", rule.id.value),
+            });
+        }
+        let html = self
+            .html
+            .render(name, ctx)
+            .map_err(|e| located(e, "html"))?;
+        let text = if self.text.has_template(name) {
+            Some(self.text.render(name, ctx).map_err(|e| located(e, "txt"))?)
+        } else {
+            None
+        };
+        Ok(Rendered {
+            subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
+            html,
+            text,
+        })
+    }
+}
+
+/// The reason of a render error, worded for the person who wrote the template.
+fn reason(e: &handlebars::RenderError) -> String {
+    match e.reason() {
+        handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
+            format!(
+                "unknown variable `{path}` (the context has participant, course, part, enrolment, attendance, certificate, certification and office)"
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A context with every variable filled, for `registrar check`.
+pub fn sample_context(office: &Office) -> Value {
+    json!({
+        "participant": {"id": "p-0001", "full_name": "Anne de Vries", "first_name": "Anne",
+                        "email": "anne.devries@example.nl", "locale": "nl", "fields": {}},
+        "course": {"id": "ehbo-2026-03", "name": "EHBO basiscursus", "type": "first-aid",
+                   "type_name": "Eerste hulp", "status": "final",
+                   "start": "2026-03-02T09:00:00+01:00", "end": "2026-03-23T12:00:00+01:00",
+                   "start_date": "2 March 2026", "end_date": "23 March 2026",
+                   "location": "Utrecht", "fields": {}},
+        "part": {"id": "p1", "name": "Reanimatie en AED", "start": "2026-03-02T09:00:00+01:00",
+                 "end": "2026-03-02T12:00:00+01:00", "date": "2 March 2026"},
+        "enrolment": {"result": "passed", "score": 8.5, "comment": "", "cycle": 1, "walk_in": false,
+                      "completed_at": "2026-03-23T12:00:00+01:00"},
+        "attendance": {"attended": 4, "required": 4, "percent": 100, "percent_needed": 75,
+                       "achieved": true, "passing_obligation_passed": true},
+        "certificate": {"number": "FA-2026-000123", "verification_code": "sample-code",
+                        "verify_url": format!("{}/verify/sample-code", office.verify_base_url),
+                        "issued_on": "23 March 2026", "valid_until": "23 March 2028"},
+        "certification": {"id": "forklift-operator", "name": "Forklift operator", "status": "certified",
+                          "valid_until": "1 April 2029", "grace_period_ends": "30 June 2029"},
+        "office": {"name": office.name, "from": office.from, "verify_base_url": office.verify_base_url},
+    })
+}
+
+/// "2 March 2026".
+pub fn long_date(t: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
+    t.with_timezone(&tz).format("%-d %B %Y").to_string()
+}
+
+/// Problems of every action's email against the sample context, for `registrar check`.
+pub fn check_rules(
+    templates: &Templates,
+    rules: &[ActionRule],
+    office: &Office,
+) -> Vec<TemplateProblem> {
+    let ctx = sample_context(office);
+    rules
+        .iter()
+        // A missing or unparsable template is reported already.
+        .filter(|r| templates.has(&r.email.template.value))
+        .filter_map(|r| templates.render(r, &ctx).err())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn office() -> Office {
+        Office {
+            name: "O".into(),
+            from: "O <o@example.org>".into(),
+            verify_base_url: "https://o.example.org".into(),
+        }
+    }
+
+    fn rule(subject: &str) -> ActionRule {
+        let yaml = format!(
+            "kind: action\nid: r\nname: R\ndata_group: course_participant\nevent: completed\nprocess: send_email\n\
+             email:\n  template: t\n  subject: {subject:?}\ntiming:\n  anchor: event\n"
+        );
+        serde_saphyr::from_str(&yaml).expect("rule")
+    }
+
+    fn templates(html: &str, text: &str) -> (tempfile::TempDir, Templates) {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("t.html.hbs"), html).expect("html");
+        std::fs::write(dir.path().join("t.txt.hbs"), text).expect("txt");
+        let t = Templates::load(dir.path()).expect("load");
+        (dir, t)
+    }
+
+    #[test]
+    fn html_escapes_values_and_text_and_subject_do_not() {
+        let (_d, t) = templates(
+            "<p>{{participant.full_name}}</p>",
+            "{{participant.full_name}}",
+        );
+        let mut ctx = sample_context(&office());
+        ctx["participant"]["full_name"] = json!("Brouwer & Zn <b>'t Hof</b>");
+        let r = t
+            .render(&rule("Hi {{participant.full_name}}"), &ctx)
+            .expect("render");
+        assert_eq!(
+            r.html,
+            "<p>Brouwer &amp; Zn &lt;b&gt;&#x27;t Hof&lt;/b&gt;</p>"
+        );
+        assert_eq!(r.text.as_deref(), Some("Brouwer & Zn <b>'t Hof</b>"));
+        assert_eq!(r.subject, "Hi Brouwer & Zn <b>'t Hof</b>");
+    }
+
+    #[test]
+    fn strict_mode_makes_an_unknown_variable_an_error_not_a_blank() {
+        let (_d, t) = templates("<p>{{participant.fullname}}</p>", "x");
+        let e = t
+            .render(&rule("Hi"), &sample_context(&office()))
+            .unwrap_err();
+        assert!(
+            e.message
+                .contains("unknown variable `participant.fullname`"),
+            "{e}"
+        );
+        assert!(e.file.ends_with("t.html.hbs"));
+    }
+}
