@@ -41,25 +41,24 @@ pub async fn course_participants(
     let course_type = rules.course_types.get(&course.type_id);
     let percent = course_type.map_or(100, |t| t.attendance_percent);
     let parts = course.part_rules();
-    let enrolments = read::enrolments_of_course(tx, course_id).await?;
-    let people: Vec<String> = enrolments.iter().map(|e| e.person_id.clone()).collect();
+    let enrolments = read::participants_of_course(tx, course_id).await?;
+    let people: Vec<String> = enrolments
+        .iter()
+        .map(|(e, _, _)| e.person_id.clone())
+        .collect();
     let progress = read::progress(tx, course_id, &people).await?;
     let certificates = read::certificate_numbers(tx, course_id).await?;
     let (no_marks, no_results) = (HashMap::new(), HashMap::new());
     let mut out = Vec::with_capacity(enrolments.len());
-    for e in enrolments {
-        let person = read::person(tx, &e.person_id).await?;
+    for (e, full_name, email) in enrolments {
         let marks = progress.marks.get(&e.person_id).unwrap_or(&no_marks);
         let results = progress
             .part_results
             .get(&e.person_id)
             .unwrap_or(&no_results);
         out.push(ParticipantStatus {
-            full_name: person
-                .as_ref()
-                .map(|p| p.full_name.clone())
-                .unwrap_or_default(),
-            email: person.and_then(|p| p.email),
+            full_name,
+            email,
             result: e.result,
             walk_in: e.walk_in,
             cycle: e.cycle,

@@ -36,10 +36,7 @@ pub async fn ingest(
             tx.rollback().await?;
             return Ok(total);
         }
-        let mut courses: HashMap<String, Option<CourseInfo>> = HashMap::new();
-        for e in &events {
-            apply_event(&mut tx, rules, tz, now, e, &mut courses).await?;
-        }
+        apply_events(&mut tx, rules, tz, now, &events).await?;
         let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
         on!(&mut tx, c => {
             let mut q = QueryBuilder::new("UPDATE events SET processed_at = ");
@@ -56,6 +53,118 @@ pub async fn ingest(
     }
 }
 
+/// An action instance to create.
+struct NewAction<'a> {
+    rule: &'a str,
+    course: &'a str,
+    person: &'a str,
+    cycle: i64,
+    event_at: DateTime<Utc>,
+    due: Option<DateTime<Utc>>,
+    expires: Option<DateTime<Utc>>,
+}
+
+/// One batch of events: the enrolments they concern are read in bulk, and the new
+/// instances written with one statement per thousand.
+async fn apply_events(
+    tx: &mut Tx,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    events: &[EventRow],
+) -> Result<(), sqlx::Error> {
+    let mut courses: HashMap<String, Option<CourseInfo>> = HashMap::new();
+    let mut people: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for e in events {
+        if let Some(p) = &e.person_id {
+            people.entry(&e.course_id).or_default().push(p.clone());
+        }
+    }
+    let mut enrolments: HashMap<(String, String), read::Enrolment> = HashMap::new();
+    for (course, mut list) in people {
+        list.sort_unstable();
+        list.dedup();
+        for (person, e) in read::enrolments_of(tx, course, &list).await? {
+            enrolments.insert((course.to_string(), person), e);
+        }
+    }
+    let mut new: Vec<NewAction> = Vec::new();
+    for e in events {
+        let Ok(kind) = e.kind.parse::<EventKind>() else {
+            continue;
+        };
+        if kind == EventKind::CourseChanged {
+            courses.remove(&e.course_id);
+            course_changed(tx, rules, tz, now, &e.course_id, &mut courses).await?;
+            continue;
+        }
+        let Some(person) = e.person_id.as_deref() else {
+            continue;
+        };
+        let trigger = match kind {
+            EventKind::ParticipantAdded => Some(RuleEvent::ParticipantAdded),
+            EventKind::AttendanceMarked => Some(RuleEvent::AttendanceMarked),
+            EventKind::ResultRecorded => Some(RuleEvent::ResultRecorded),
+            EventKind::Completed => Some(RuleEvent::Completed),
+            EventKind::CertificateIssued => Some(RuleEvent::CertificateIssued),
+            EventKind::CertificateExpiring => Some(RuleEvent::CertificateExpiring),
+            // A new cycle starts the participant's rules afresh.
+            EventKind::CycleStarted => Some(RuleEvent::ParticipantAdded),
+            _ => None,
+        };
+        let Some(info) = course(tx, &mut courses, &e.course_id).await? else {
+            continue;
+        };
+        let Some(enrolment) = enrolments.get(&(e.course_id.clone(), person.to_string())) else {
+            // Removed (D7): nothing of it stays pending.
+            cancel(tx, now, &e.course_id, Some(person), None).await?;
+            continue;
+        };
+        if !enrolment::takes_actions(info.status, enrolment.result) {
+            // D9: pending actions are cancelled, new ones not created.
+            cancel(tx, now, &e.course_id, Some(person), None).await?;
+            continue;
+        }
+        if kind == EventKind::CycleStarted {
+            cancel(tx, now, &e.course_id, Some(person), Some(enrolment.cycle)).await?;
+        }
+        let Some(trigger) = trigger else { continue };
+        let cycle = e.cycle.unwrap_or(enrolment.cycle);
+        if cycle != enrolment.cycle {
+            continue; // an event of an earlier cycle
+        }
+        for rule in rules.actions.iter().filter(|r| applies(r, trigger, info)) {
+            let due = anchor_of(rule, info, e.at)
+                .and_then(|a| timing::due(a, rule.timing.offset, rule.timing.at.map(|t| t.0), tz));
+            new.push(NewAction {
+                rule: &rule.id.value,
+                course: &e.course_id,
+                person,
+                cycle,
+                event_at: e.at,
+                due,
+                expires: due
+                    .zip(rule.expires_after)
+                    .and_then(|(d, p)| p.add_to(d, tz)),
+            });
+        }
+    }
+    for chunk in new.chunks(1000) {
+        on!(tx, c => {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO actions (rule_id, course_id, person_id, cycle, state, event_at, due_at, expires_at, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, a| {
+                b.push_bind(a.rule).push_bind(a.course).push_bind(a.person).push_bind(a.cycle).push_bind("waiting")
+                    .push_bind(a.event_at).push_bind(a.due).push_bind(a.expires).push_bind(now).push_bind(now);
+            });
+            q.push(" ON CONFLICT (rule_id, course_id, person_id, cycle) DO NOTHING");
+            q.build().execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
 async fn course<'a>(
     tx: &mut Tx,
     cache: &'a mut HashMap<String, Option<CourseInfo>>,
@@ -66,73 +175,6 @@ async fn course<'a>(
         cache.insert(id.to_string(), c);
     }
     Ok(cache.get(id).and_then(Option::as_ref))
-}
-
-async fn apply_event(
-    tx: &mut Tx,
-    rules: &RuleSet,
-    tz: Tz,
-    now: DateTime<Utc>,
-    e: &EventRow,
-    courses: &mut HashMap<String, Option<CourseInfo>>,
-) -> Result<(), sqlx::Error> {
-    let Ok(kind) = e.kind.parse::<EventKind>() else {
-        return Ok(());
-    };
-    if kind == EventKind::CourseChanged {
-        courses.remove(&e.course_id);
-        return course_changed(tx, rules, tz, now, &e.course_id, courses).await;
-    }
-    let Some(person) = e.person_id.as_deref() else {
-        return Ok(());
-    };
-    let trigger = match kind {
-        EventKind::ParticipantAdded => Some(RuleEvent::ParticipantAdded),
-        EventKind::AttendanceMarked => Some(RuleEvent::AttendanceMarked),
-        EventKind::ResultRecorded => Some(RuleEvent::ResultRecorded),
-        EventKind::Completed => Some(RuleEvent::Completed),
-        EventKind::CertificateIssued => Some(RuleEvent::CertificateIssued),
-        EventKind::CertificateExpiring => Some(RuleEvent::CertificateExpiring),
-        // A new cycle starts the participant's rules afresh.
-        EventKind::CycleStarted => Some(RuleEvent::ParticipantAdded),
-        _ => None,
-    };
-    let enrolment = read::enrolment(tx, &e.course_id, person).await?;
-    let Some(info) = course(tx, courses, &e.course_id).await?.cloned() else {
-        return Ok(());
-    };
-    let Some(enrolment) = enrolment else {
-        // Removed (D7): nothing of it stays pending.
-        return cancel(tx, now, &e.course_id, Some(person), None).await;
-    };
-    if !enrolment::takes_actions(info.status, enrolment.result) {
-        // D9: pending actions are cancelled, new ones not created.
-        return cancel(tx, now, &e.course_id, Some(person), None).await;
-    }
-    if kind == EventKind::CycleStarted {
-        cancel(tx, now, &e.course_id, Some(person), Some(enrolment.cycle)).await?;
-    }
-    let Some(trigger) = trigger else {
-        return Ok(());
-    };
-    let cycle = e.cycle.unwrap_or(enrolment.cycle);
-    if cycle != enrolment.cycle {
-        return Ok(()); // an event of an earlier cycle
-    }
-    for rule in rules.actions.iter().filter(|r| applies(r, trigger, &info)) {
-        let due = anchor_of(rule, &info, e.at)
-            .and_then(|a| timing::due(a, rule.timing.offset, rule.timing.at.map(|t| t.0), tz));
-        let expires = due
-            .zip(rule.expires_after)
-            .and_then(|(d, p)| p.add_to(d, tz));
-        on!(tx, c => sqlx::query(
-            "INSERT INTO actions (rule_id, course_id, person_id, cycle, state, event_at, due_at, expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'waiting', $5, $6, $7, $8, $8) \
-             ON CONFLICT (rule_id, course_id, person_id, cycle) DO NOTHING",
-        ).bind(&rule.id.value).bind(&e.course_id).bind(person).bind(cycle).bind(e.at).bind(due).bind(expires).bind(now)
-         .execute(&mut **c).await.map(|_| ()))?;
-    }
-    Ok(())
 }
 
 /// Whether `rule` creates an action for this event in this course.

@@ -247,7 +247,24 @@ async fn apply_chunk(
     let rows = std::mem::take(chunk);
     let mut outcomes: Vec<(u64, Result<crate::store::write::Applied, WriteError>)> =
         Vec::with_capacity(rows.len());
-    // Marks go in bulk; every other kind row by row.
+    // Marks and enrolments go in bulk; every other kind row by row.
+    let (enrolments, rows): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .partition(|(_, r)| matches!(r, Row::Enrolment(_)));
+    if !enrolments.is_empty() {
+        let (lines, inputs): (Vec<u64>, Vec<_>) = enrolments
+            .into_iter()
+            .filter_map(|(l, r)| {
+                if let Row::Enrolment(e) = r {
+                    Some((l, e))
+                } else {
+                    None
+                }
+            })
+            .unzip();
+        let results = work.upsert_enrolments(tx, &inputs).await?;
+        outcomes.extend(lines.into_iter().zip(results));
+    }
     let (marks, others): (Vec<_>, Vec<_>) = rows
         .into_iter()
         .partition(|(_, r)| matches!(r, Row::Mark(_)));
@@ -270,7 +287,7 @@ async fn apply_chunk(
             Row::Course(c) => work.upsert_course(tx, c).await,
             Row::Part(p) => work.upsert_part(tx, p).await,
             Row::Person(p) => work.upsert_person(tx, p).await,
-            Row::Enrolment(e) => work.upsert_enrolment(tx, e).await,
+            Row::Enrolment(_) => continue,
             Row::PartResult(r) => work.record_part_result(tx, r).await,
             Row::Result(r) => work.record_result(tx, r).await,
             Row::Mark(_) => continue,

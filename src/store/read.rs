@@ -205,11 +205,33 @@ pub async fn enrolments_of_course(
     tx: &mut Tx,
     course: &str,
 ) -> Result<Vec<Enrolment>, sqlx::Error> {
-    let rows: Vec<EnrolmentRow> = on!(tx, c => sqlx::query_as(
-        "SELECT e.course_id, e.person_id, e.result, e.score, e.comment, e.walk_in, e.cycle, e.completed_at, e.completed_via \
-         FROM enrolments e JOIN people p ON p.id = e.person_id WHERE e.course_id = $1 ORDER BY p.full_name, p.id",
+    Ok(participants_of_course(tx, course)
+        .await?
+        .into_iter()
+        .map(|(e, _, _)| e)
+        .collect())
+}
+
+/// Every enrolment of a course with the participant's full name and email, ordered by
+/// name: one query for the whole course.
+pub async fn participants_of_course(
+    tx: &mut Tx,
+    course: &str,
+) -> Result<Vec<(Enrolment, String, Option<String>)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        e: EnrolmentRow,
+        full_name: String,
+        email: Option<String>,
+    }
+    let rows: Vec<Row> = on!(tx, c => sqlx::query_as(
+        "SELECT e.course_id, e.person_id, e.result, e.score, e.comment, e.walk_in, e.cycle, e.completed_at, e.completed_via, \
+         p.full_name, p.email FROM enrolments e JOIN people p ON p.id = e.person_id WHERE e.course_id = $1 ORDER BY p.full_name, p.id",
     ).bind(course).fetch_all(&mut **c).await?);
-    rows.into_iter().map(Enrolment::try_from).collect()
+    rows.into_iter()
+        .map(|r| Ok((Enrolment::try_from(r.e)?, r.full_name, r.email)))
+        .collect()
 }
 
 /// The ids of incomplete enrolments of a course (to re-check after its parts change).

@@ -286,43 +286,87 @@ impl<'r> Work<'r> {
         tx: &mut Tx,
         e: &EnrolmentInput,
     ) -> Result<Applied, WriteError> {
-        self.known_course(tx, &e.course_id).await?;
-        if read::person(tx, &e.person_id).await?.is_none() {
-            return Err(refused(
-                Some("person_id"),
-                format!("unknown person {:?}", e.person_id),
-            ));
-        }
-        match read::enrolment(tx, &e.course_id, &e.person_id).await? {
-            Some(existing) => match e.walk_in {
-                Some(w) if w != existing.walk_in => {
-                    on!(tx, t => sqlx::query(
-                        "UPDATE enrolments SET walk_in = $1, updated_at = $2 WHERE course_id = $3 AND person_id = $4",
-                    ).bind(w).bind(self.now).bind(&e.course_id).bind(&e.person_id).execute(&mut **t).await.map(|r| r.rows_affected()))?;
-                    self.log.push(Change {
-                        entity: "enrolment",
-                        course_id: Some(e.course_id.clone()),
-                        person_id: Some(e.person_id.clone()),
-                        part_id: None,
-                        change: "walk_in",
-                        before: j(json!({"walk_in": existing.walk_in})),
-                        after: j(json!({"walk_in": w})),
-                        event: None,
-                    });
-                    Ok(Applied::Updated)
-                }
-                _ => Ok(Applied::Unchanged),
-            },
-            None => {
-                self.insert_enrolments(
-                    tx,
-                    &e.course_id,
-                    &[(e.person_id.clone(), e.walk_in.unwrap_or(false))],
-                )
-                .await?;
-                Ok(Applied::Created)
+        let mut out = self.upsert_enrolments(tx, std::slice::from_ref(e)).await?;
+        out.pop().unwrap_or(Ok(Applied::Unchanged))
+    }
+
+    /// Upserts enrolments in bulk: a handful of statements per course, whatever the
+    /// number of rows. Returns one outcome per row, in order.
+    pub async fn upsert_enrolments(
+        &mut self,
+        tx: &mut Tx,
+        rows: &[EnrolmentInput],
+    ) -> Result<Vec<Result<Applied, WriteError>>, sqlx::Error> {
+        let mut out: Vec<Option<Result<Applied, WriteError>>> = rows.iter().map(|_| None).collect();
+        let mut by_course: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            if self.course(tx, &r.course_id).await?.is_none() {
+                out[i] = Some(Err(refused(
+                    Some("course_id"),
+                    format!("unknown course {:?}", r.course_id),
+                )));
+            } else {
+                by_course.entry(&r.course_id).or_default().push(i);
             }
         }
+        for (course, idxs) in by_course {
+            let people: Vec<String> = idxs
+                .iter()
+                .map(|&i| rows[i].person_id.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let existing = read::enrolments_of(tx, course, &people).await?;
+            let missing: Vec<String> = people
+                .iter()
+                .filter(|p| !existing.contains_key(*p))
+                .cloned()
+                .collect();
+            let known: BTreeSet<String> = read::existing_people(tx, &missing)
+                .await?
+                .into_iter()
+                .collect();
+            let mut new: Vec<(String, bool)> = Vec::new();
+            let mut created: BTreeSet<&str> = BTreeSet::new();
+            for &i in &idxs {
+                let r = &rows[i];
+                out[i] = Some(match existing.get(&r.person_id) {
+                    Some(e) => match r.walk_in {
+                        Some(w) if w != e.walk_in => {
+                            on!(tx, t => sqlx::query(
+                                "UPDATE enrolments SET walk_in = $1, updated_at = $2 WHERE course_id = $3 AND person_id = $4",
+                            ).bind(w).bind(self.now).bind(course).bind(&r.person_id).execute(&mut **t).await.map(|_| ()))?;
+                            self.log.push(Change {
+                                entity: "enrolment",
+                                course_id: Some(course.to_string()),
+                                person_id: Some(r.person_id.clone()),
+                                part_id: None,
+                                change: "walk_in",
+                                before: j(json!({"walk_in": e.walk_in})),
+                                after: j(json!({"walk_in": w})),
+                                event: None,
+                            });
+                            Ok(Applied::Updated)
+                        }
+                        _ => Ok(Applied::Unchanged),
+                    },
+                    None if !known.contains(&r.person_id) => Err(refused(
+                        Some("person_id"),
+                        format!("unknown person {:?}", r.person_id),
+                    )),
+                    None if created.insert(&r.person_id) => {
+                        new.push((r.person_id.clone(), r.walk_in.unwrap_or(false)));
+                        Ok(Applied::Created)
+                    }
+                    None => Ok(Applied::Unchanged),
+                });
+            }
+            self.insert_enrolments(tx, course, &new).await?;
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or(Ok(Applied::Unchanged)))
+            .collect())
     }
 
     /// Creates enrolments (result `registered`, cycle 1) and raises `participant_added`.
