@@ -236,6 +236,10 @@ fn preview_writes_the_exact_multipart_message_and_sends_nothing() {
         ],
     );
     let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("The rule's conditions hold for zoe now."),
+        "{printed}"
+    );
     let path = out_dir.join("result-failed__ehbo-2026-03__zoe.eml");
     assert!(printed.contains(&*path.to_string_lossy()), "{printed}");
     let eml = std::fs::read_to_string(&path).expect("eml");
@@ -250,6 +254,27 @@ fn preview_writes_the_exact_multipart_message_and_sends_nothing() {
     assert!(
         eml.contains("Subject: Your result for EHBO basiscursus maart 2026"),
         "{eml}"
+    );
+    // A rule whose conditions do not hold is previewed all the same, and says why not.
+    let out = office.run(
+        AFTER_COURSE,
+        &[
+            "preview",
+            "--rule",
+            "certificate-on-completion",
+            "--course",
+            "ehbo-2026-03",
+            "--person",
+            "zoe",
+            "--out",
+            &out_dir.to_string_lossy(),
+        ],
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed
+            .contains("Not sent as things stand: passing obligation not met (0 of 1 parts passed)"),
+        "{printed}"
     );
     // Nothing was sent: the plan still shows the action as due.
     let plan = office.plan(AFTER_COURSE);

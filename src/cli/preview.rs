@@ -66,6 +66,30 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         None,
     )
     .await?;
+    // Whether the rule's conditions hold for this participant now, said next to the preview.
+    let participants = crate::status::course_participants(
+        &mut tx,
+        &app.rules,
+        app.config.timezone,
+        app.now,
+        &args.course,
+    )
+    .await?;
+    let unmet = participants.and_then(|(course, people)| {
+        people
+            .into_iter()
+            .find(|p| p.person_id == args.person)
+            .map(|p| {
+                let subject = crate::engine::conditions::Subject {
+                    course_status: course.status,
+                    course_type: &course.type_id,
+                    result: p.result,
+                    attendance: p.attendance,
+                    passing: p.passing,
+                };
+                crate::engine::conditions::unmet(&rule.conditions, &subject)
+            })
+    });
     tx.rollback().await?;
     store.close().await;
     let Some(ctx) = ctx else {
@@ -138,5 +162,12 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
             "HTML"
         }
     );
+    match unmet.unwrap_or_default().as_slice() {
+        [] => println!("  The rule's conditions hold for {} now.", args.person),
+        reasons => println!(
+            "  Not sent as things stand: {} (this is a preview all the same)",
+            reasons.join("; ")
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
