@@ -182,14 +182,16 @@ async fn main() {
         .expect("ingest");
     let ingest = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let plan = engine::plan(&store, &rules, tz, now, None)
-        .await
-        .expect("plan");
+    let mut waiting = 0u64;
+    let count = engine::plan_each(&store, &rules, tz, now, None, |item| {
+        waiting += u64::from(item.state == engine::PlanState::Waiting);
+    })
+    .await
+    .expect("plan");
     let plan_secs = t.elapsed().as_secs_f64();
     println!(
-        "ingest: {events} events -> {} action instances in {ingest:.2} s; plan: {} instances evaluated in {plan_secs:.2} s",
-        plan.len(),
-        plan.len()
+        "ingest: {events} events -> {count} action instances in {ingest:.2} s; \
+         plan: {count} instances evaluated ({waiting} waiting, with reasons) in {plan_secs:.2} s"
     );
 
     // The timer's question when nothing is due yet (all due times lie in 2027).

@@ -11,9 +11,48 @@ const AFTER_COURSE: &str = "2026-03-24T09:00:00+01:00";
 
 struct Office {
     dir: tempfile::TempDir,
+    /// (url, schema) of a PostgreSQL office, dropped by `cleanup`.
+    pg: Option<(String, String)>,
 }
 
 impl Office {
+    /// The same office on its own PostgreSQL schema; `None` without REGISTRAR_TEST_POSTGRES_URL.
+    async fn postgres() -> Option<Office> {
+        let Ok(url) = std::env::var("REGISTRAR_TEST_POSTGRES_URL") else {
+            eprintln!("skipping the PostgreSQL half: REGISTRAR_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let schema = common::unique("plan");
+        let admin = sqlx::PgPool::connect(&url).await.expect("connect");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .expect("schema");
+        admin.close().await;
+        let office = Office::new();
+        let config = office.dir.path().join("config.yaml");
+        let text = std::fs::read_to_string(&config).expect("config").replace(
+            "database: sqlite://test.db",
+            &format!("database: {url}?options=-c%20search_path%3D{schema}"),
+        );
+        std::fs::write(&config, text).expect("config");
+        Some(Office {
+            pg: Some((url, schema)),
+            ..office
+        })
+    }
+
+    async fn cleanup(self) {
+        if let Some((url, schema)) = self.pg
+            && let Ok(admin) = sqlx::PgPool::connect(&url).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&admin)
+                .await;
+            admin.close().await;
+        }
+    }
+
     fn new() -> Office {
         let dir = tempfile::tempdir().expect("dir");
         let repo = common::repo();
@@ -32,7 +71,7 @@ impl Office {
                 + "office:\n  name: Opleidingscentrum\n  from: \"Opleidingscentrum <opleidingen@example.nl>\"\n",
         )
         .expect("config");
-        Office { dir }
+        Office { dir, pg: None }
     }
 
     fn run(&self, now: &str, args: &[&str]) -> std::process::Output {
@@ -308,4 +347,40 @@ fn preview_for_a_participant_without_an_email_says_so() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn t2_d9_the_plan_story_runs_the_same_on_postgres() {
+    let Some(office) = Office::postgres().await else {
+        return;
+    };
+    office.example(AFTER_COURSE);
+    let plan = office.plan(AFTER_COURSE);
+    assert_eq!(
+        find(&plan, "certificate-on-completion", "anne").expect("anne")["state"],
+        "due"
+    );
+    let sanne = find(&plan, "certificate-on-completion", "sanne").expect("sanne");
+    assert_eq!(
+        sanne["reasons"][0],
+        "attendance 2 of 4 required parts (50 %), needs 75 %"
+    );
+    assert!(
+        plan.iter().all(|i| i["course"] != "ehbo-2027-06"),
+        "D9: the June course is cancelled"
+    );
+    office.import(
+        AFTER_COURSE,
+        "results",
+        office.csv(
+            "r.csv",
+            "course_id,person_id,result\nehbo-2026-03,sanne,deregistered\n",
+        ),
+    );
+    let plan = office.plan(AFTER_COURSE);
+    assert_eq!(
+        find(&plan, "certificate-on-completion", "sanne").expect("sanne")["state"],
+        "cancelled"
+    );
+    office.cleanup().await;
 }

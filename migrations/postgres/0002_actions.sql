@@ -14,7 +14,7 @@ CREATE TABLE actions (
     expires_at  TIMESTAMPTZ,
     created_at  TIMESTAMPTZ NOT NULL,
     updated_at  TIMESTAMPTZ NOT NULL,
-    UNIQUE (rule_id, course_id, person_id, cycle)
+    -- The dedup key; course first so that it also serves per-course and per-participant lookups.
+    UNIQUE (course_id, person_id, rule_id, cycle)
 );
 CREATE INDEX actions_waiting_due ON actions(due_at) WHERE state = 'waiting';
-CREATE INDEX actions_subject ON actions(course_id, person_id);

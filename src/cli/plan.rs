@@ -31,16 +31,45 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     let store = app.store().await?;
     let tz = app.config.timezone;
     engine::ingest(&store, &app.rules, tz, app.now).await?;
-    let items = engine::plan(&store, &app.rules, tz, app.now, args.rule.as_deref()).await?;
-    store.close().await;
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &items)?;
-            writeln!(out)?;
+            // Streamed: a plan of millions of instances is never held in memory.
+            let mut first = true;
+            let mut failed: Option<std::io::Error> = None;
+            engine::plan_each(
+                &store,
+                &app.rules,
+                tz,
+                app.now,
+                args.rule.as_deref(),
+                |item| {
+                    if failed.is_some() {
+                        return;
+                    }
+                    let sep = if first { "[\n" } else { ",\n" };
+                    first = false;
+                    let written = out.write_all(sep.as_bytes()).and_then(|()| {
+                        serde_json::to_writer_pretty(&mut out, &item).map_err(std::io::Error::other)
+                    });
+                    if let Err(e) = written {
+                        failed = Some(e);
+                    }
+                },
+            )
+            .await?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            writeln!(out, "{}", if first { "[]" } else { "\n]" })?;
         }
-        Format::Table => write_table(&mut out, &items)?,
+        Format::Table => {
+            let items = engine::plan(&store, &app.rules, tz, app.now, args.rule.as_deref()).await?;
+            write_table(&mut out, &items)?;
+        }
     }
+    out.flush()?;
+    store.close().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -62,12 +62,11 @@ pub fn attendance_requirement(
     marks: &HashMap<String, GivenMark>,
     percent_needed: u32,
 ) -> AttendanceSummary {
-    let required: Vec<&PartRule> = parts.iter().filter(|p| p.attendance_required).collect();
-    let attended = required
-        .iter()
-        .filter(|p| counts_as_attended(p, marks.get(&p.id)))
-        .count() as u32;
-    let required = required.len() as u32;
+    let (mut required, mut attended) = (0u32, 0u32);
+    for p in parts.iter().filter(|p| p.attendance_required) {
+        required += 1;
+        attended += u32::from(counts_as_attended(p, marks.get(&p.id)));
+    }
     AttendanceSummary {
         attended,
         required,
@@ -88,15 +87,15 @@ pub struct PassingSummary {
 /// D2: met when every part with `passing_required` has a result `passed: true`;
 /// an empty set is met.
 pub fn passing_obligation(parts: &[PartRule], results: &HashMap<String, bool>) -> PassingSummary {
-    let required: Vec<&PartRule> = parts.iter().filter(|p| p.passing_required).collect();
-    let passed = required
-        .iter()
-        .filter(|p| results.get(&p.id).copied().unwrap_or(false))
-        .count() as u32;
+    let (mut required, mut passed) = (0u32, 0u32);
+    for p in parts.iter().filter(|p| p.passing_required) {
+        required += 1;
+        passed += u32::from(results.get(&p.id).copied().unwrap_or(false));
+    }
     PassingSummary {
         passed,
-        required: required.len() as u32,
-        met: passed as usize == required.len(),
+        required,
+        met: passed == required,
     }
 }
 

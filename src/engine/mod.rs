@@ -4,12 +4,16 @@
 
 pub mod conditions;
 
+use crate::domain::progress::{
+    AttendanceSummary, PassingSummary, attendance_requirement, passing_obligation,
+};
+use crate::domain::time::local_rfc3339;
 use crate::domain::{CourseStatus, EventKind, enrolment};
 use crate::rules::RuleSet;
 use crate::rules::action::{ActionRule, DataGroup, Execution, RuleEvent};
 use crate::rules::timing::{self, Anchor};
-use crate::status;
 use crate::store::read::{self, CourseInfo, EventRow};
+use crate::store::scan;
 use crate::store::{Store, Tx, on};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -294,20 +298,8 @@ pub struct PlanItem {
     pub reasons: Vec<String>,
 }
 
-/// A course and its participants' statuses by person id.
-type CourseSubjects = (CourseInfo, HashMap<String, status::ParticipantStatus>);
-
-#[derive(sqlx::FromRow)]
-struct ActionRow {
-    id: i64,
-    rule_id: String,
-    course_id: String,
-    person_id: String,
-    cycle: i64,
-    state: String,
-    due_at: Option<DateTime<Utc>>,
-    expires_at: Option<DateTime<Utc>>,
-}
+/// Courses evaluated per round of queries.
+const PLAN_BATCH: usize = 100;
 
 /// Every action instance not yet delivered, as it stands at `now`: whether it is due (its
 /// time has come and its conditions hold), or why it waits.
@@ -318,104 +310,193 @@ pub async fn plan(
     now: DateTime<Utc>,
     rule_filter: Option<&str>,
 ) -> Result<Vec<PlanItem>, sqlx::Error> {
+    let mut out = Vec::new();
+    plan_each(store, rules, tz, now, rule_filter, |item| out.push(item)).await?;
+    Ok(out)
+}
+
+/// Like [`plan`], handing each instance to `emit` as soon as it is evaluated, course by
+/// course, so that a plan of millions of instances needs no more memory than a batch.
+pub async fn plan_each(
+    store: &Store,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    rule_filter: Option<&str>,
+    mut emit: impl FnMut(PlanItem),
+) -> Result<u64, sqlx::Error> {
     let mut tx = store.begin().await?;
-    let rows: Vec<ActionRow> = on!(&mut tx, c => sqlx::query_as(
-        "SELECT id, rule_id, course_id, person_id, cycle, state, due_at, expires_at FROM actions \
-         WHERE ($1 IS NULL OR rule_id = $1) ORDER BY due_at IS NULL, due_at, course_id, person_id, rule_id",
-    ).bind(rule_filter).fetch_all(&mut **c).await)?;
-    // Subjects are evaluated course by course, each participant once.
-    let mut by_course: BTreeMap<String, Option<CourseSubjects>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.state == "waiting") {
-        if !by_course.contains_key(&r.course_id) {
-            let found = status::course_participants(&mut tx, rules, tz, now, &r.course_id).await?;
-            by_course.insert(
-                r.course_id.clone(),
-                found.map(|(c, ps)| {
-                    (
-                        c,
-                        ps.into_iter().map(|p| (p.person_id.clone(), p)).collect(),
-                    )
-                }),
-            );
-        }
-    }
-    tx.rollback().await?;
-    let local = |t: DateTime<Utc>| crate::domain::time::local_rfc3339(t, tz);
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let mut reasons = Vec::new();
-        let state = match r.state.as_str() {
-            "cancelled" => PlanState::Cancelled,
-            "expired" => PlanState::Expired,
-            "due" => PlanState::Due,
-            "awaiting_approval" => PlanState::AwaitingApproval,
-            _ => {
-                let rule = rules.action(&r.rule_id);
-                let subject = by_course
-                    .get(&r.course_id)
-                    .and_then(Option::as_ref)
-                    .and_then(|(c, ps)| ps.get(&r.person_id).map(|p| (c, p)));
-                match (rule, subject) {
-                    (None, _) => {
-                        reasons.push(format!(
-                            "rule {} is no longer in the rules directory",
-                            r.rule_id
-                        ));
-                        PlanState::Waiting
-                    }
-                    (Some(_), None) => {
-                        reasons.push("the participant is no longer enrolled".into());
-                        PlanState::Waiting
-                    }
-                    (Some(rule), Some((course, p))) => {
-                        let subject = Subject {
-                            course_status: course.status,
-                            course_type: &course.type_id,
-                            result: p.result,
-                            attendance: p.attendance,
-                            passing: p.passing,
-                        };
-                        let unmet = conditions::unmet(&rule.conditions, &subject);
-                        if !rule.enabled {
-                            reasons.push("the rule is disabled (enabled: false)".into());
-                        }
-                        match r.due_at {
-                            None => reasons
-                                .push("due time not known yet (waiting for its anchor)".into()),
-                            Some(d) if d > now => reasons.push(format!("due {}", local(d))),
-                            Some(_) => {}
-                        }
-                        let timely = r.due_at.is_some_and(|d| d <= now);
-                        if timely && unmet.is_empty() && rule.enabled {
-                            if rule.execution == Execution::Manual {
-                                PlanState::AwaitingApproval
-                            } else {
-                                PlanState::Due
-                            }
-                        } else if r.expires_at.is_some_and(|x| x <= now) && !unmet.is_empty() {
-                            reasons.extend(unmet);
-                            PlanState::Expired
-                        } else {
-                            reasons.extend(unmet);
+    let courses = scan::courses_with_actions(&mut tx, rule_filter).await?;
+    let mut shown: HashMap<DateTime<Utc>, String> = HashMap::new();
+    let mut count = 0;
+    for batch in courses.chunks(PLAN_BATCH) {
+        let actions = scan::actions(&mut tx, batch, rule_filter).await?;
+        // Subjects are only needed for instances still waiting.
+        let waiting: Vec<String> = {
+            let mut v: Vec<String> = actions
+                .iter()
+                .filter(|a| a.state == "waiting")
+                .map(|a| a.course_id.clone())
+                .collect();
+            v.dedup();
+            v
+        };
+        let (infos, enrolments, progress) = if waiting.is_empty() {
+            Default::default()
+        } else {
+            (
+                scan::courses(&mut tx, &waiting).await?,
+                scan::enrolments(&mut tx, &waiting).await?,
+                scan::progress(&mut tx, &waiting).await?,
+            )
+        };
+        let parts: HashMap<&str, Vec<crate::domain::progress::PartRule>> = infos
+            .iter()
+            .map(|(id, c)| (id.as_str(), c.part_rules()))
+            .collect();
+        let (no_progress, no_marks, no_results) =
+            (Default::default(), HashMap::new(), HashMap::new());
+        // D1 and D2 once per participant, however many rules wait for them (instances come
+        // course by course, so the cache is per course).
+        let mut summaries: HashMap<String, (AttendanceSummary, PassingSummary)> = HashMap::new();
+        let mut summaries_of = String::new();
+        for a in actions {
+            if a.course_id != summaries_of {
+                summaries.clear();
+                summaries_of.clone_from(&a.course_id);
+            }
+            let mut reasons = Vec::new();
+            let due = a.due_at.map(|d| {
+                shown
+                    .entry(d)
+                    .or_insert_with(|| local_rfc3339(d, tz))
+                    .clone()
+            });
+            let state = match a.state.as_str() {
+                "cancelled" => PlanState::Cancelled,
+                "expired" => PlanState::Expired,
+                "due" => PlanState::Due,
+                "awaiting_approval" => PlanState::AwaitingApproval,
+                _ => {
+                    let rule = rules.action(&a.rule_id);
+                    let course = infos.get(&a.course_id);
+                    let enrolment = enrolments
+                        .get(&a.course_id)
+                        .and_then(|m| m.get(&a.person_id));
+                    match (rule, course, enrolment) {
+                        (None, _, _) => {
+                            reasons.push(format!(
+                                "rule {} is no longer in the rules directory",
+                                a.rule_id
+                            ));
                             PlanState::Waiting
+                        }
+                        (Some(_), None, _) | (Some(_), _, None) => {
+                            reasons.push("the participant is no longer enrolled".into());
+                            PlanState::Waiting
+                        }
+                        (Some(rule), Some(course), Some(e)) => {
+                            let summary = summaries.get(&a.person_id).copied();
+                            let (attendance, passing) = summary.unwrap_or_else(|| {
+                                let percent = rules
+                                    .course_types
+                                    .get(&course.type_id)
+                                    .map_or(100, |t| t.attendance_percent);
+                                let p: &read::Progress =
+                                    progress.get(&a.course_id).unwrap_or(&no_progress);
+                                let course_parts = parts
+                                    .get(a.course_id.as_str())
+                                    .map_or(&[][..], Vec::as_slice);
+                                (
+                                    attendance_requirement(
+                                        course_parts,
+                                        p.marks.get(&a.person_id).unwrap_or(&no_marks),
+                                        percent,
+                                    ),
+                                    passing_obligation(
+                                        course_parts,
+                                        p.part_results.get(&a.person_id).unwrap_or(&no_results),
+                                    ),
+                                )
+                            });
+                            if summary.is_none() {
+                                summaries.insert(a.person_id.clone(), (attendance, passing));
+                            }
+                            let subject = Subject {
+                                course_status: course.status,
+                                course_type: &course.type_id,
+                                result: e.result,
+                                attendance,
+                                passing,
+                            };
+                            evaluate(
+                                rule,
+                                &subject,
+                                a.due_at,
+                                due.as_deref(),
+                                a.expires_at,
+                                now,
+                                &mut reasons,
+                            )
                         }
                     }
                 }
+            };
+            if state != PlanState::Waiting && state != PlanState::Expired {
+                reasons.clear();
             }
-        };
-        if state != PlanState::Waiting && state != PlanState::Expired {
-            reasons.clear();
+            emit(PlanItem {
+                id: a.id,
+                rule: a.rule_id,
+                course: a.course_id,
+                person: a.person_id,
+                cycle: a.cycle,
+                due,
+                state,
+                reasons,
+            });
+            count += 1;
         }
-        out.push(PlanItem {
-            id: r.id,
-            rule: r.rule_id,
-            course: r.course_id,
-            person: r.person_id,
-            cycle: r.cycle,
-            due: r.due_at.map(local),
-            state,
-            reasons,
-        });
+        if shown.len() > 100_000 {
+            shown.clear();
+        }
     }
-    Ok(out)
+    tx.rollback().await?;
+    Ok(count)
+}
+
+/// T2 for one waiting instance: due when its time has come and its conditions hold;
+/// expired when `expires_after` has passed with conditions unmet; else waiting, with why.
+fn evaluate(
+    rule: &ActionRule,
+    subject: &Subject<'_>,
+    due_at: Option<DateTime<Utc>>,
+    due_shown: Option<&str>,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    reasons: &mut Vec<String>,
+) -> PlanState {
+    let unmet = conditions::unmet(&rule.conditions, subject);
+    if !rule.enabled {
+        reasons.push("the rule is disabled (enabled: false)".into());
+    }
+    match due_at {
+        None => reasons.push("due time not known yet (waiting for its anchor)".into()),
+        Some(d) if d > now => reasons.push(format!("due {}", due_shown.unwrap_or_default())),
+        Some(_) => {}
+    }
+    let timely = due_at.is_some_and(|d| d <= now);
+    if timely && unmet.is_empty() && rule.enabled {
+        if rule.execution == Execution::Manual {
+            PlanState::AwaitingApproval
+        } else {
+            PlanState::Due
+        }
+    } else if expires_at.is_some_and(|x| x <= now) && !unmet.is_empty() {
+        reasons.extend(unmet);
+        PlanState::Expired
+    } else {
+        reasons.extend(unmet);
+        PlanState::Waiting
+    }
 }

@@ -4,6 +4,7 @@
 
 mod log;
 pub mod read;
+pub mod scan;
 pub mod write;
 
 pub use log::{Change, Changes, Json, j};
