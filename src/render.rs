@@ -7,30 +7,10 @@ use crate::config::Office;
 use crate::rules::ActionRule;
 use handlebars::Handlebars;
 use serde_json::{Value, json};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A problem in a template, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateProblem {
-    pub file: PathBuf,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-impl fmt::Display for TemplateProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.column,
-            self.message
-        )
-    }
-}
+/// A problem in a template, with where it is (the same shape as a rule file's).
+pub type TemplateProblem = crate::rules::RuleError;
 
 /// The templates directory, parsed.
 pub struct Templates {
@@ -116,8 +96,8 @@ impl Templates {
                 let (line, column) = e.pos().unwrap_or((1, 1));
                 problems.push(TemplateProblem {
                     file,
-                    line,
-                    column,
+                    line: line as u64,
+                    column: column as u64,
                     message: e.reason().to_string(),
                 });
             }
@@ -137,8 +117,8 @@ impl Templates {
                 .render_template(&s.value, ctx)
                 .map_err(|e| TemplateProblem {
                     file: rule.file.clone(),
-                    line: s.referenced.line() as usize,
-                    column: s.referenced.column() as usize,
+                    line: s.referenced.line(),
+                    column: s.referenced.column(),
                     message: format!("action {}: {what}: {}", rule.id.value, reason(&e)),
                 })
         };
@@ -148,8 +128,8 @@ impl Templates {
         let file = |ext: &str| self.dir.join(format!("{name}.{ext}.hbs"));
         let located = |e: handlebars::RenderError, ext: &str| TemplateProblem {
             file: file(ext),
-            line: e.line_no.unwrap_or(1),
-            column: e.column_no.unwrap_or(1),
+            line: e.line_no.unwrap_or(1) as u64,
+            column: e.column_no.unwrap_or(1) as u64,
             message: format!("{} (used by action {})", reason(&e), rule.id.value),
         };
         if !self.html.has_template(name) {

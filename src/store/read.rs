@@ -46,62 +46,33 @@ impl CourseInfo {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct CourseRow {
-    id: String,
-    name: String,
-    type_id: String,
-    status: String,
-    start_at: DateTime<Utc>,
-    end_at: DateTime<Utc>,
-    location: Option<String>,
-    fields: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct PartRow {
-    id: String,
-    name: String,
-    start_at: DateTime<Utc>,
-    end_at: DateTime<Utc>,
-    attendance_required: bool,
-    passing_required: bool,
-    min_minutes: Option<i64>,
-}
-
 pub async fn course(tx: &mut Tx, id: &str) -> Result<Option<CourseInfo>, sqlx::Error> {
-    let row: Option<CourseRow> = on!(tx, c => sqlx::query_as(
-        "SELECT id, name, type_id, status, start_at, end_at, location, fields FROM courses WHERE id = $1",
-    ).bind(id).fetch_optional(&mut **c).await?);
-    let Some(row) = row else { return Ok(None) };
-    let parts: Vec<PartRow> = on!(tx, c => sqlx::query_as(
-        "SELECT id, name, start_at, end_at, attendance_required, passing_required, min_minutes \
-         FROM parts WHERE course_id = $1 ORDER BY start_at, id",
-    ).bind(id).fetch_all(&mut **c).await?);
-    Ok(Some(CourseInfo {
-        status: word(&row.status)?,
-        id: row.id,
-        name: row.name,
-        type_id: row.type_id,
-        start: row.start_at,
-        end: row.end_at,
-        location: row.location,
-        fields: row.fields,
-        parts: parts
-            .into_iter()
-            .map(|p| PartDetail {
-                name: p.name,
-                rule: PartRule {
-                    id: p.id,
-                    start: p.start_at,
-                    end: p.end_at,
-                    attendance_required: p.attendance_required,
-                    passing_required: p.passing_required,
-                    min_minutes: p.min_minutes.and_then(|m| u32::try_from(m).ok()),
-                },
-            })
-            .collect(),
-    }))
+    Ok(super::scan::courses(tx, &[id.to_string()])
+        .await?
+        .remove(id))
+}
+
+/// For a batch of changes to one course: the enrolments of `people`, and which of the
+/// people without one exist at all.
+pub async fn enrolled_and_known(
+    tx: &mut Tx,
+    course: &str,
+    people: &[String],
+) -> Result<
+    (
+        HashMap<String, Enrolment>,
+        std::collections::BTreeSet<String>,
+    ),
+    sqlx::Error,
+> {
+    let enrolments = enrolments_of(tx, course, people).await?;
+    let missing: Vec<String> = people
+        .iter()
+        .filter(|p| !enrolments.contains_key(*p))
+        .cloned()
+        .collect();
+    let known = existing_people(tx, &missing).await?.into_iter().collect();
+    Ok((enrolments, known))
 }
 
 /// An enrolment row.

@@ -316,16 +316,7 @@ impl<'r> Work<'r> {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            let existing = read::enrolments_of(tx, course, &people).await?;
-            let missing: Vec<String> = people
-                .iter()
-                .filter(|p| !existing.contains_key(*p))
-                .cloned()
-                .collect();
-            let known: BTreeSet<String> = read::existing_people(tx, &missing)
-                .await?
-                .into_iter()
-                .collect();
+            let (existing, known) = read::enrolled_and_known(tx, course, &people).await?;
             let mut new: Vec<(String, bool)> = Vec::new();
             let mut created: BTreeSet<&str> = BTreeSet::new();
             for &i in &idxs {

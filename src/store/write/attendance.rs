@@ -63,16 +63,7 @@ impl Work<'_> {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            let enrolments = read::enrolments_of(tx, course, &people).await?;
-            let missing: Vec<String> = people
-                .iter()
-                .filter(|p| !enrolments.contains_key(*p))
-                .cloned()
-                .collect();
-            let known: BTreeSet<String> = read::existing_people(tx, &missing)
-                .await?
-                .into_iter()
-                .collect();
+            let (enrolments, known) = read::enrolled_and_known(tx, course, &people).await?;
             let walk_ins: Vec<(String, bool)> = known.iter().map(|p| (p.clone(), true)).collect();
             self.insert_enrolments(tx, course, &walk_ins).await?;
             let mut enrolments = enrolments;
