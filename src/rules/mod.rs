@@ -204,17 +204,8 @@ pub fn check_references(set: &RuleSet, templates: &Path) -> Vec<RuleError> {
     errors
 }
 
-/// Loads every `*.yaml` / `*.yml` file of `dir`, in name order.
-pub fn load_dir(dir: &Path) -> Result<RuleSet, RuleErrors> {
-    let (set, errors) = read_dir(dir);
-    if errors.is_empty() {
-        Ok(set)
-    } else {
-        Err(RuleErrors(errors))
-    }
-}
-
-/// Every document that parses, and every problem of those that do not.
+/// Every `*.yaml` / `*.yml` file of `dir`, in name order: the documents that parse, and
+/// every problem of those that do not.
 fn read_dir(dir: &Path) -> (RuleSet, Vec<RuleError>) {
     let mut errors = Vec::new();
     let mut set = RuleSet::default();

@@ -49,7 +49,6 @@ pub struct Changes {
     pub actor: String,
     pub source: String,
     pending: Vec<Change>,
-    pub written: u64,
 }
 
 /// Rows per multi-row INSERT: 12 parameters a row stays under SQLite's 32,766.
@@ -62,16 +61,11 @@ impl Changes {
             actor: actor.to_string(),
             source: source.to_string(),
             pending: Vec::new(),
-            written: 0,
         }
     }
 
     pub fn push(&mut self, c: Change) {
         self.pending.push(c);
-    }
-
-    pub fn pending(&self) -> usize {
-        self.pending.len()
     }
 
     /// Writes the buffered history rows and events.
@@ -99,7 +93,6 @@ impl Changes {
                 });
                 q.build().execute(&mut **c).await?;
             });
-            self.written += chunk.len() as u64;
         }
         Ok(())
     }
