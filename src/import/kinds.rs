@@ -437,3 +437,44 @@ pub fn key_of(kind: Kind, cols: &Columns, rec: &csv::StringRecord) -> String {
         .collect::<Vec<_>>()
         .join("\u{1f}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KINDS: [Kind; 7] = [
+        Kind::Courses,
+        Kind::Parts,
+        Kind::People,
+        Kind::Enrolments,
+        Kind::Attendance,
+        Kind::PartResults,
+        Kind::Results,
+    ];
+
+    proptest! {
+        #[test]
+        fn no_row_of_any_kind_makes_the_parser_panic(
+            kind in 0usize..7,
+            cells in proptest::collection::vec(".{0,40}", 0..12),
+        ) {
+            let kind = KINDS[kind];
+            let mut names: Vec<&str> = kind.required().to_vec();
+            names.extend(kind.optional());
+            let header = csv::StringRecord::from(names.clone());
+            let cols = read_header(kind, &header).expect("header");
+            let mut row = cells.clone();
+            row.resize(names.len(), String::new());
+            for rec in [csv::StringRecord::from(cells), csv::StringRecord::from(row)] {
+                // Either a parsed row or a list of problems, never a panic.
+                let _ = parse_row(kind, &cols, &rec, chrono_tz::Europe::Amsterdam);
+            }
+        }
+
+        #[test]
+        fn no_header_makes_the_header_check_panic(cells in proptest::collection::vec(".{0,20}", 0..10), kind in 0usize..7) {
+            let _ = read_header(KINDS[kind], &csv::StringRecord::from(cells));
+        }
+    }
+}

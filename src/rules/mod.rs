@@ -392,3 +392,23 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod never_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn t5_no_rule_file_makes_the_loader_panic(text in "(kind: (action|course_type)\n|id: [a-z]{1,5}\n|---\n|timing:\n  anchor: event\n|  offset: -?[0-9]{1,3} [a-z]{3,7}\n|name: .{0,10}\n|[ -~]{0,20}\n){0,12}") {
+            let mut set = RuleSet::default();
+            let mut errors = Vec::new();
+            load_text(&text, Path::new("fuzz.yaml"), &mut set, &mut errors);
+        }
+
+        #[test]
+        fn no_config_text_makes_the_config_loader_panic(text in "(database: [ -~]{0,20}\n|timezone: [A-Za-z/]{0,15}\n|mail:\n  smtp:\n    port: [0-9a-z]{0,6}\n|[ -~]{0,30}\n){0,8}") {
+            let _ = crate::config::Config::from_yaml(&text, Path::new("config.yaml"));
+        }
+    }
+}
