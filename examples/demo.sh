@@ -22,3 +22,11 @@ registrar participant remove --course ehbo-2026-03 --person sanne || true
 echo
 echo "== registrar export attendance --course ehbo-2026-03"
 registrar export attendance --course ehbo-2026-03 | if command -v column >/dev/null; then column -s, -t; else cat; fi
+
+echo
+echo "== registrar plan (who gets what when, and why the others wait)"
+registrar plan
+
+echo
+echo "== registrar preview: the certificate email Anne would get, as an .eml file"
+registrar preview --rule certificate-on-completion --course ehbo-2026-03 --person anne --out outbox
