@@ -290,6 +290,33 @@ impl<'r> Work<'r> {
         out.pop().unwrap_or(Ok(Applied::Unchanged))
     }
 
+    /// Row indexes grouped by course, for bulk changes. A row whose course is unknown, or
+    /// that `check` refuses for its course, gets its refusal in `out` instead.
+    pub(crate) async fn group_by_course<'a>(
+        &mut self,
+        tx: &mut Tx,
+        courses: &[&'a str],
+        out: &mut [Option<Result<Applied, WriteError>>],
+        check: impl Fn(&CourseInfo, usize) -> Option<WriteError>,
+    ) -> Result<BTreeMap<&'a str, Vec<usize>>, sqlx::Error> {
+        let mut grouped: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, &course) in courses.iter().enumerate() {
+            match self.course(tx, course).await? {
+                None => {
+                    out[i] = Some(Err(refused(
+                        Some("course_id"),
+                        format!("unknown course {course:?}"),
+                    )))
+                }
+                Some(c) => match check(&c, i) {
+                    Some(refusal) => out[i] = Some(Err(refusal)),
+                    None => grouped.entry(course).or_default().push(i),
+                },
+            }
+        }
+        Ok(grouped)
+    }
+
     /// Upserts enrolments in bulk: a handful of statements per course, whatever the
     /// number of rows. Returns one outcome per row, in order.
     pub async fn upsert_enrolments(
@@ -298,17 +325,10 @@ impl<'r> Work<'r> {
         rows: &[EnrolmentInput],
     ) -> Result<Vec<Result<Applied, WriteError>>, sqlx::Error> {
         let mut out: Vec<Option<Result<Applied, WriteError>>> = rows.iter().map(|_| None).collect();
-        let mut by_course: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            if self.course(tx, &r.course_id).await?.is_none() {
-                out[i] = Some(Err(refused(
-                    Some("course_id"),
-                    format!("unknown course {:?}", r.course_id),
-                )));
-            } else {
-                by_course.entry(&r.course_id).or_default().push(i);
-            }
-        }
+        let courses: Vec<&str> = rows.iter().map(|r| r.course_id.as_str()).collect();
+        let by_course = self
+            .group_by_course(tx, &courses, &mut out, |_, _| None)
+            .await?;
         for (course, idxs) in by_course {
             let people: Vec<String> = idxs
                 .iter()

@@ -38,24 +38,18 @@ impl Work<'_> {
         rows: &[MarkInput],
     ) -> Result<Vec<Result<Applied, WriteError>>, sqlx::Error> {
         let mut out: Vec<Option<Result<Applied, WriteError>>> = rows.iter().map(|_| None).collect();
-        let mut by_course: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            match self.course(tx, &r.course_id).await? {
-                None => {
-                    out[i] = Some(Err(refused(
-                        Some("course_id"),
-                        format!("unknown course {:?}", r.course_id),
-                    )))
-                }
-                Some(c) if c.part(&r.part_id).is_none() => {
-                    out[i] = Some(Err(refused(
+        let courses: Vec<&str> = rows.iter().map(|r| r.course_id.as_str()).collect();
+        let by_course = self
+            .group_by_course(tx, &courses, &mut out, |c, i| {
+                let r = &rows[i];
+                c.part(&r.part_id).is_none().then(|| {
+                    refused(
                         Some("part_id"),
                         format!("course {:?} has no part {:?}", r.course_id, r.part_id),
-                    )))
-                }
-                Some(_) => by_course.entry(&r.course_id).or_default().push(i),
-            }
-        }
+                    )
+                })
+            })
+            .await?;
         for (course, idxs) in by_course {
             let people: Vec<String> = idxs
                 .iter()
