@@ -17,16 +17,7 @@ impl Office {
     /// A config with its own SQLite database and the repository's rules.
     fn new() -> Office {
         let dir = tempfile::tempdir().expect("temp dir");
-        let repo = common::repo();
-        std::fs::write(
-            dir.path().join("config.yaml"),
-            format!(
-                "database: sqlite://test.db\ntimezone: Europe/Amsterdam\nrules: {}\ntemplates: {}\n",
-                repo.join("rules").display(),
-                repo.join("templates").display()
-            ),
-        )
-        .expect("config");
+        common::office_config(dir.path(), "");
         Office { dir }
     }
 

@@ -55,22 +55,13 @@ impl Office {
 
     fn new() -> Office {
         let dir = tempfile::tempdir().expect("dir");
-        let repo = common::repo();
-        std::fs::write(
-            dir.path().join("config.yaml"),
-            format!(
-                "database: sqlite://test.db\ntimezone: Europe/Amsterdam\nrules: {}\ntemplates: {}\n",
-                repo.join("rules").display(),
-                repo.join("templates").display()
-            ),
-        )
-        .expect("config");
-        std::fs::write(
-            dir.path().join("config.yaml"),
-            std::fs::read_to_string(dir.path().join("config.yaml")).expect("config")
-                + "office:\n  name: Opleidingscentrum\n  from: \"Opleidingscentrum <opleidingen@example.nl>\"\n",
-        )
-        .expect("config");
+        common::office_config(
+            dir.path(),
+            "office:
+  name: Opleidingscentrum
+  from: \"Opleidingscentrum <opleidingen@example.nl>\"
+",
+        );
         Office { dir, pg: None }
     }
 

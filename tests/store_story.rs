@@ -120,9 +120,7 @@ async fn office(store: &Store, rules: &RuleSet) {
 }
 
 async fn enrolment(store: &Store, person: &str) -> Option<read::Enrolment> {
-    let mut tx = store.begin().await.expect("tx");
-    let e = read::enrolment(&mut tx, "c1", person).await.expect("read");
-    tx.rollback().await.expect("rollback");
+    let e = common::read(store, async |tx| read::enrolment(tx, "c1", person).await).await;
     e
 }
 
@@ -402,11 +400,10 @@ async fn d4_reset_and_reassign_start_a_new_cycle_revoke_the_certificate_and_clea
             );
             tx.rollback().await.expect("rollback");
         }
-        let mut tx = db.store.begin().await.expect("tx");
-        let p = read::progress(&mut tx, "c1", &["anne".into(), "jan".into()])
-            .await
-            .expect("progress");
-        tx.rollback().await.expect("rollback");
+        let p = common::read(&db.store, async |tx| {
+            read::progress(tx, "c1", &["anne".into(), "jan".into()]).await
+        })
+        .await;
         assert_eq!(
             p.marks.get("anne").map(|m| m.len()),
             Some(4),
@@ -485,11 +482,10 @@ async fn d7_removal_is_allowed_before_the_first_part_and_refused_after_it() {
         assert!(message.contains("not_attended"), "{}: {message}", db.name);
         assert!(enrolment(&db.store, "jan").await.is_some(), "{}", db.name);
         // The history keeps the removed booking.
-        let mut tx = db.store.begin().await.expect("tx");
-        let h = read::history_of(&mut tx, "c1", "zoe")
-            .await
-            .expect("history");
-        tx.rollback().await.expect("rollback");
+        let h = common::read(&db.store, async |tx| {
+            read::history_of(tx, "c1", "zoe").await
+        })
+        .await;
         assert!(
             h.iter()
                 .any(|r| r.change == "removed" && r.before.is_some()),
@@ -533,11 +529,10 @@ async fn d9_deregistered_and_cancelled_are_recorded_as_events_for_the_engine() {
             "{}",
             db.name
         );
-        let mut tx = db.store.begin().await.expect("tx");
-        let events = read::unprocessed_events(&mut tx, 1000)
-            .await
-            .expect("events");
-        tx.rollback().await.expect("rollback");
+        let events = common::read(&db.store, async |tx| {
+            read::unprocessed_events(tx, 1000).await
+        })
+        .await;
         assert!(
             events
                 .iter()
@@ -571,11 +566,10 @@ async fn d10_every_change_has_a_history_row_and_history_cannot_be_rewritten() {
         office(&db.store, &rules()).await;
         marks(&db.store, "anne", &[("p1", Mark::Attended)]).await;
         marks(&db.store, "anne", &[("p1", Mark::NotAttended)]).await;
-        let mut tx = db.store.begin().await.expect("tx");
-        let h = read::history_of(&mut tx, "c1", "anne")
-            .await
-            .expect("history");
-        tx.rollback().await.expect("rollback");
+        let h = common::read(&db.store, async |tx| {
+            read::history_of(tx, "c1", "anne").await
+        })
+        .await;
         let marks: Vec<_> = h.iter().filter(|r| r.entity == "attendance").collect();
         assert_eq!(marks.len(), 2, "{}", db.name);
         assert!(

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use registrar::rules::{CourseType, RuleSet};
-use registrar::store::Store;
+use registrar::store::{Store, Tx};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -120,4 +120,27 @@ pub fn at(s: &str) -> DateTime<Utc> {
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Writes `dir/config.yaml` for the example office: its own SQLite database, the
+/// repository's rules and templates, and `extra` appended.
+pub fn office_config(dir: &std::path::Path, extra: &str) {
+    let repo = repo();
+    std::fs::write(
+        dir.join("config.yaml"),
+        format!(
+            "database: sqlite://test.db\ntimezone: Europe/Amsterdam\nrules: {}\ntemplates: {}\n{extra}",
+            repo.join("rules").display(),
+            repo.join("templates").display()
+        ),
+    )
+    .expect("config");
+}
+
+/// Runs a read in a transaction that is rolled back.
+pub async fn read<T>(store: &Store, f: impl AsyncFnOnce(&mut Tx) -> Result<T, sqlx::Error>) -> T {
+    let mut tx = store.begin().await.expect("tx");
+    let out = f(&mut tx).await.expect("read");
+    tx.rollback().await.expect("rollback");
+    out
 }
