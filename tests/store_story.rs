@@ -120,8 +120,7 @@ async fn office(store: &Store, rules: &RuleSet) {
 }
 
 async fn enrolment(store: &Store, person: &str) -> Option<read::Enrolment> {
-    let e = common::read(store, async |tx| read::enrolment(tx, "c1", person).await).await;
-    e
+    common::read(store, async |tx| read::enrolment(tx, "c1", person).await).await
 }
 
 async fn marks(store: &Store, person: &str, m: &[(&str, Mark)]) {
