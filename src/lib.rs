@@ -6,11 +6,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod engine;
 pub mod import;
 pub mod mail;
 pub mod render;
 pub mod rules;
+pub mod scheduler;
+pub mod service;
 pub mod status;
 pub mod store;

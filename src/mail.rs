@@ -2,8 +2,41 @@
 //! from the delivery's dedup key (rule, subject, cycle), so a resend is recognisable.
 
 use crate::render::Rendered;
+use crate::rules::action::Recipients;
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
+use serde_json::Value;
+
+/// Who a rule's message goes to, given the participant's template context; or why it
+/// cannot be sent, in words for the delivery list.
+pub fn recipients(to: &Recipients, ctx: &Value) -> Result<Vec<Mailbox>, String> {
+    match to {
+        Recipients::Participant => {
+            let p = &ctx["participant"];
+            let who = p["id"].as_str().unwrap_or("the participant");
+            let email = p["email"].as_str().unwrap_or_default().trim();
+            if email.is_empty() {
+                return Err(format!("{who} has no email address"));
+            }
+            let address = email
+                .parse()
+                .map_err(|e| format!("the email address {email:?} of {who} is not valid ({e})"))?;
+            Ok(vec![Mailbox::new(
+                p["full_name"].as_str().map(str::to_string),
+                address,
+            )])
+        }
+        Recipients::Fixed(list) => list
+            .iter()
+            .map(|a| {
+                a.as_str()
+                    .parse()
+                    .map(|addr| Mailbox::new(None, addr))
+                    .map_err(|e| format!("the fixed recipient {:?} is not valid ({e})", a.as_str()))
+            })
+            .collect(),
+    }
+}
 
 /// `<rule.course.person.cycle@domain>`, each part percent-encoded to a dot-atom.
 pub fn message_id(rule: &str, course: &str, person: &str, cycle: i64, domain: &str) -> String {
@@ -34,6 +67,19 @@ fn enc_domain(d: &str) -> String {
     } else {
         d
     }
+}
+
+/// The outbox file of a delivery: `rule__course__person__cycle.eml`, letters, digits,
+/// `-` and `_` only; the same for a resend, which replaces the file.
+pub fn file_name(rule: &str, course: &str, person: &str, cycle: i64) -> String {
+    format!("{}__{}__{}__{cycle}.eml", safe(rule), safe(course), safe(person))
+}
+
+/// A file name part: letters, digits, - and _ only.
+pub fn safe(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
 }
 
 /// The domain of an address such as `Training <training@example.org>`.

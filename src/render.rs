@@ -199,6 +199,24 @@ pub fn long_date(t: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String 
     t.with_timezone(&tz).format("%-d %B %Y").to_string()
 }
 
+/// The rules and templates the config names, with every problem `registrar check` would
+/// report (rules, templates, and every email rendered against a sample context). The
+/// daemon uses the set only when the list is empty.
+pub fn load_checked(
+    config: &crate::config::Config,
+) -> (crate::rules::RuleSet, Templates, Vec<String>) {
+    let (set, rule_errors) = crate::rules::load_all(&config.rules, &config.templates);
+    let mut problems: Vec<String> = rule_errors.iter().map(ToString::to_string).collect();
+    let (templates, template_errors) = Templates::load_all(&config.templates);
+    problems.extend(template_errors.iter().map(ToString::to_string));
+    problems.extend(
+        check_rules(&templates, &set.actions, &config.office)
+            .iter()
+            .map(ToString::to_string),
+    );
+    (set, templates, problems)
+}
+
 /// Problems of every action's email against the sample context, for `registrar check`.
 pub fn check_rules(
     templates: &Templates,

@@ -101,9 +101,6 @@ pub async fn email_context(
     person_id: &str,
     part_id: Option<&str>,
 ) -> Result<Option<serde_json::Value>, sqlx::Error> {
-    use crate::domain::time::local_rfc3339;
-    use crate::render::long_date;
-    use serde_json::json;
     let Some((course, participants)) = course_participants(tx, rules, tz, now, course_id).await?
     else {
         return Ok(None);
@@ -111,6 +108,24 @@ pub async fn email_context(
     let Some(p) = participants.into_iter().find(|p| p.person_id == person_id) else {
         return Ok(None);
     };
+    participant_context(tx, rules, office, tz, &course, &p, part_id).await
+}
+
+/// [`email_context`] for a participant whose status is already known (the engine reads a
+/// course's participants once for every action of that course it fires).
+pub async fn participant_context(
+    tx: &mut Tx,
+    rules: &RuleSet,
+    office: &crate::config::Office,
+    tz: Tz,
+    course: &CourseInfo,
+    p: &ParticipantStatus,
+    part_id: Option<&str>,
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    use crate::domain::time::local_rfc3339;
+    use crate::render::long_date;
+    use serde_json::json;
+    let (course_id, person_id) = (course.id.as_str(), p.person_id.as_str());
     let Some(person) = read::person(tx, person_id).await? else {
         return Ok(None);
     };
@@ -149,7 +164,7 @@ pub async fn email_context(
         "course": {"id": course.id, "name": course.name, "type": course.type_id, "type_name": type_name,
             "status": course.status, "start": local_rfc3339(course.start, tz), "end": local_rfc3339(course.end, tz),
             "start_date": long_date(course.start, tz), "end_date": long_date(course.end, tz),
-            "location": course.location.unwrap_or_default(), "fields": fields(&course.fields)},
+            "location": course.location.clone().unwrap_or_default(), "fields": fields(&course.fields)},
         "part": part,
         "enrolment": {"result": e.result, "score": e.score, "comment": e.comment.unwrap_or_default(),
             "cycle": e.cycle, "walk_in": e.walk_in,

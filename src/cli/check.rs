@@ -2,8 +2,7 @@
 //! every email against a sample context), and lists every error at once.
 
 use crate::config::Config;
-use crate::render::{self, Templates};
-use crate::rules;
+use crate::render;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -20,15 +19,7 @@ pub fn run(config_path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (set, rule_errors) = rules::load_all(&config.rules, &config.templates);
-    let mut problems: Vec<String> = rule_errors.iter().map(ToString::to_string).collect();
-    let (templates, template_errors) = Templates::load_all(&config.templates);
-    problems.extend(template_errors.iter().map(ToString::to_string));
-    problems.extend(
-        render::check_rules(&templates, &set.actions, &config.office)
-            .iter()
-            .map(ToString::to_string),
-    );
+    let (set, _templates, problems) = render::load_checked(&config);
     if problems.is_empty() {
         println!(
             "{}: ok ({} course type(s), {} action rule(s); every email rendered against a sample context)",

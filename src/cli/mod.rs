@@ -3,11 +3,13 @@
 //! 0 success, 1 a user error (message on stderr), 2 bad usage.
 
 mod check;
+mod deliveries;
 mod export;
 mod import;
 mod participant;
 mod plan;
 mod preview;
+mod tick;
 
 use crate::config::Config;
 use crate::rules::{self, RuleSet};
@@ -57,6 +59,16 @@ pub enum Command {
     Plan(plan::Args),
     /// Write the email a rule would send to a participant as an .eml file; sends nothing.
     Preview(preview::Args),
+    /// One pass: fire every action due at --now (default: now), deliver, exit.
+    Tick,
+    /// The daemon: fires and delivers as things fall due; SIGTERM drains, SIGHUP reloads.
+    Serve,
+    /// Release `execution: manual` action instances (ids from `registrar plan`).
+    Approve(deliveries::Ids),
+    /// The outbox: queued, sent, retrying and failed deliveries.
+    Deliveries(deliveries::Args),
+    /// Queue failed deliveries again (ids from `registrar deliveries`).
+    Retry(deliveries::Ids),
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -70,6 +82,8 @@ pub struct App {
     pub config: Config,
     pub rules: RuleSet,
     pub now: DateTime<Utc>,
+    /// Whether --now was given.
+    pub now_given: bool,
     pub actor: String,
 }
 
@@ -86,6 +100,7 @@ impl App {
             config,
             rules,
             now: cli.now.unwrap_or_else(Utc::now),
+            now_given: cli.now.is_some(),
             actor: format!("cli:{user}"),
         })
     }
@@ -98,13 +113,7 @@ impl App {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REGISTRAR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    init_logging(matches!(cli.command, Command::Serve));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -121,6 +130,26 @@ pub fn main() -> ExitCode {
             eprintln!("registrar: {}", chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs go to stderr: coloured on a terminal; under systemd (JOURNAL_STREAM set) plain,
+/// without timestamps, since journald adds its own. `serve` logs at info by default, the
+/// other commands only warnings; REGISTRAR_LOG overrides (e.g. `debug`).
+fn init_logging(daemon: bool) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REGISTRAR_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if daemon { "info,sqlx=warn" } else { "warn,sqlx=warn" })
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_env_filter(filter);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().init();
+    } else {
+        builder.init();
     }
 }
 
@@ -154,6 +183,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Participant(args) => participant::run(&app, args).await,
         Command::Plan(args) => plan::run(&app, args).await,
         Command::Preview(args) => preview::run(&app, args).await,
+        Command::Tick => tick::tick(&app).await,
+        Command::Serve => tick::serve(&app).await,
+        Command::Approve(ids) => deliveries::approve(&app, ids).await,
+        Command::Deliveries(args) => deliveries::list(&app, args).await,
+        Command::Retry(ids) => deliveries::retry(&app, ids).await,
         Command::Check => Ok(ExitCode::SUCCESS),
     }
 }

@@ -4,7 +4,6 @@
 use super::App;
 use crate::mail;
 use crate::render::Templates;
-use crate::rules::action::Recipients;
 use anyhow::Context;
 use lettre::message::Mailbox;
 use std::path::PathBuf;
@@ -24,19 +23,6 @@ pub struct Args {
     /// Where to write the .eml file.
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
-}
-
-/// A file name part: letters, digits, - and _ only.
-fn safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
@@ -102,29 +88,9 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     let rendered = templates
         .render(rule, &ctx)
         .map_err(|p| anyhow::anyhow!("{p}"))?;
-    let to: Vec<Mailbox> = match &rule.email.to {
-        Recipients::Participant => {
-            let email = ctx["participant"]["email"].as_str().unwrap_or_default();
-            if email.is_empty() {
-                anyhow::bail!(
-                    "{} has no email address: this message cannot be sent (the delivery would fail with that reason)",
-                    args.person
-                );
-            }
-            let name = ctx["participant"]["full_name"].as_str().map(str::to_string);
-            vec![Mailbox::new(
-                name,
-                email
-                    .parse()
-                    .with_context(|| format!("the address {email:?} of {}", args.person))?,
-            )]
-        }
-        Recipients::Fixed(list) => list
-            .iter()
-            .map(|a| a.as_str().parse().map(|addr| Mailbox::new(None, addr)))
-            .collect::<Result<_, _>>()
-            .context("a fixed recipient of the rule")?,
-    };
+    let to: Vec<Mailbox> = mail::recipients(&rule.email.to, &ctx).map_err(|why| {
+        anyhow::anyhow!("{why}: this message cannot be sent (the delivery would fail with that reason)")
+    })?;
     let cycle = ctx["enrolment"]["cycle"].as_i64().unwrap_or(1);
     let id = mail::message_id(
         &rule.id.value,
@@ -139,9 +105,9 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let path = args.out.join(format!(
         "{}__{}__{}.eml",
-        safe(&rule.id.value),
-        safe(&args.course),
-        safe(&args.person)
+        mail::safe(&rule.id.value),
+        mail::safe(&args.course),
+        mail::safe(&args.person)
     ));
     std::fs::write(&path, message.formatted())
         .with_context(|| format!("cannot write {}", path.display()))?;

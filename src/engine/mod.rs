@@ -3,6 +3,7 @@
 //! It never sends: a fired action becomes `due`, and delivery takes it from there.
 
 pub mod conditions;
+pub mod fire;
 
 use crate::domain::progress::{
     AttendanceSummary, PassingSummary, attendance_requirement, passing_obligation,
@@ -78,19 +79,21 @@ async fn apply_events(
     events: &[EventRow],
 ) -> Result<(), sqlx::Error> {
     let mut courses: HashMap<String, Option<CourseInfo>> = HashMap::new();
-    let mut people: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for e in events {
-        if let Some(p) = &e.person_id {
-            people.entry(&e.course_id).or_default().push(p.clone());
-        }
-    }
+    let people = touched(events);
     let mut enrolments: HashMap<(String, String), read::Enrolment> = HashMap::new();
-    for (course, mut list) in people {
-        list.sort_unstable();
-        list.dedup();
-        for (person, e) in read::enrolments_of(tx, course, &list).await? {
+    for (course, list) in &people {
+        for (person, e) in read::enrolments_of(tx, course, list).await? {
             enrolments.insert((course.to_string(), person), e);
         }
+    }
+    // T2: every change of a subject's state has its waiting instances evaluated again.
+    for (course, list) in &people {
+        on!(tx, c => {
+            let mut q = QueryBuilder::new("UPDATE actions SET recheck = 1 WHERE state = 'waiting' AND recheck = 0 AND course_id = ");
+            q.push_bind(*course).push(" AND person_id IN ");
+            crate::store::push_list(&mut q, list);
+            q.build().execute(&mut **c).await?;
+        });
     }
     let mut new: Vec<NewAction> = Vec::new();
     for e in events {
@@ -169,6 +172,21 @@ async fn apply_events(
     Ok(())
 }
 
+/// The participants each batch of events is about, by course.
+fn touched(events: &[EventRow]) -> BTreeMap<&str, Vec<String>> {
+    let mut out: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for e in events {
+        if let Some(p) = &e.person_id {
+            out.entry(e.course_id.as_str()).or_default().push(p.clone());
+        }
+    }
+    for list in out.values_mut() {
+        list.sort_unstable();
+        list.dedup();
+    }
+    out
+}
+
 async fn course<'a>(
     tx: &mut Tx,
     cache: &'a mut HashMap<String, Option<CourseInfo>>,
@@ -215,7 +233,7 @@ async fn cancel(
 ) -> Result<(), sqlx::Error> {
     on!(tx, c => sqlx::query(
         "UPDATE actions SET state = 'cancelled', updated_at = $1 WHERE course_id = $2 \
-         AND ($3 IS NULL OR person_id = $3) AND ($4 IS NULL OR cycle < $4) AND state IN ('waiting', 'awaiting_approval')",
+         AND ($3 IS NULL OR person_id = $3) AND ($4 IS NULL OR cycle < $4) AND state IN ('waiting', 'awaiting_approval', 'approved')",
     ).bind(now).bind(course).bind(person).bind(before_cycle).execute(&mut **c).await.map(|_| ()))
 }
 
@@ -235,6 +253,8 @@ async fn course_changed(
     if info.status == CourseStatus::Cancelled {
         return cancel(tx, now, course_id, None, None).await;
     }
+    on!(tx, c => sqlx::query("UPDATE actions SET recheck = 1 WHERE course_id = $1 AND state = 'waiting'")
+        .bind(course_id).execute(&mut **c).await.map(|_| ()))?;
     let waiting: Vec<(i64, String, DateTime<Utc>)> = on!(tx, c => sqlx::query_as(
         "SELECT id, rule_id, event_at FROM actions WHERE course_id = $1 AND state = 'waiting'",
     ).bind(course_id).fetch_all(&mut **c).await)?;
@@ -376,6 +396,8 @@ pub async fn plan_each(
                 "cancelled" => PlanState::Cancelled,
                 "expired" => PlanState::Expired,
                 "due" => PlanState::Due,
+                "retrying" => PlanState::Retrying,
+                "failed" => PlanState::Failed,
                 "awaiting_approval" => PlanState::AwaitingApproval,
                 _ => {
                     let rule = rules.action(&a.rule_id);

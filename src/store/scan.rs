@@ -55,18 +55,23 @@ pub async fn actions(
     courses: &[String],
     rule: Option<&str>,
 ) -> Result<Vec<ActionRow>, sqlx::Error> {
-    const ORDER: &str = " ORDER BY course_id, due_at IS NULL, due_at, person_id, rule_id";
+    // A fired action shows its delivery's state until it is sent; sent ones are left out.
+    const STATE: &str = "CASE WHEN a.state = 'fired' THEN CASE d.state WHEN 'retrying' THEN 'retrying' \
+        WHEN 'failed' THEN 'failed' ELSE 'due' END WHEN a.state = 'approved' THEN 'due' ELSE a.state END";
+    const FROM: &str = " FROM actions a LEFT JOIN deliveries d ON d.action_id = a.id \
+        WHERE (d.state IS NULL OR d.state <> 'sent') AND a.course_id IN ";
+    const ORDER: &str = " ORDER BY a.course_id, a.due_at IS NULL, a.due_at, a.person_id, a.rule_id";
     match tx {
         Tx::Sqlite(c) => {
-            let mut q = QueryBuilder::new(
-                "SELECT id || char(31) || rule_id || char(31) || course_id || char(31) || person_id || char(31) \
-                 || cycle || char(31) || state || char(31) || COALESCE(due_at, '') || char(31) || COALESCE(expires_at, '') \
-                 FROM actions WHERE course_id IN ",
-            );
+            let mut q = QueryBuilder::new(format!(
+                "SELECT a.id || char(31) || a.rule_id || char(31) || a.course_id || char(31) || a.person_id \
+                 || char(31) || a.cycle || char(31) || {STATE} || char(31) || COALESCE(a.due_at, '') \
+                 || char(31) || COALESCE(a.expires_at, ''){FROM}"
+            ));
             push_list(&mut q, courses);
             q.push(" AND (")
                 .push_bind(rule)
-                .push(" IS NULL OR rule_id = ")
+                .push(" IS NULL OR a.rule_id = ")
                 .push_bind(rule)
                 .push(")")
                 .push(ORDER);
@@ -101,13 +106,13 @@ pub async fn actions(
                 .collect()
         }
         Tx::Postgres(c) => {
-            let mut q = QueryBuilder::new(
-                "SELECT id, rule_id, course_id, person_id, cycle, state, due_at, expires_at FROM actions WHERE course_id IN ",
-            );
+            let mut q = QueryBuilder::new(format!(
+                "SELECT a.id, a.rule_id, a.course_id, a.person_id, a.cycle, {STATE} AS state, a.due_at, a.expires_at{FROM}"
+            ));
             push_list(&mut q, courses);
             q.push(" AND (")
                 .push_bind(rule)
-                .push("::text IS NULL OR rule_id = ")
+                .push("::text IS NULL OR a.rule_id = ")
                 .push_bind(rule)
                 .push(")")
                 .push(ORDER);
