@@ -4,114 +4,10 @@
 mod common;
 
 use serde_json::Value;
-use std::path::PathBuf;
+use common::office::Office;
 use std::process::Command;
 
 const AFTER_COURSE: &str = "2026-03-24T09:00:00+01:00";
-
-struct Office {
-    dir: tempfile::TempDir,
-    /// (url, schema) of a PostgreSQL office, dropped by `cleanup`.
-    pg: Option<(String, String)>,
-}
-
-impl Office {
-    /// The same office on its own PostgreSQL schema; `None` without REGISTRAR_TEST_POSTGRES_URL.
-    async fn postgres() -> Option<Office> {
-        let Ok(url) = std::env::var("REGISTRAR_TEST_POSTGRES_URL") else {
-            eprintln!("skipping the PostgreSQL half: REGISTRAR_TEST_POSTGRES_URL is not set");
-            return None;
-        };
-        let schema = common::unique("plan");
-        let admin = sqlx::PgPool::connect(&url).await.expect("connect");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&admin)
-            .await
-            .expect("schema");
-        admin.close().await;
-        let office = Office::new();
-        let config = office.dir.path().join("config.yaml");
-        let text = std::fs::read_to_string(&config).expect("config").replace(
-            "database: sqlite://test.db",
-            &format!("database: {url}?options=-c%20search_path%3D{schema}"),
-        );
-        std::fs::write(&config, text).expect("config");
-        Some(Office {
-            pg: Some((url, schema)),
-            ..office
-        })
-    }
-
-    async fn cleanup(self) {
-        if let Some((url, schema)) = self.pg
-            && let Ok(admin) = sqlx::PgPool::connect(&url).await
-        {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&admin)
-                .await;
-            admin.close().await;
-        }
-    }
-
-    fn new() -> Office {
-        let dir = tempfile::tempdir().expect("dir");
-        common::office_config(
-            dir.path(),
-            "office:
-  name: Opleidingscentrum
-  from: \"Opleidingscentrum <opleidingen@example.nl>\"
-",
-        );
-        Office { dir, pg: None }
-    }
-
-    fn run(&self, now: &str, args: &[&str]) -> std::process::Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_registrar"))
-            .arg("--config")
-            .arg(self.dir.path().join("config.yaml"))
-            .args(["--now", now])
-            .args(args)
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn import(&self, now: &str, kind: &str, file: PathBuf) {
-        self.run(now, &["import", kind, &file.to_string_lossy()]);
-    }
-
-    fn example(&self, now: &str) {
-        let office = common::repo().join("examples/office");
-        for kind in [
-            "courses",
-            "parts",
-            "people",
-            "enrolments",
-            "attendance",
-            "part-results",
-            "results",
-        ] {
-            self.import(now, kind, office.join(format!("{kind}.csv")));
-        }
-    }
-
-    fn plan(&self, now: &str) -> Vec<Value> {
-        let out = self.run(now, &["plan", "--format", "json"]);
-        let v: Value = serde_json::from_slice(&out.stdout).expect("plan json");
-        v.as_array().expect("array").clone()
-    }
-
-    fn csv(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, text).expect("write");
-        p
-    }
-}
 
 fn find<'a>(plan: &'a [Value], rule: &str, person: &str) -> Option<&'a Value> {
     plan.iter()
@@ -120,7 +16,7 @@ fn find<'a>(plan: &'a [Value], rule: &str, person: &str) -> Option<&'a Value> {
 
 #[test]
 fn t2_plan_shows_who_gets_the_certificate_and_why_the_others_wait() {
-    let office = Office::new();
+    let office = Office::new(common::office::OFFICE);
     office.example(AFTER_COURSE);
     let plan = office.plan(AFTER_COURSE);
     for item in &plan {
@@ -164,7 +60,7 @@ fn t2_plan_shows_who_gets_the_certificate_and_why_the_others_wait() {
 
 #[test]
 fn d9_deregistered_and_cancelled_course_participants_get_no_actions() {
-    let office = Office::new();
+    let office = Office::new(common::office::OFFICE);
     office.example(AFTER_COURSE);
     let plan = office.plan(AFTER_COURSE);
     assert!(
@@ -192,7 +88,7 @@ fn d9_deregistered_and_cancelled_course_participants_get_no_actions() {
 
 #[test]
 fn t2_a_participant_who_completes_late_is_due_the_moment_the_mark_is_recorded() {
-    let office = Office::new();
+    let office = Office::new(common::office::OFFICE);
     office.example(AFTER_COURSE);
     let later = "2026-04-02T14:00:00+02:00";
     office.import(
@@ -215,7 +111,7 @@ fn t2_a_participant_who_completes_late_is_due_the_moment_the_mark_is_recorded() 
 
 #[test]
 fn t1_a_change_of_the_course_end_moves_the_due_time() {
-    let office = Office::new();
+    let office = Office::new(common::office::OFFICE);
     office.example(AFTER_COURSE);
     office.import(
         AFTER_COURSE,
@@ -232,7 +128,7 @@ fn t1_a_change_of_the_course_end_moves_the_due_time() {
 
 #[test]
 fn t1_the_survey_is_due_the_next_day_at_ten_local_time() {
-    let office = Office::new();
+    let office = Office::new(common::office::OFFICE);
     // Marked on Saturday 28 March 2026, the day before the clocks go forward.
     office.example("2026-03-28T15:00:00+01:00");
     let plan = office.plan("2026-03-28T15:00:00+01:00");
@@ -248,7 +144,7 @@ fn t1_the_survey_is_due_the_next_day_at_ten_local_time() {
 
 #[test]
 fn preview_writes_the_exact_multipart_message_and_sends_nothing() {
-    let office = Office::new();
+    let office = Office::new(common::office::OFFICE);
     office.example(AFTER_COURSE);
     let out_dir = office.dir.path().join("preview");
     let out = office.run(
@@ -316,7 +212,7 @@ fn preview_writes_the_exact_multipart_message_and_sends_nothing() {
 
 #[test]
 fn preview_for_a_participant_without_an_email_says_so() {
-    let office = Office::new();
+    let office = Office::new(common::office::OFFICE);
     office.example(AFTER_COURSE);
     let out = Command::new(env!("CARGO_BIN_EXE_registrar"))
         .arg("--config")
@@ -342,7 +238,7 @@ fn preview_for_a_participant_without_an_email_says_so() {
 
 #[tokio::test]
 async fn t2_d9_the_plan_story_runs_the_same_on_postgres() {
-    let Some(office) = Office::postgres().await else {
+    let Some(office) = Office::postgres(common::office::OFFICE).await else {
         return;
     };
     office.example(AFTER_COURSE);

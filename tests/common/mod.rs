@@ -1,6 +1,9 @@
 //! Test helpers: a fresh database per test on each backend, and the example office.
 #![allow(dead_code)]
 
+pub mod office;
+pub mod smtp;
+
 use chrono::{DateTime, Utc};
 use registrar::rules::{CourseType, RuleSet};
 use registrar::store::{Store, Tx};

@@ -1,0 +1,317 @@
+//! Delivery over real SMTP (T3, T4, SPEC §6): the real binary's `tick` against an SMTP
+//! server running in the test process, on the example office and on generated offices.
+
+mod common;
+
+use common::office::{OFFICE, Office};
+use common::smtp::{SmtpServer, free_port};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// After the example office's courses: certificates, proofs and result notices are due.
+const NOW: &str = "2026-12-01T12:00:00+01:00";
+const TWO_MINUTES_LATER: &str = "2026-12-01T12:02:00+01:00";
+const NEXT_DAY: &str = "2026-12-02T12:00:00+01:00";
+
+fn smtp_config(port: u16) -> String {
+    format!(
+        "{OFFICE}mail:
+  transport: smtp
+  smtp:
+    host: 127.0.0.1
+    port: {port}
+    tls: none
+    pool: 4
+    rate_per_second: 10000
+"
+    )
+}
+
+fn example_office(port: u16) -> Office {
+    let office = Office::new(&smtp_config(port));
+    office.example(NOW);
+    office
+}
+
+fn tick(office: &Office, now: &str) -> String {
+    String::from_utf8_lossy(&office.run(now, &["tick"]).stdout).into_owned()
+}
+
+fn by_state(office: &Office) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for d in office.deliveries() {
+        *out.entry(d["state"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
+    out
+}
+
+fn of<'a>(deliveries: &'a [Value], rule: &str, person: &str) -> &'a Value {
+    deliveries
+        .iter()
+        .find(|d| d["rule"] == rule && d["person"] == person)
+        .unwrap_or_else(|| panic!("no delivery of {rule} for {person}"))
+}
+
+/// Sixteen messages are due in the example office at NOW: five certificates, two proofs of
+/// participation, six "passed", two "failed" and one "not finished" notice.
+const DUE_AT_NOW: usize = 16;
+
+#[test]
+fn t3_every_due_participant_gets_exactly_one_message_and_a_second_tick_sends_nothing() {
+    let server = SmtpServer::start();
+    let office = example_office(server.port);
+    let out = tick(&office, NOW);
+    assert!(out.contains(&format!("{DUE_AT_NOW} sent")), "{out}");
+    let received = server.received();
+    assert_eq!(received.len(), DUE_AT_NOW);
+    let anne: Vec<_> = received
+        .iter()
+        .filter(|m| m.to == ["anne.devries@example.nl"])
+        .collect();
+    let subjects: Vec<String> = anne.iter().filter_map(|m| m.header("Subject")).collect();
+    assert!(
+        subjects.contains(&"Certificate EHBO basiscursus maart 2026 - Anne de Vries".to_string()),
+        "{subjects:?}"
+    );
+    assert!(
+        anne.iter()
+            .any(|m| m.message_id() == "<certificate-on-completion.ehbo-2026-03.anne.1@example.nl>")
+    );
+    let mut ids: Vec<String> = received.iter().map(|m| m.message_id()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), DUE_AT_NOW, "every message has its own Message-ID");
+
+    let out = tick(&office, NOW);
+    assert!(out.contains("0 sent"), "{out}");
+    // The next day at 10:00 the survey invitations fall due: ten go out, and Siem, who has
+    // no email address, gets a failed delivery that says so.
+    let out = tick(&office, NEXT_DAY);
+    assert!(out.contains("10 sent") && out.contains("1 failed"), "{out}");
+    assert_eq!(server.count(), DUE_AT_NOW + 10);
+    let d = office.deliveries();
+    assert_eq!(of(&d, "survey-after-attendance", "siem")["last_error"], "siem has no email address");
+    assert_eq!(by_state(&office).get("sent"), Some(&(DUE_AT_NOW + 10)));
+}
+
+#[test]
+fn t4_actions_that_fell_due_while_nothing_ran_fire_with_their_lateness_logged() {
+    let server = SmtpServer::start();
+    let office = example_office(server.port);
+    let out = office.run(NOW, &["tick"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The certificates were due at the end of the March course.
+    assert!(stdout.contains("late, up to 252 days"), "{stdout}");
+    assert!(
+        stderr.contains("late (T4 catch-up)") && stderr.contains("certificate-on-completion"),
+        "{stderr}"
+    );
+    assert_eq!(server.count(), DUE_AT_NOW);
+}
+
+#[test]
+fn t3_a_4xx_answer_is_retried_with_backoff_and_delivered_later() {
+    let server = SmtpServer::start();
+    server.refuse("anne.devries", 451);
+    let office = example_office(server.port);
+    tick(&office, NOW);
+    let d = office.deliveries();
+    let cert = of(&d, "certificate-on-completion", "anne");
+    assert_eq!(cert["state"], "retrying");
+    assert_eq!(cert["attempts"], 1);
+    assert!(cert["last_error"].as_str().unwrap_or_default().contains("451"), "{cert}");
+    assert_eq!(server.count(), DUE_AT_NOW - 2, "Anne's two messages wait");
+
+    server.accept_everyone();
+    tick(&office, NOW);
+    assert_eq!(server.count(), DUE_AT_NOW - 2, "not before the backoff has passed");
+    tick(&office, TWO_MINUTES_LATER);
+    assert_eq!(server.count(), DUE_AT_NOW);
+    let d = office.deliveries();
+    let cert = of(&d, "certificate-on-completion", "anne");
+    assert_eq!(cert["state"], "sent");
+    assert_eq!(cert["attempts"], 2);
+}
+
+#[test]
+fn t3_a_5xx_answer_fails_at_once_is_listed_and_can_be_retried() {
+    let server = SmtpServer::start();
+    server.refuse("jan.jansen", 550);
+    let office = example_office(server.port);
+    let out = tick(&office, NOW);
+    assert!(out.contains("2 failed"), "{out}");
+    let d = office.deliveries();
+    let cert = of(&d, "certificate-on-completion", "jan");
+    assert_eq!(cert["state"], "failed");
+    assert_eq!(cert["attempts"], 1);
+    assert!(cert["last_error"].as_str().unwrap_or_default().contains("550"), "{cert}");
+
+    let table = office.run(NOW, &["deliveries", "--state", "failed"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("certificate-on-completion") && table.contains("jan"), "{table}");
+    assert!(table.contains("2 deliveries"), "{table}");
+
+    tick(&office, NEXT_DAY);
+    assert!(
+        !server.received().iter().any(|m| m.to == ["jan.jansen@example.nl"]),
+        "a permanent failure is not retried by itself"
+    );
+
+    server.accept_everyone();
+    let id = cert["id"].to_string();
+    office.run(NEXT_DAY, &["retry", &id]);
+    tick(&office, NEXT_DAY);
+    let jan: Vec<_> = server
+        .received()
+        .into_iter()
+        .filter(|m| m.to == ["jan.jansen@example.nl"])
+        .collect();
+    assert_eq!(jan.len(), 1, "only the retried one");
+    let again = office.command(Some(NEXT_DAY), &["retry", &id]).output().expect("run");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already sent"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+#[test]
+fn t3_the_smtp_server_down_at_first_and_up_later_loses_nothing() {
+    let port = free_port();
+    let office = example_office(port);
+    let out = tick(&office, NOW);
+    assert!(out.contains("0 sent") && out.contains(&format!("{DUE_AT_NOW} to retry")), "{out}");
+    let server = SmtpServer::start_on(port);
+    tick(&office, TWO_MINUTES_LATER);
+    assert_eq!(server.count(), DUE_AT_NOW);
+    assert_eq!(by_state(&office).get("sent"), Some(&DUE_AT_NOW));
+}
+
+/// A course with `people` participants and a rule that welcomes each one when enrolled.
+pub fn welcome_office(extra: &str, people: usize, manual: bool) -> Office {
+    let office = Office::new(extra);
+    office.own_rules(
+        &format!(
+            "kind: course_type
+id: first-aid
+name: First aid
+attendance_percent: 75
+---
+kind: action
+id: welcome
+name: Welcome
+execution: {}
+data_group: course_participant
+event: participant_added
+process: send_email
+email:
+  template: welcome
+  subject: \"Welcome to {{{{course.name}}}}\"
+  to: participant
+timing:
+  anchor: event
+  offset: 0 days
+",
+            if manual { "manual" } else { "automatic" }
+        ),
+        &[(
+            "welcome.html.hbs",
+            "<p>Dear {{participant.full_name}}, welcome to {{course.name}}.</p>",
+        )],
+    );
+    office.csv(
+        "courses.csv",
+        "id,name,type,status,start,end,location\nfa-1,First aid January,first-aid,final,2027-01-11T09:00:00+01:00,2027-01-11T17:00:00+01:00,Utrecht\n",
+    );
+    let mut p = String::from("id,full_name,email\n");
+    let mut e = String::from("course_id,person_id\n");
+    for i in 0..people {
+        p.push_str(&format!("p{i},Person {i},p{i}@example.org\n"));
+        e.push_str(&format!("fa-1,p{i}\n"));
+    }
+    office.csv("people.csv", &p);
+    office.csv("enrolments.csv", &e);
+    office
+}
+
+pub fn import_welcome(office: &Office, now: Option<&str>) {
+    for kind in ["courses", "people", "enrolments"] {
+        let file = office.dir.path().join(format!("{kind}.csv"));
+        let out = office
+            .command(now, &["import", kind, &file.to_string_lossy()])
+            .output()
+            .expect("import");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn a_participant_without_a_valid_address_gets_a_failed_delivery_saying_so() {
+    let server = SmtpServer::start();
+    let office = welcome_office(&smtp_config(server.port), 2, false);
+    office.csv(
+        "people.csv",
+        "id,full_name,email\np0,Person 0,p0@example.org\np1,Person 1,\n",
+    );
+    import_welcome(&office, Some(NOW));
+    let out = tick(&office, NOW);
+    assert!(out.contains("1 sent") && out.contains("1 failed"), "{out}");
+    let d = office.deliveries();
+    let p1 = of(&d, "welcome", "p1");
+    assert_eq!(p1["state"], "failed");
+    assert_eq!(p1["last_error"], "p1 has no email address");
+    assert_eq!(server.count(), 1);
+
+    // Once the address is known, `retry` renders the message again and sends it.
+    office.csv(
+        "people.csv",
+        "id,full_name,email\np0,Person 0,p0@example.org\np1,Person 1,p1@example.org\n",
+    );
+    let file = office.dir.path().join("people.csv");
+    office.run(NOW, &["import", "people", &file.to_string_lossy()]);
+    office.run(NOW, &["retry", &p1["id"].to_string()]);
+    tick(&office, NOW);
+    assert_eq!(server.count(), 2);
+    assert_eq!(server.received()[1].to, ["p1@example.org"]);
+}
+
+#[test]
+fn t2_execution_manual_waits_for_approve() {
+    let server = SmtpServer::start();
+    let office = welcome_office(&smtp_config(server.port), 2, true);
+    import_welcome(&office, Some(NOW));
+    tick(&office, NOW);
+    assert_eq!(server.count(), 0);
+    let plan = office.plan(NOW);
+    assert!(plan.iter().all(|a| a["state"] == "awaiting_approval"), "{plan:?}");
+    let first = plan[0]["id"].to_string();
+    office.run(NOW, &["approve", &first]);
+    tick(&office, NOW);
+    assert_eq!(server.count(), 1);
+    let again = office.command(Some(NOW), &["approve", &first]).output().expect("run");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not awaiting approval"));
+}
+
+#[test]
+fn the_file_transport_writes_one_eml_per_message_into_the_outbox() {
+    let office = Office::new(&format!("{OFFICE}mail:\n  transport: file\n  outbox: outbox\n"));
+    office.example(NOW);
+    tick(&office, NOW);
+    let outbox = office.dir.path().join("outbox");
+    let files: Vec<String> = std::fs::read_dir(&outbox)
+        .expect("outbox")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), DUE_AT_NOW, "{files:?}");
+    let cert = std::fs::read_to_string(
+        outbox.join("certificate-on-completion__ehbo-2026-03__anne__1.eml"),
+    )
+    .expect("Anne's certificate");
+    assert!(cert.contains("Message-ID: <certificate-on-completion.ehbo-2026-03.anne.1@example.nl>"));
+    assert!(cert.contains("multipart/alternative"));
+}
