@@ -118,7 +118,7 @@ impl Runtime {
 
     /// When the next pass is needed at the latest: the next due instance or retry.
     async fn next_due(&self, now: DateTime<Utc>) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_read().await?;
         let (action, retry): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = on!(&mut tx, c => sqlx::query_as(
             "SELECT (SELECT MIN(due_at) FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at > $1), \
                     (SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('queued', 'retrying'))",
@@ -189,6 +189,7 @@ pub async fn serve(mut rt: Runtime) -> anyhow::Result<()> {
     crate::service::ready("running");
     let interval = rt.config.scheduler.interval;
     let watchdog = crate::service::watchdog_interval().map(|w| w / 2);
+    let mut failures = 0u32;
     loop {
         let now = Utc::now();
         let pass = {
@@ -200,20 +201,30 @@ pub async fn serve(mut rt: Runtime) -> anyhow::Result<()> {
                 _ = int.recv() => drain(&rt, run).await,
             }
         };
-        match pass {
-            Ok(p) if !p.is_quiet() => {
-                tracing::info!("{p}");
-                crate::service::status(&format!("last pass {}: {p}", now.format("%H:%M:%S")));
+        let failed = match pass {
+            Ok(p) => {
+                if !p.is_quiet() {
+                    tracing::info!("{p}");
+                    crate::service::status(&format!("last pass {}: {p}", now.format("%H:%M:%S")));
+                }
+                failures = 0;
+                false
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!("pass failed (will try again): {e:#}"),
-        }
+            Err(e) => {
+                failures += 1;
+                tracing::error!("pass failed (trying again shortly): {e:#}");
+                true
+            }
+        };
         crate::service::alive();
         if rt.stop.load(Ordering::SeqCst) {
             break;
         }
         let mut sleep = interval;
-        if let Ok(Some(next)) = rt.next_due(now).await {
+        if failed {
+            // A locked or unreachable database: try again soon, backing off to the interval.
+            sleep = sleep.min(Duration::from_millis(250) * 2u32.pow(failures.min(7)));
+        } else if let Ok(Some(next)) = rt.next_due(now).await {
             let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             sleep = sleep.min(until.max(Duration::from_millis(50)));
         }

@@ -37,7 +37,7 @@ pub const COLUMNS: &[&str] = &[
 pub async fn run(app: &App, e: Export) -> anyhow::Result<ExitCode> {
     let Export::Attendance { course } = e;
     let store = app.store().await?;
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_read().await?;
     let found =
         status::course_participants(&mut tx, &app.rules, app.config.timezone, app.now, &course)
             .await?;

@@ -40,7 +40,7 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         )
     })?;
     let store = app.store().await?;
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_read().await?;
     let ctx = crate::status::email_context(
         &mut tx,
         &app.rules,

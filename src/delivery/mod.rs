@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::task::JoinSet;
 pub use transport::{Outcome, Transport};
 
-/// Messages claimed at once: enough to keep every pooled connection busy.
-const CLAIM: i64 = 256;
+/// Messages claimed at once per pooled connection: enough to keep every connection busy,
+/// few enough that a crash leaves little in flight (each of those may arrive twice).
+const CLAIM_PER_CONNECTION: usize = 4;
 /// A process whose heartbeat is older than this is taken for dead.
 const STALE_SECONDS: i64 = 60;
 /// The first retry waits this long; each next one twice as long, up to `BACKOFF_CAP`.
@@ -104,7 +105,7 @@ pub async fn deliver(
         ..Delivered::default()
     };
     while !stop.load(Ordering::SeqCst) {
-        let batch = claim(store, me, now).await?;
+        let batch = claim(store, me, now, transport.concurrency() * CLAIM_PER_CONNECTION).await?;
         if batch.is_empty() {
             break;
         }
@@ -143,9 +144,14 @@ pub async fn deliver(
     Ok(report)
 }
 
-/// Marks up to [`CLAIM`] ready messages `sending` for this process. On PostgreSQL rows
+/// Marks up to `limit` ready messages `sending` for this process. On PostgreSQL rows
 /// another process holds are skipped (FOR UPDATE SKIP LOCKED); SQLite has one writer.
-async fn claim(store: &Store, me: &Instance, now: DateTime<Utc>) -> Result<Vec<Claimed>, sqlx::Error> {
+async fn claim(
+    store: &Store,
+    me: &Instance,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Claimed>, sqlx::Error> {
     let mut tx = store.begin().await?;
     let lock = match &tx {
         Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
@@ -156,7 +162,7 @@ async fn claim(store: &Store, me: &Instance, now: DateTime<Utc>) -> Result<Vec<C
          WHERE id IN (SELECT id FROM deliveries WHERE state IN ('queued', 'retrying') AND next_attempt_at <= $3 \
          ORDER BY next_attempt_at, id LIMIT $4{lock}) \
          RETURNING id, rule_id, course_id, person_id, cycle, recipients, message, attempts"
-    ))).bind(&me.id).bind(Utc::now()).bind(now).bind(CLAIM).fetch_all(&mut **c).await)?;
+    ))).bind(&me.id).bind(Utc::now()).bind(now).bind(limit as i64).fetch_all(&mut **c).await)?;
     tx.commit().await?;
     Ok(rows)
 }
@@ -298,7 +304,7 @@ pub struct DeliveryRow {
 
 /// The outbox, oldest first, optionally of one state.
 pub async fn list(store: &Store, state: Option<&str>) -> Result<Vec<DeliveryRow>, sqlx::Error> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_read().await?;
     let rows = on!(&mut tx, c => sqlx::query_as(
         "SELECT id, state, rule_id AS rule, course_id AS course, person_id AS person, cycle, recipients, subject, \
          message_id, attempts, next_attempt_at, last_error, created_at, sent_at FROM deliveries \

@@ -36,6 +36,12 @@ pub async fn ingest(
     let mut total = 0;
     loop {
         let mut tx = store.begin().await?;
+        if let Tx::Postgres(c) = &mut tx {
+            // Several processes on one database ingest one at a time, in event order.
+            sqlx::query("SELECT pg_advisory_xact_lock(7468201)")
+                .execute(&mut **c)
+                .await?;
+        }
         let events = read::unprocessed_events(&mut tx, EVENT_BATCH).await?;
         if events.is_empty() {
             tx.rollback().await?;
@@ -345,7 +351,7 @@ pub async fn plan_each(
     rule_filter: Option<&str>,
     mut emit: impl FnMut(PlanItem),
 ) -> Result<u64, sqlx::Error> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_read().await?;
     let courses = scan::courses_with_actions(&mut tx, rule_filter).await?;
     let mut shown: HashMap<DateTime<Utc>, String> = HashMap::new();
     let mut count = 0;

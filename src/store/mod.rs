@@ -133,7 +133,18 @@ impl Store {
         }
     }
 
+    /// A transaction that may write. On SQLite it takes the write lock at once (BEGIN
+    /// IMMEDIATE): a deferred transaction that reads, then writes after another process
+    /// wrote, fails with SQLITE_BUSY_SNAPSHOT however long it waits.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Store::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// A transaction that only reads: a consistent snapshot that blocks no writer.
+    pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Store::Sqlite(p) => Tx::Sqlite(p.begin().await?),
             Store::Postgres(p) => Tx::Postgres(p.begin().await?),

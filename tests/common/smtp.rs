@@ -98,6 +98,8 @@ impl SmtpServer {
 
     fn session(&self, stream: TcpStream) {
         let Ok(peer) = stream.peer_addr() else { return };
+        // Each answer goes out at once (no Nagle wait for the client's delayed ACK).
+        let _ = stream.set_nodelay(true);
         let Ok(mut out) = stream.try_clone() else {
             return;
         };
