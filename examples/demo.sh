@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The example office from scratch: import every CSV file of examples/office, apply the
-# administrator actions of the story, and print the four-part course's attendance export.
+# administrator actions of the story, print the attendance export and the plan, then run
+# one `tick`: every email that is due is written to outbox/ as an .eml file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
 registrar() { target/debug/registrar --config examples/config.yaml "$@"; }
 
 rm -f examples/demo.db examples/demo.db-wal examples/demo.db-shm
+rm -rf outbox
 for kind in courses parts people enrolments attendance part-results results; do
   registrar import "$kind" "examples/office/$kind.csv"
 done
@@ -28,5 +30,11 @@ echo "== registrar plan (who gets what when, and why the others wait)"
 registrar plan
 
 echo
-echo "== registrar preview: the certificate email Anne would get, as an .eml file"
-registrar preview --rule certificate-on-completion --course ehbo-2026-03 --person anne --out outbox
+echo "== registrar tick: fire what is due and deliver it (file transport: outbox/)"
+registrar tick
+echo
+echo "== registrar deliveries"
+registrar deliveries
+echo
+echo "== outbox/ (open any .eml in a mail client)"
+ls outbox

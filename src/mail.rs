@@ -72,13 +72,24 @@ fn enc_domain(d: &str) -> String {
 /// The outbox file of a delivery: `rule__course__person__cycle.eml`, letters, digits,
 /// `-` and `_` only; the same for a resend, which replaces the file.
 pub fn file_name(rule: &str, course: &str, person: &str, cycle: i64) -> String {
-    format!("{}__{}__{}__{cycle}.eml", safe(rule), safe(course), safe(person))
+    format!(
+        "{}__{}__{}__{cycle}.eml",
+        safe(rule),
+        safe(course),
+        safe(person)
+    )
 }
 
 /// A file name part: letters, digits, - and _ only.
 pub fn safe(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -45,7 +45,10 @@ pub struct Pass {
 impl Pass {
     pub fn is_quiet(&self) -> bool {
         self.events == 0
-            && self.fired.queued + self.fired.failed + self.fired.expired + self.fired.awaiting_approval
+            && self.fired.queued
+                + self.fired.failed
+                + self.fired.expired
+                + self.fired.awaiting_approval
                 == 0
             && self.delivered.sent + self.delivered.retrying + self.delivered.failed == 0
     }
@@ -292,9 +295,10 @@ async fn watch(store: Store, wake: Arc<Notify>) {
             // Every change (imports, participant actions, approve, retry) writes history.
             let mut last: Option<i64> = None;
             loop {
-                let seen: Result<Option<i64>, _> = sqlx::query_scalar("SELECT MAX(id) FROM history")
-                    .fetch_one(pool)
-                    .await;
+                let seen: Result<Option<i64>, _> =
+                    sqlx::query_scalar("SELECT MAX(id) FROM history")
+                        .fetch_one(pool)
+                        .await;
                 if let Ok(h) = seen {
                     let h = h.unwrap_or(0);
                     if last.is_some_and(|l| l != h) {

@@ -35,13 +35,29 @@ pub async fn course_participants(
     now: DateTime<Utc>,
     course_id: &str,
 ) -> Result<Option<(CourseInfo, Vec<ParticipantStatus>)>, sqlx::Error> {
+    participants(tx, rules, tz, now, course_id, None).await
+}
+
+/// [`course_participants`], of only the people in `only` when given (an empty list
+/// reads nobody).
+pub async fn participants(
+    tx: &mut Tx,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    course_id: &str,
+    only: Option<&[String]>,
+) -> Result<Option<(CourseInfo, Vec<ParticipantStatus>)>, sqlx::Error> {
     let Some(course) = read::course(tx, course_id).await? else {
         return Ok(None);
     };
     let course_type = rules.course_types.get(&course.type_id);
     let percent = course_type.map_or(100, |t| t.attendance_percent);
     let parts = course.part_rules();
-    let enrolments = read::participants_of_course(tx, course_id).await?;
+    if only.is_some_and(<[String]>::is_empty) {
+        return Ok(Some((course, Vec::new())));
+    }
+    let enrolments = read::participants_of_course(tx, course_id, only).await?;
     let people: Vec<String> = enrolments
         .iter()
         .map(|(e, _, _)| e.person_id.clone())
@@ -101,7 +117,9 @@ pub async fn email_context(
     person_id: &str,
     part_id: Option<&str>,
 ) -> Result<Option<serde_json::Value>, sqlx::Error> {
-    let Some((course, participants)) = course_participants(tx, rules, tz, now, course_id).await?
+    let one = [person_id.to_string()];
+    let Some((course, participants)) =
+        participants(tx, rules, tz, now, course_id, Some(&one)).await?
     else {
         return Ok(None);
     };

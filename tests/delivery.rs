@@ -81,7 +81,11 @@ fn t3_every_due_participant_gets_exactly_one_message_and_a_second_tick_sends_not
     let mut ids: Vec<String> = received.iter().map(|m| m.message_id()).collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), DUE_AT_NOW, "every message has its own Message-ID");
+    assert_eq!(
+        ids.len(),
+        DUE_AT_NOW,
+        "every message has its own Message-ID"
+    );
 
     let out = tick(&office, NOW);
     assert!(out.contains("0 sent"), "{out}");
@@ -91,7 +95,10 @@ fn t3_every_due_participant_gets_exactly_one_message_and_a_second_tick_sends_not
     assert!(out.contains("10 sent") && out.contains("1 failed"), "{out}");
     assert_eq!(server.count(), DUE_AT_NOW + 10);
     let d = office.deliveries();
-    assert_eq!(of(&d, "survey-after-attendance", "siem")["last_error"], "siem has no email address");
+    assert_eq!(
+        of(&d, "survey-after-attendance", "siem")["last_error"],
+        "siem has no email address"
+    );
     assert_eq!(by_state(&office).get("sent"), Some(&(DUE_AT_NOW + 10)));
 }
 
@@ -121,12 +128,22 @@ fn t3_a_4xx_answer_is_retried_with_backoff_and_delivered_later() {
     let cert = of(&d, "certificate-on-completion", "anne");
     assert_eq!(cert["state"], "retrying");
     assert_eq!(cert["attempts"], 1);
-    assert!(cert["last_error"].as_str().unwrap_or_default().contains("451"), "{cert}");
+    assert!(
+        cert["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("451"),
+        "{cert}"
+    );
     assert_eq!(server.count(), DUE_AT_NOW - 2, "Anne's two messages wait");
 
     server.accept_everyone();
     tick(&office, NOW);
-    assert_eq!(server.count(), DUE_AT_NOW - 2, "not before the backoff has passed");
+    assert_eq!(
+        server.count(),
+        DUE_AT_NOW - 2,
+        "not before the backoff has passed"
+    );
     tick(&office, TWO_MINUTES_LATER);
     assert_eq!(server.count(), DUE_AT_NOW);
     let d = office.deliveries();
@@ -146,16 +163,28 @@ fn t3_a_5xx_answer_fails_at_once_is_listed_and_can_be_retried() {
     let cert = of(&d, "certificate-on-completion", "jan");
     assert_eq!(cert["state"], "failed");
     assert_eq!(cert["attempts"], 1);
-    assert!(cert["last_error"].as_str().unwrap_or_default().contains("550"), "{cert}");
+    assert!(
+        cert["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("550"),
+        "{cert}"
+    );
 
     let table = office.run(NOW, &["deliveries", "--state", "failed"]);
     let table = String::from_utf8_lossy(&table.stdout);
-    assert!(table.contains("certificate-on-completion") && table.contains("jan"), "{table}");
+    assert!(
+        table.contains("certificate-on-completion") && table.contains("jan"),
+        "{table}"
+    );
     assert!(table.contains("2 deliveries"), "{table}");
 
     tick(&office, NEXT_DAY);
     assert!(
-        !server.received().iter().any(|m| m.to == ["jan.jansen@example.nl"]),
+        !server
+            .received()
+            .iter()
+            .any(|m| m.to == ["jan.jansen@example.nl"]),
         "a permanent failure is not retried by itself"
     );
 
@@ -169,7 +198,10 @@ fn t3_a_5xx_answer_fails_at_once_is_listed_and_can_be_retried() {
         .filter(|m| m.to == ["jan.jansen@example.nl"])
         .collect();
     assert_eq!(jan.len(), 1, "only the retried one");
-    let again = office.command(Some(NEXT_DAY), &["retry", &id]).output().expect("run");
+    let again = office
+        .command(Some(NEXT_DAY), &["retry", &id])
+        .output()
+        .expect("run");
     assert_eq!(again.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("already sent"),
@@ -183,7 +215,10 @@ fn t3_the_smtp_server_down_at_first_and_up_later_loses_nothing() {
     let port = free_port();
     let office = example_office(port);
     let out = tick(&office, NOW);
-    assert!(out.contains("0 sent") && out.contains(&format!("{DUE_AT_NOW} to retry")), "{out}");
+    assert!(
+        out.contains("0 sent") && out.contains(&format!("{DUE_AT_NOW} to retry")),
+        "{out}"
+    );
     let server = SmtpServer::start_on(port);
     tick(&office, TWO_MINUTES_LATER);
     assert_eq!(server.count(), DUE_AT_NOW);
@@ -244,7 +279,11 @@ pub fn import_welcome(office: &Office, now: Option<&str>) {
             .command(now, &["import", kind, &file.to_string_lossy()])
             .output()
             .expect("import");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -286,19 +325,27 @@ fn t2_execution_manual_waits_for_approve() {
     tick(&office, NOW);
     assert_eq!(server.count(), 0);
     let plan = office.plan(NOW);
-    assert!(plan.iter().all(|a| a["state"] == "awaiting_approval"), "{plan:?}");
+    assert!(
+        plan.iter().all(|a| a["state"] == "awaiting_approval"),
+        "{plan:?}"
+    );
     let first = plan[0]["id"].to_string();
     office.run(NOW, &["approve", &first]);
     tick(&office, NOW);
     assert_eq!(server.count(), 1);
-    let again = office.command(Some(NOW), &["approve", &first]).output().expect("run");
+    let again = office
+        .command(Some(NOW), &["approve", &first])
+        .output()
+        .expect("run");
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("not awaiting approval"));
 }
 
 #[test]
 fn the_file_transport_writes_one_eml_per_message_into_the_outbox() {
-    let office = Office::new(&format!("{OFFICE}mail:\n  transport: file\n  outbox: outbox\n"));
+    let office = Office::new(&format!(
+        "{OFFICE}mail:\n  transport: file\n  outbox: outbox\n"
+    ));
     office.example(NOW);
     tick(&office, NOW);
     let outbox = office.dir.path().join("outbox");
@@ -312,6 +359,8 @@ fn the_file_transport_writes_one_eml_per_message_into_the_outbox() {
         outbox.join("certificate-on-completion__ehbo-2026-03__anne__1.eml"),
     )
     .expect("Anne's certificate");
-    assert!(cert.contains("Message-ID: <certificate-on-completion.ehbo-2026-03.anne.1@example.nl>"));
+    assert!(
+        cert.contains("Message-ID: <certificate-on-completion.ehbo-2026-03.anne.1@example.nl>")
+    );
     assert!(cert.contains("multipart/alternative"));
 }

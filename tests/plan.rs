@@ -3,8 +3,8 @@
 
 mod common;
 
-use serde_json::Value;
 use common::office::Office;
+use serde_json::Value;
 use std::process::Command;
 
 const AFTER_COURSE: &str = "2026-03-24T09:00:00+01:00";

@@ -29,7 +29,13 @@ scheduler:
 
 /// A course with `people` participants and a rule that welcomes each one when enrolled.
 fn welcome_office(office: Office, people: usize, subject: &str) -> Office {
-    office.own_rules(&welcome_rules(subject), &[("welcome.html.hbs", "<p>Dear {{participant.full_name}}, welcome to {{course.name}}.</p>")]);
+    office.own_rules(
+        &welcome_rules(subject),
+        &[(
+            "welcome.html.hbs",
+            "<p>Dear {{participant.full_name}}, welcome to {{course.name}}.</p>",
+        )],
+    );
     office.csv(
         "courses.csv",
         "id,name,type,status,start,end,location\nfa-1,First aid January,first-aid,final,2027-01-11T09:00:00+01:00,2027-01-11T17:00:00+01:00,Utrecht\n",
@@ -80,7 +86,11 @@ fn import(office: &Office, kinds: &[&str]) {
             .command(None, &["import", kind, &file.to_string_lossy()])
             .output()
             .expect("import");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -118,8 +128,13 @@ fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration>
 /// Stops `serve` with SIGTERM and returns its log.
 fn stop(mut child: Child) -> String {
     signal(&child, "-TERM");
-    let exited = wait_for(Duration::from_secs(15), || matches!(child.try_wait(), Ok(Some(_))));
-    assert!(exited.is_some(), "serve did not exit within 15 s of SIGTERM");
+    let exited = wait_for(Duration::from_secs(15), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    assert!(
+        exited.is_some(),
+        "serve did not exit within 15 s of SIGTERM"
+    );
     let status = child.wait().expect("wait");
     let mut log = String::new();
     if let Some(mut e) = child.stderr.take() {
@@ -138,7 +153,11 @@ fn wait_until_listening(server: &SmtpServer, office: &Office) {
 #[test]
 fn an_import_by_another_process_is_delivered_by_serve_within_two_seconds() {
     let server = SmtpServer::start();
-    let office = welcome_office(Office::new(&smtp_config(server.port)), 5, "Welcome to {{course.name}}");
+    let office = welcome_office(
+        Office::new(&smtp_config(server.port)),
+        5,
+        "Welcome to {{course.name}}",
+    );
     import(&office, &["courses"]);
     let child = serve(&office);
     wait_until_listening(&server, &office);
@@ -147,13 +166,22 @@ fn an_import_by_another_process_is_delivered_by_serve_within_two_seconds() {
     let log = stop(child);
     let took = took.unwrap_or_else(|| panic!("only {} of 5 delivered: {log}", server.count()));
     assert!(took < Duration::from_secs(2), "took {took:?}");
-    assert!(server.received().iter().all(|m| m.header("Subject").as_deref() == Some("Welcome to First aid January")));
+    assert!(
+        server
+            .received()
+            .iter()
+            .all(|m| m.header("Subject").as_deref() == Some("Welcome to First aid January"))
+    );
 }
 
 #[test]
 fn sigterm_stops_serve_cleanly_and_t5_sighup_reloads_or_keeps_the_running_rules() {
     let server = SmtpServer::start();
-    let office = welcome_office(Office::new(&smtp_config(server.port)), 1, "Welcome to {{course.name}}");
+    let office = welcome_office(
+        Office::new(&smtp_config(server.port)),
+        1,
+        "Welcome to {{course.name}}",
+    );
     import(&office, &["courses", "people", "enrolments"]);
     let child = serve(&office);
     if wait_for(Duration::from_secs(10), || server.count() == 1).is_none() {
@@ -167,7 +195,11 @@ fn sigterm_stops_serve_cleanly_and_t5_sighup_reloads_or_keeps_the_running_rules(
     std::fs::write(valid.join("rules.yaml"), welcome_rules("x")).expect("write");
     let config = std::fs::read_to_string(office.config()).expect("config");
     let import_config = office.dir.path().join("config-import.yaml");
-    std::fs::write(&import_config, config.replace("rules: rules", "rules: rules-import")).expect("write");
+    std::fs::write(
+        &import_config,
+        config.replace("rules: rules", "rules: rules-import"),
+    )
+    .expect("write");
     let import_more = |range: std::ops::Range<usize>| {
         people_csv(&office, range);
         for kind in ["people", "enrolments"] {
@@ -178,18 +210,29 @@ fn sigterm_stops_serve_cleanly_and_t5_sighup_reloads_or_keeps_the_running_rules(
                 .args(["import", kind, &file.to_string_lossy()])
                 .output()
                 .expect("import");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     };
 
     // A broken rule set is refused; the running one stays in force.
     let rules = office.dir.path().join("rules/rules.yaml");
-    std::fs::write(&rules, welcome_rules("Hello {{course.nam}}").replace("offset: 0 days", "offset: 3 dayz")).expect("write");
+    std::fs::write(
+        &rules,
+        welcome_rules("Hello {{course.nam}}").replace("offset: 0 days", "offset: 3 dayz"),
+    )
+    .expect("write");
     signal(&child, "-HUP");
     std::thread::sleep(Duration::from_millis(500));
     import_more(1..2);
     assert!(wait_for(Duration::from_secs(10), || server.count() == 2).is_some());
-    assert_eq!(server.received()[1].header("Subject").as_deref(), Some("Welcome to First aid January"));
+    assert_eq!(
+        server.received()[1].header("Subject").as_deref(),
+        Some("Welcome to First aid January")
+    );
 
     // A valid one replaces it.
     std::fs::write(&rules, welcome_rules("Hello {{participant.full_name}}")).expect("write");
@@ -197,7 +240,10 @@ fn sigterm_stops_serve_cleanly_and_t5_sighup_reloads_or_keeps_the_running_rules(
     std::thread::sleep(Duration::from_millis(500));
     import_more(2..3);
     assert!(wait_for(Duration::from_secs(10), || server.count() == 3).is_some());
-    assert_eq!(server.received()[2].header("Subject").as_deref(), Some("Hello Person 2"));
+    assert_eq!(
+        server.received()[2].header("Subject").as_deref(),
+        Some("Hello Person 2")
+    );
 
     let log = stop(child);
     assert!(log.contains("reload refused"), "{log}");
@@ -209,7 +255,11 @@ fn sigterm_stops_serve_cleanly_and_t5_sighup_reloads_or_keeps_the_running_rules(
 fn t3_serve_killed_during_a_1000_message_run_and_restarted_delivers_every_message() {
     let server = SmtpServer::start();
     server.slow_down(Duration::from_millis(3));
-    let office = welcome_office(Office::new(&smtp_config(server.port)), 1000, "Welcome to {{course.name}}");
+    let office = welcome_office(
+        Office::new(&smtp_config(server.port)),
+        1000,
+        "Welcome to {{course.name}}",
+    );
     import(&office, &["courses", "people", "enrolments"]);
     let mut child = serve(&office);
     assert!(
@@ -229,7 +279,13 @@ fn t3_serve_killed_during_a_1000_message_run_and_restarted_delivers_every_messag
 
     let child = serve(&office);
     let done = wait_for(Duration::from_secs(60), || {
-        server.received().iter().map(|m| m.message_id()).collect::<HashSet<_>>().len() == 1000
+        server
+            .received()
+            .iter()
+            .map(|m| m.message_id())
+            .collect::<HashSet<_>>()
+            .len()
+            == 1000
     });
     std::thread::sleep(Duration::from_millis(300));
     let log = stop(child);
@@ -240,7 +296,11 @@ fn t3_serve_killed_during_a_1000_message_run_and_restarted_delivers_every_messag
     for m in server.received() {
         *copies.entry(m.message_id()).or_default() += 1;
     }
-    let twice: Vec<&String> = copies.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id).collect();
+    let twice: Vec<&String> = copies
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id)
+        .collect();
     eprintln!(
         "killed after {at_kill} messages with {} in flight; {} message(s) arrived twice",
         in_flight.len(),
@@ -248,7 +308,10 @@ fn t3_serve_killed_during_a_1000_message_run_and_restarted_delivers_every_messag
     );
     assert!(copies.values().all(|n| *n <= 2));
     for id in &twice {
-        assert!(in_flight.contains(*id), "{id} arrived twice but was not in flight at the kill");
+        assert!(
+            in_flight.contains(*id),
+            "{id} arrived twice but was not in flight at the kill"
+        );
     }
     assert!(office.deliveries().iter().all(|d| d["state"] == "sent"));
 }
@@ -267,10 +330,90 @@ async fn t3_two_serve_processes_on_one_postgresql_database_deliver_each_message_
     let done = wait_for(Duration::from_secs(120), || server.count() >= 2000);
     std::thread::sleep(Duration::from_millis(500));
     let (log_a, log_b) = (stop(a), stop(b));
-    assert!(done.is_some(), "{} of 2000 delivered:\n{log_a}\n{log_b}", server.count());
+    assert!(
+        done.is_some(),
+        "{} of 2000 delivered:\n{log_a}\n{log_b}",
+        server.count()
+    );
     let received = server.received();
     let ids: HashSet<String> = received.iter().map(|m| m.message_id()).collect();
     assert_eq!(received.len(), 2000, "every message exactly once");
     assert_eq!(ids.len(), 2000);
     office.cleanup().await;
+}
+
+#[test]
+fn sigterm_during_a_run_finishes_the_messages_in_flight_and_leaves_none_half_sent() {
+    let server = SmtpServer::start();
+    server.slow_down(Duration::from_millis(20));
+    let office = welcome_office(
+        Office::new(&smtp_config(server.port)),
+        300,
+        "Welcome to {{course.name}}",
+    );
+    import(&office, &["courses", "people", "enrolments"]);
+    let child = serve(&office);
+    assert!(wait_for(Duration::from_secs(30), || server.count() >= 20).is_some());
+    let asked = Instant::now();
+    let log = stop(child);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert!(log.contains("finishing the messages in flight"), "{log}");
+    let deliveries = office.deliveries();
+    let sent = deliveries.iter().filter(|d| d["state"] == "sent").count();
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d["state"] == "sent" || d["state"] == "queued"),
+        "none left sending"
+    );
+    assert_eq!(
+        sent,
+        server.count(),
+        "every message the server accepted is recorded as sent"
+    );
+    assert!(sent < 300, "stopped before the end of the run");
+}
+
+#[test]
+fn serve_tells_systemd_ready_status_and_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let server = SmtpServer::start();
+    let office = welcome_office(
+        Office::new(&smtp_config(server.port)),
+        1,
+        "Welcome to {{course.name}}",
+    );
+    import(&office, &["courses", "people", "enrolments"]);
+    let socket_path = office.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let child = office
+        .command(None, &["serve"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10)
+        && !(seen.contains("READY=1") && seen.contains("STATUS=") && seen.contains("WATCHDOG=1"))
+    {
+        if let Ok(n) = socket.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('\n');
+        }
+    }
+    stop(child);
+    assert!(seen.contains("READY=1"), "{seen}");
+    assert!(seen.contains("STATUS="), "{seen}");
+    assert!(seen.contains("WATCHDOG=1"), "{seen}");
 }

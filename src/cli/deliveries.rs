@@ -70,10 +70,7 @@ fn print_table(app: &App, rows: &[DeliveryRow]) {
         "id", "state", "rule", "course", "person", "try", "when"
     );
     for r in rows {
-        let when = r
-            .sent_at
-            .or(r.next_attempt_at)
-            .unwrap_or(r.created_at);
+        let when = r.sent_at.or(r.next_attempt_at).unwrap_or(r.created_at);
         let when = local_rfc3339(when, tz);
         let detail = match r.state.as_str() {
             "failed" | "retrying" => r.last_error.clone().unwrap_or_default(),
@@ -127,7 +124,11 @@ pub async fn retry(app: &App, args: Ids) -> anyhow::Result<ExitCode> {
         }
     }
     store.close().await;
-    Ok(if refused > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if refused > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub async fn approve(app: &App, args: Ids) -> anyhow::Result<ExitCode> {
@@ -147,5 +148,9 @@ pub async fn approve(app: &App, args: Ids) -> anyhow::Result<ExitCode> {
         }
     }
     store.close().await;
-    Ok(if refused > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if refused > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

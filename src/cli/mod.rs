@@ -138,9 +138,14 @@ pub fn main() -> ExitCode {
 /// other commands only warnings; REGISTRAR_LOG overrides (e.g. `debug`).
 fn init_logging(daemon: bool) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("REGISTRAR_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if daemon { "info,sqlx=warn" } else { "warn,sqlx=warn" })
-    });
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("REGISTRAR_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(if daemon {
+                "info,sqlx=warn"
+            } else {
+                "warn,sqlx=warn"
+            })
+        });
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -89,7 +89,9 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         .render(rule, &ctx)
         .map_err(|p| anyhow::anyhow!("{p}"))?;
     let to: Vec<Mailbox> = mail::recipients(&rule.email.to, &ctx).map_err(|why| {
-        anyhow::anyhow!("{why}: this message cannot be sent (the delivery would fail with that reason)")
+        anyhow::anyhow!(
+            "{why}: this message cannot be sent (the delivery would fail with that reason)"
+        )
     })?;
     let cycle = ctx["enrolment"]["cycle"].as_i64().unwrap_or(1);
     let id = mail::message_id(

@@ -45,7 +45,9 @@ pub async fn tick(app: &App) -> anyhow::Result<ExitCode> {
 
 pub async fn serve(app: &App) -> anyhow::Result<ExitCode> {
     if app.now_given {
-        anyhow::bail!("--now is for `tick`, `plan` and the like; `serve` always runs on the real clock");
+        anyhow::bail!(
+            "--now is for `tick`, `plan` and the like; `serve` always runs on the real clock"
+        );
     }
     let rt = runtime(app).await?;
     crate::scheduler::serve(rt).await?;

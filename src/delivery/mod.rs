@@ -105,7 +105,13 @@ pub async fn deliver(
         ..Delivered::default()
     };
     while !stop.load(Ordering::SeqCst) {
-        let batch = claim(store, me, now, transport.concurrency() * CLAIM_PER_CONNECTION).await?;
+        let batch = claim(
+            store,
+            me,
+            now,
+            transport.concurrency() * CLAIM_PER_CONNECTION,
+        )
+        .await?;
         if batch.is_empty() {
             break;
         }
@@ -207,14 +213,22 @@ async fn record(
             Outcome::Sent => continue,
             Outcome::Temporary(why) if *attempts < i64::from(max_attempts) => {
                 let next = now + backoff(*attempts);
-                tracing::warn!(delivery = id, attempt = attempts, "temporary failure, next attempt at {next}: {why}");
+                tracing::warn!(
+                    delivery = id,
+                    attempt = attempts,
+                    "temporary failure, next attempt at {next}: {why}"
+                );
                 report.retrying += 1;
                 ("retrying", Some(next), why.clone())
             }
             Outcome::Temporary(why) => {
                 tracing::error!(delivery = id, "failed after {attempts} attempts: {why}");
                 report.failed += 1;
-                ("failed", None, format!("gave up after {attempts} attempts: {why}"))
+                (
+                    "failed",
+                    None,
+                    format!("gave up after {attempts} attempts: {why}"),
+                )
             }
             Outcome::Permanent(why) => {
                 tracing::error!(delivery = id, "failed: {why}");
@@ -348,7 +362,9 @@ pub async fn retry(
         "sent" => {
             return Err(RetryError::Sent(
                 id,
-                sent_at.map(|t| format!(" at {}", t.to_rfc3339())).unwrap_or_default(),
+                sent_at
+                    .map(|t| format!(" at {}", t.to_rfc3339()))
+                    .unwrap_or_default(),
             ));
         }
         "failed" | "retrying" => {}

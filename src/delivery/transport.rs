@@ -66,7 +66,9 @@ impl Transport {
                 let credentials = match (&s.username, &s.password) {
                     (Some(user), Some(secret)) => Some(Credentials::new(
                         user.clone(),
-                        secret.read().map_err(|e| format!("mail.smtp.password: {e}"))?,
+                        secret
+                            .read()
+                            .map_err(|e| format!("mail.smtp.password: {e}"))?,
                     )),
                     (Some(_), None) => {
                         return Err("mail.smtp.username is set but there is no password_env or password_file".into());
@@ -110,8 +112,10 @@ impl Transport {
 
 impl Smtp {
     async fn send(&self, recipients: &str, message: &[u8]) -> Outcome {
-        let to: Result<Vec<Address>, _> =
-            recipients.split(',').map(|a| a.trim().parse::<Address>()).collect();
+        let to: Result<Vec<Address>, _> = recipients
+            .split(',')
+            .map(|a| a.trim().parse::<Address>())
+            .collect();
         let envelope = match to.map(|to| Envelope::new(Some(self.from.clone()), to)) {
             Ok(Ok(e)) => e,
             Ok(Err(e)) => return Outcome::Permanent(format!("invalid envelope: {e}")),
@@ -177,8 +181,18 @@ impl Smtp {
                 tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
             )
             .await
-            .map_err(|_| Outcome::Temporary(format!("connecting to {}:{} timed out", self.host, self.port)))?
-            .map_err(|e| Outcome::Temporary(format!("cannot connect to {}:{}: {e}", self.host, self.port)))?;
+            .map_err(|_| {
+                Outcome::Temporary(format!(
+                    "connecting to {}:{} timed out",
+                    self.host, self.port
+                ))
+            })?
+            .map_err(|e| {
+                Outcome::Temporary(format!(
+                    "cannot connect to {}:{}: {e}",
+                    self.host, self.port
+                ))
+            })?;
             let _ = tcp.set_nodelay(true);
             let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
                 .await

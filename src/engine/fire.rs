@@ -138,15 +138,23 @@ async fn fire_batch(
     batch: Vec<Candidate>,
     report: &mut Fired,
 ) -> Result<(), sqlx::Error> {
-    // Each course's participants are read once for all of its instances in the batch.
+    // The batch's participants are read once per course, only those the batch is about.
     let mut courses: HashMap<String, Option<(CourseInfo, HashMap<String, ParticipantStatus>)>> =
         HashMap::new();
     let mut outgoing = Vec::new();
     let mut verdicts: Vec<(i64, &'static str)> = Vec::new();
+    let mut people: HashMap<&str, Vec<String>> = HashMap::new();
+    for a in &batch {
+        people
+            .entry(&a.course_id)
+            .or_default()
+            .push(a.person_id.clone());
+    }
     for a in &batch {
         if !courses.contains_key(&a.course_id) {
+            let only = people.get(a.course_id.as_str()).map(Vec::as_slice);
             let found =
-                status::course_participants(tx, env.rules, env.tz, now, &a.course_id).await?;
+                status::participants(tx, env.rules, env.tz, now, &a.course_id, only).await?;
             let found = found.map(|(course, people)| {
                 let by_person = people
                     .into_iter()
@@ -227,7 +235,14 @@ async fn fire_batch(
                 Some(m.bytes),
                 None,
             ),
-            Err(why) => ("failed", String::new(), String::new(), String::new(), None, Some(why)),
+            Err(why) => (
+                "failed",
+                String::new(),
+                String::new(),
+                String::new(),
+                None,
+                Some(why),
+            ),
         };
         // A failed row without a message is filled in when `retry` fires the action again.
         on!(tx, c => sqlx::query(

@@ -176,7 +176,7 @@ pub async fn enrolments_of_course(
     tx: &mut Tx,
     course: &str,
 ) -> Result<Vec<Enrolment>, sqlx::Error> {
-    Ok(participants_of_course(tx, course)
+    Ok(participants_of_course(tx, course, None)
         .await?
         .into_iter()
         .map(|(e, _, _)| e)
@@ -188,6 +188,7 @@ pub async fn enrolments_of_course(
 pub async fn participants_of_course(
     tx: &mut Tx,
     course: &str,
+    only: Option<&[String]>,
 ) -> Result<Vec<(Enrolment, String, Option<String>)>, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -196,10 +197,19 @@ pub async fn participants_of_course(
         full_name: String,
         email: Option<String>,
     }
-    let rows: Vec<Row> = on!(tx, c => sqlx::query_as(
-        "SELECT e.course_id, e.person_id, e.result, e.score, e.comment, e.walk_in, e.cycle, e.completed_at, e.completed_via, \
-         p.full_name, p.email FROM enrolments e JOIN people p ON p.id = e.person_id WHERE e.course_id = $1 ORDER BY p.full_name, p.id",
-    ).bind(course).fetch_all(&mut **c).await?);
+    let rows: Vec<Row> = on!(tx, c => {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT e.course_id, e.person_id, e.result, e.score, e.comment, e.walk_in, e.cycle, e.completed_at, e.completed_via, \
+             p.full_name, p.email FROM enrolments e JOIN people p ON p.id = e.person_id WHERE e.course_id = ",
+        );
+        q.push_bind(course);
+        if let Some(only) = only {
+            q.push(" AND e.person_id IN ");
+            crate::store::push_list(&mut q, only);
+        }
+        q.push(" ORDER BY p.full_name, p.id");
+        q.build_query_as().fetch_all(&mut **c).await?
+    });
     rows.into_iter()
         .map(|r| Ok((Enrolment::try_from(r.e)?, r.full_name, r.email)))
         .collect()

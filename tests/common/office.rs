@@ -71,7 +71,10 @@ impl Office {
 
     /// Rules and templates of the test's own, in the office directory.
     pub fn own_rules(&self, rules: &str, templates: &[(&str, &str)]) {
-        let (r, t) = (self.dir.path().join("rules"), self.dir.path().join("templates"));
+        let (r, t) = (
+            self.dir.path().join("rules"),
+            self.dir.path().join("templates"),
+        );
         std::fs::create_dir_all(&r).expect("rules");
         std::fs::create_dir_all(&t).expect("templates");
         std::fs::write(r.join("rules.yaml"), rules).expect("rules");
@@ -142,7 +145,11 @@ impl Office {
             .command(None, &["deliveries", "--format", "json"])
             .output()
             .expect("run");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("deliveries json");
         v.as_array().expect("array").clone()
     }
