@@ -34,10 +34,14 @@ pub fn stopping() {
 /// The watchdog interval systemd asked for (WatchdogSec), if any.
 pub fn watchdog_interval() -> Option<std::time::Duration> {
     static INTERVAL: OnceLock<Option<std::time::Duration>> = OnceLock::new();
+    // As sd_watchdog_enabled(3): WATCHDOG_USEC, for this process unless WATCHDOG_PID names
+    // another one.
     *INTERVAL.get_or_init(|| {
-        let mut usec = 0;
-        sd_notify::watchdog_enabled(false, &mut usec)
-            .then(|| std::time::Duration::from_micros(usec))
+        let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+        let for_us = std::env::var("WATCHDOG_PID")
+            .ok()
+            .is_none_or(|p| p.parse::<u32>().ok() == Some(std::process::id()));
+        (for_us && usec > 0).then(|| std::time::Duration::from_micros(usec))
     })
 }
 

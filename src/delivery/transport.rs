@@ -25,7 +25,7 @@ pub enum Outcome {
 }
 
 pub enum Transport {
-    Smtp(Smtp),
+    Smtp(Box<Smtp>),
     File { dir: PathBuf },
 }
 
@@ -75,7 +75,7 @@ impl Transport {
                     }
                     (None, _) => None,
                 };
-                Ok(Arc::new(Transport::Smtp(Smtp {
+                Ok(Arc::new(Transport::Smtp(Box::new(Smtp {
                     host: s.host.clone(),
                     port: s.port,
                     tls: s.tls,
@@ -84,7 +84,7 @@ impl Transport {
                     rate: Rate::new(s.rate_per_second),
                     size: s.pool as usize,
                     idle: Mutex::new(Vec::new()),
-                })))
+                }))))
             }
         }
     }

@@ -121,6 +121,9 @@ async fn candidates(tx: &mut Tx, now: DateTime<Utc>) -> Result<Vec<Candidate>, s
     Ok(rows)
 }
 
+/// A course and the statuses of the participants a batch is about.
+type CourseStatuses = (CourseInfo, HashMap<String, ParticipantStatus>);
+
 enum Verdict {
     Fire,
     AwaitApproval,
@@ -139,8 +142,7 @@ async fn fire_batch(
     report: &mut Fired,
 ) -> Result<(), sqlx::Error> {
     // The batch's participants are read once per course, only those the batch is about.
-    let mut courses: HashMap<String, Option<(CourseInfo, HashMap<String, ParticipantStatus>)>> =
-        HashMap::new();
+    let mut courses: HashMap<String, Option<CourseStatuses>> = HashMap::new();
     let mut outgoing = Vec::new();
     let mut verdicts: Vec<(i64, &'static str)> = Vec::new();
     let mut people: HashMap<&str, Vec<String>> = HashMap::new();
