@@ -5,6 +5,7 @@ mod common;
 
 use common::office::{OFFICE, Office};
 use common::smtp::{SmtpServer, free_port};
+use common::welcome::smtp_config;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -12,20 +13,6 @@ use std::collections::HashMap;
 const NOW: &str = "2026-12-01T12:00:00+01:00";
 const TWO_MINUTES_LATER: &str = "2026-12-01T12:02:00+01:00";
 const NEXT_DAY: &str = "2026-12-02T12:00:00+01:00";
-
-fn smtp_config(port: u16) -> String {
-    format!(
-        "{OFFICE}mail:
-  transport: smtp
-  smtp:
-    host: 127.0.0.1
-    port: {port}
-    tls: none
-    pool: 4
-    rate_per_second: 10000
-"
-    )
-}
 
 fn example_office(port: u16) -> Office {
     let office = Office::new(&smtp_config(port));
@@ -225,77 +212,15 @@ fn t3_the_smtp_server_down_at_first_and_up_later_loses_nothing() {
     assert_eq!(by_state(&office).get("sent"), Some(&DUE_AT_NOW));
 }
 
-/// A course with `people` participants and a rule that welcomes each one when enrolled.
-pub fn welcome_office(extra: &str, people: usize, manual: bool) -> Office {
-    let office = Office::new(extra);
-    office.own_rules(
-        &format!(
-            "kind: course_type
-id: first-aid
-name: First aid
-attendance_percent: 75
----
-kind: action
-id: welcome
-name: Welcome
-execution: {}
-data_group: course_participant
-event: participant_added
-process: send_email
-email:
-  template: welcome
-  subject: \"Welcome to {{{{course.name}}}}\"
-  to: participant
-timing:
-  anchor: event
-  offset: 0 days
-",
-            if manual { "manual" } else { "automatic" }
-        ),
-        &[(
-            "welcome.html.hbs",
-            "<p>Dear {{participant.full_name}}, welcome to {{course.name}}.</p>",
-        )],
-    );
-    office.csv(
-        "courses.csv",
-        "id,name,type,status,start,end,location\nfa-1,First aid January,first-aid,final,2027-01-11T09:00:00+01:00,2027-01-11T17:00:00+01:00,Utrecht\n",
-    );
-    let mut p = String::from("id,full_name,email\n");
-    let mut e = String::from("course_id,person_id\n");
-    for i in 0..people {
-        p.push_str(&format!("p{i},Person {i},p{i}@example.org\n"));
-        e.push_str(&format!("fa-1,p{i}\n"));
-    }
-    office.csv("people.csv", &p);
-    office.csv("enrolments.csv", &e);
-    office
-}
-
-pub fn import_welcome(office: &Office, now: Option<&str>) {
-    for kind in ["courses", "people", "enrolments"] {
-        let file = office.dir.path().join(format!("{kind}.csv"));
-        let out = office
-            .command(now, &["import", kind, &file.to_string_lossy()])
-            .output()
-            .expect("import");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
 #[test]
 fn a_participant_without_a_valid_address_gets_a_failed_delivery_saying_so() {
     let server = SmtpServer::start();
-    let office = welcome_office(&smtp_config(server.port), 2, false);
+    let office = Office::new(&smtp_config(server.port)).welcome(2, false);
     office.csv(
         "people.csv",
         "id,full_name,email\np0,Person 0,p0@example.org\np1,Person 1,\n",
     );
-    import_welcome(&office, Some(NOW));
+    office.import_own(Some(NOW), &["courses", "people", "enrolments"]);
     let out = tick(&office, NOW);
     assert!(out.contains("1 sent") && out.contains("1 failed"), "{out}");
     let d = office.deliveries();
@@ -320,8 +245,8 @@ fn a_participant_without_a_valid_address_gets_a_failed_delivery_saying_so() {
 #[test]
 fn t2_execution_manual_waits_for_approve() {
     let server = SmtpServer::start();
-    let office = welcome_office(&smtp_config(server.port), 2, true);
-    import_welcome(&office, Some(NOW));
+    let office = Office::new(&smtp_config(server.port)).welcome(2, true);
+    office.import_own(Some(NOW), &["courses", "people", "enrolments"]);
     tick(&office, NOW);
     assert_eq!(server.count(), 0);
     let plan = office.plan(NOW);

@@ -4,95 +4,13 @@
 
 mod common;
 
-use common::office::{OFFICE, Office};
+use common::office::Office;
 use common::smtp::SmtpServer;
+use common::welcome::{smtp_config, welcome_rules};
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-fn smtp_config(port: u16) -> String {
-    format!(
-        "{OFFICE}mail:
-  transport: smtp
-  smtp:
-    host: 127.0.0.1
-    port: {port}
-    tls: none
-    pool: 4
-    rate_per_second: 10000
-scheduler:
-  interval: 30s
-"
-    )
-}
-
-/// A course with `people` participants and a rule that welcomes each one when enrolled.
-fn welcome_office(office: Office, people: usize, subject: &str) -> Office {
-    office.own_rules(
-        &welcome_rules(subject),
-        &[(
-            "welcome.html.hbs",
-            "<p>Dear {{participant.full_name}}, welcome to {{course.name}}.</p>",
-        )],
-    );
-    office.csv(
-        "courses.csv",
-        "id,name,type,status,start,end,location\nfa-1,First aid January,first-aid,final,2027-01-11T09:00:00+01:00,2027-01-11T17:00:00+01:00,Utrecht\n",
-    );
-    people_csv(&office, 0..people);
-    office
-}
-
-fn welcome_rules(subject: &str) -> String {
-    format!(
-        "kind: course_type
-id: first-aid
-name: First aid
-attendance_percent: 75
----
-kind: action
-id: welcome
-name: Welcome
-data_group: course_participant
-event: participant_added
-process: send_email
-email:
-  template: welcome
-  subject: \"{subject}\"
-  to: participant
-timing:
-  anchor: event
-  offset: 0 days
-"
-    )
-}
-
-fn people_csv(office: &Office, range: std::ops::Range<usize>) {
-    let mut p = String::from("id,full_name,email\n");
-    let mut e = String::from("course_id,person_id\n");
-    for i in range {
-        p.push_str(&format!("p{i},Person {i},p{i}@example.org\n"));
-        e.push_str(&format!("fa-1,p{i}\n"));
-    }
-    office.csv("people.csv", &p);
-    office.csv("enrolments.csv", &e);
-}
-
-fn import(office: &Office, kinds: &[&str]) {
-    for kind in kinds {
-        let file = office.dir.path().join(format!("{kind}.csv"));
-        let out = office
-            .command(None, &["import", kind, &file.to_string_lossy()])
-            .output()
-            .expect("import");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
 
 fn serve(office: &Office) -> Child {
     office
@@ -153,15 +71,11 @@ fn wait_until_listening(server: &SmtpServer, office: &Office) {
 #[test]
 fn an_import_by_another_process_is_delivered_by_serve_within_two_seconds() {
     let server = SmtpServer::start();
-    let office = welcome_office(
-        Office::new(&smtp_config(server.port)),
-        5,
-        "Welcome to {{course.name}}",
-    );
-    import(&office, &["courses"]);
+    let office = Office::new(&smtp_config(server.port)).welcome(5, false);
+    office.import_own(None, &["courses"]);
     let child = serve(&office);
     wait_until_listening(&server, &office);
-    import(&office, &["people", "enrolments"]);
+    office.import_own(None, &["people", "enrolments"]);
     let took = wait_for(Duration::from_secs(10), || server.count() == 5);
     let log = stop(child);
     let took = took.unwrap_or_else(|| panic!("only {} of 5 delivered: {log}", server.count()));
@@ -177,12 +91,8 @@ fn an_import_by_another_process_is_delivered_by_serve_within_two_seconds() {
 #[test]
 fn sigterm_stops_serve_cleanly_and_t5_sighup_reloads_or_keeps_the_running_rules() {
     let server = SmtpServer::start();
-    let office = welcome_office(
-        Office::new(&smtp_config(server.port)),
-        1,
-        "Welcome to {{course.name}}",
-    );
-    import(&office, &["courses", "people", "enrolments"]);
+    let office = Office::new(&smtp_config(server.port)).welcome(1, false);
+    office.import_own(None, &["courses", "people", "enrolments"]);
     let child = serve(&office);
     if wait_for(Duration::from_secs(10), || server.count() == 1).is_none() {
         panic!("nothing delivered: {}", stop(child));
@@ -192,7 +102,7 @@ fn sigterm_stops_serve_cleanly_and_t5_sighup_reloads_or_keeps_the_running_rules(
     // through a second config that has a valid copy (the same database).
     let valid = office.dir.path().join("rules-import");
     std::fs::create_dir_all(&valid).expect("dir");
-    std::fs::write(valid.join("rules.yaml"), welcome_rules("x")).expect("write");
+    std::fs::write(valid.join("rules.yaml"), welcome_rules("x", false)).expect("write");
     let config = std::fs::read_to_string(office.config()).expect("config");
     let import_config = office.dir.path().join("config-import.yaml");
     std::fs::write(
@@ -201,7 +111,7 @@ fn sigterm_stops_serve_cleanly_and_t5_sighup_reloads_or_keeps_the_running_rules(
     )
     .expect("write");
     let import_more = |range: std::ops::Range<usize>| {
-        people_csv(&office, range);
+        office.people(range);
         for kind in ["people", "enrolments"] {
             let file = office.dir.path().join(format!("{kind}.csv"));
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
@@ -222,7 +132,7 @@ fn sigterm_stops_serve_cleanly_and_t5_sighup_reloads_or_keeps_the_running_rules(
     let rules = office.dir.path().join("rules/rules.yaml");
     std::fs::write(
         &rules,
-        welcome_rules("Hello {{course.nam}}").replace("offset: 0 days", "offset: 3 dayz"),
+        welcome_rules("Hello {{course.nam}}", false).replace("offset: 0 days", "offset: 3 dayz"),
     )
     .expect("write");
     signal(&child, "-HUP");
@@ -235,7 +145,11 @@ fn sigterm_stops_serve_cleanly_and_t5_sighup_reloads_or_keeps_the_running_rules(
     );
 
     // A valid one replaces it.
-    std::fs::write(&rules, welcome_rules("Hello {{participant.full_name}}")).expect("write");
+    std::fs::write(
+        &rules,
+        welcome_rules("Hello {{participant.full_name}}", false),
+    )
+    .expect("write");
     signal(&child, "-HUP");
     std::thread::sleep(Duration::from_millis(500));
     import_more(2..3);
@@ -255,12 +169,8 @@ fn sigterm_stops_serve_cleanly_and_t5_sighup_reloads_or_keeps_the_running_rules(
 fn t3_serve_killed_during_a_1000_message_run_and_restarted_delivers_every_message() {
     let server = SmtpServer::start();
     server.slow_down(Duration::from_millis(3));
-    let office = welcome_office(
-        Office::new(&smtp_config(server.port)),
-        1000,
-        "Welcome to {{course.name}}",
-    );
-    import(&office, &["courses", "people", "enrolments"]);
+    let office = Office::new(&smtp_config(server.port)).welcome(1000, false);
+    office.import_own(None, &["courses", "people", "enrolments"]);
     let mut child = serve(&office);
     assert!(
         wait_for(Duration::from_secs(60), || server.count() >= 300).is_some(),
@@ -322,11 +232,11 @@ async fn t3_two_serve_processes_on_one_postgresql_database_deliver_each_message_
     let Some(office) = Office::postgres(&smtp_config(server.port)).await else {
         return;
     };
-    let office = welcome_office(office, 2000, "Welcome to {{course.name}}");
-    import(&office, &["courses"]);
+    let office = office.welcome(2000, false);
+    office.import_own(None, &["courses"]);
     let (a, b) = (serve(&office), serve(&office));
     std::thread::sleep(Duration::from_millis(700));
-    import(&office, &["people", "enrolments"]);
+    office.import_own(None, &["people", "enrolments"]);
     let done = wait_for(Duration::from_secs(120), || server.count() >= 2000);
     std::thread::sleep(Duration::from_millis(500));
     let (log_a, log_b) = (stop(a), stop(b));
@@ -346,12 +256,8 @@ async fn t3_two_serve_processes_on_one_postgresql_database_deliver_each_message_
 fn sigterm_during_a_run_finishes_the_messages_in_flight_and_leaves_none_half_sent() {
     let server = SmtpServer::start();
     server.slow_down(Duration::from_millis(20));
-    let office = welcome_office(
-        Office::new(&smtp_config(server.port)),
-        300,
-        "Welcome to {{course.name}}",
-    );
-    import(&office, &["courses", "people", "enrolments"]);
+    let office = Office::new(&smtp_config(server.port)).welcome(300, false);
+    office.import_own(None, &["courses", "people", "enrolments"]);
     let child = serve(&office);
     assert!(wait_for(Duration::from_secs(30), || server.count() >= 20).is_some());
     let asked = Instant::now();
@@ -382,12 +288,8 @@ fn sigterm_during_a_run_finishes_the_messages_in_flight_and_leaves_none_half_sen
 fn serve_tells_systemd_ready_status_and_watchdog() {
     use std::os::unix::net::UnixDatagram;
     let server = SmtpServer::start();
-    let office = welcome_office(
-        Office::new(&smtp_config(server.port)),
-        1,
-        "Welcome to {{course.name}}",
-    );
-    import(&office, &["courses", "people", "enrolments"]);
+    let office = Office::new(&smtp_config(server.port)).welcome(1, false);
+    office.import_own(None, &["courses", "people", "enrolments"]);
     let socket_path = office.dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind");
     socket

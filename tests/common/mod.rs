@@ -3,6 +3,7 @@
 
 pub mod office;
 pub mod smtp;
+pub mod welcome;
 
 use chrono::{DateTime, Utc};
 use registrar::rules::{CourseType, RuleSet};
