@@ -62,19 +62,14 @@ fn stop(mut child: Child) -> String {
     log
 }
 
-fn wait_until_listening(server: &SmtpServer, office: &Office) {
-    // The first pass runs at start; the loop then sleeps and listens.
-    std::thread::sleep(Duration::from_millis(700));
-    let _ = (server, office);
-}
-
 #[test]
 fn an_import_by_another_process_is_delivered_by_serve_within_two_seconds() {
     let server = SmtpServer::start();
     let office = Office::new(&smtp_config(server.port)).welcome(5, false);
     office.import_own(None, &["courses"]);
     let child = serve(&office);
-    wait_until_listening(&server, &office);
+    // Let the first pass run and the loop start listening for changes.
+    std::thread::sleep(Duration::from_millis(700));
     office.import_own(None, &["people", "enrolments"]);
     let took = wait_for(Duration::from_secs(10), || server.count() == 5);
     let log = stop(child);
