@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
-registrar() { target/debug/registrar --config examples/config.yaml "$@"; }
+registrar() { cargo run --quiet -- --config examples/config.yaml "$@"; }
 
 rm -f examples/demo.db examples/demo.db-wal examples/demo.db-shm
 rm -rf outbox
