@@ -289,3 +289,22 @@ fn the_file_transport_writes_one_eml_per_message_into_the_outbox() {
     );
     assert!(cert.contains("multipart/alternative"));
 }
+
+#[test]
+fn rate_per_second_spaces_the_messages() {
+    let server = SmtpServer::start();
+    let office = Office::new(
+        &smtp_config(server.port).replace("rate_per_second: 10000", "rate_per_second: 10"),
+    )
+    .welcome(21, false);
+    office.import_own(Some(NOW), &["courses", "people", "enrolments"]);
+    let start = std::time::Instant::now();
+    tick(&office, NOW);
+    // 21 messages at 10 a second: the last starts 2 s after the first.
+    assert!(
+        start.elapsed() >= std::time::Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(server.count(), 21);
+}
