@@ -200,13 +200,13 @@ async fn main() {
     let mut due = 0i64;
     for _ in 0..100 {
         due = on!(&mut tx, c => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM actions WHERE state = 'waiting' AND due_at <= $1",
+            "SELECT COUNT(*) FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1",
         ).bind(now).fetch_one(&mut **c).await)
         .expect("due");
     }
     let per = t.elapsed().as_secs_f64() * 1000.0 / 100.0;
     let plan_of: Vec<(i64, i64, i64, String)> = on!(&mut tx, c => sqlx::query_as(
-        "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM actions WHERE state = 'waiting' AND due_at <= $1",
+        "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1",
     ).bind(now).fetch_all(&mut **c).await)
     .expect("explain");
     tx.rollback().await.expect("rollback");

@@ -42,8 +42,11 @@ CREATE TABLE instances (
 
 -- 1: to be evaluated once due (new, or its subject changed since it was last evaluated).
 ALTER TABLE actions ADD COLUMN recheck INT NOT NULL DEFAULT 1;
+-- The timer's "what is due now?" (replaces the index of every waiting instance: an
+-- instance evaluated with its conditions unmet waits for a change, not for the timer).
+DROP INDEX actions_waiting_due;
 CREATE INDEX actions_to_check ON actions(due_at) WHERE state = 'waiting' AND recheck = 1;
-CREATE INDEX actions_to_expire ON actions(expires_at) WHERE state = 'waiting';
+CREATE INDEX actions_to_expire ON actions(expires_at) WHERE state = 'waiting' AND expires_at IS NOT NULL;
 
 -- Wakes `serve` processes (LISTEN registrar) when anything is recorded: a state change
 -- from an import or another process is evaluated at once.

@@ -11,6 +11,8 @@ use sqlx::QueryBuilder;
 use std::collections::HashMap;
 
 const SEP: char = '\u{1f}';
+/// Separates rows aggregated into one (char(30)).
+const ROW: char = '\u{1e}';
 
 /// An action instance as `plan` needs it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -63,47 +65,65 @@ pub async fn actions(
     const ORDER: &str = " ORDER BY a.course_id, a.due_at IS NULL, a.due_at, a.person_id, a.rule_id";
     match tx {
         Tx::Sqlite(c) => {
+            // One row per course, its instances joined by char(30): the per-row cost of
+            // crossing from SQLite's thread dominates a read of millions of rows.
             let mut q = QueryBuilder::new(format!(
-                "SELECT a.id || char(31) || a.rule_id || char(31) || a.course_id || char(31) || a.person_id \
+                "SELECT group_concat(a.id || char(31) || a.rule_id || char(31) || a.course_id || char(31) || a.person_id \
                  || char(31) || a.cycle || char(31) || {STATE} || char(31) || COALESCE(a.due_at, '') \
-                 || char(31) || COALESCE(a.expires_at, ''){FROM}"
+                 || char(31) || COALESCE(a.expires_at, ''), char(30)){FROM}"
             ));
             push_list(&mut q, courses);
             q.push(" AND (")
                 .push_bind(rule)
                 .push(" IS NULL OR a.rule_id = ")
                 .push_bind(rule)
-                .push(")")
-                .push(ORDER);
-            let rows: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
-            rows.iter()
-                .map(|r| {
-                    let f: Vec<&str> = r.split(SEP).collect();
-                    let [
-                        id,
-                        rule_id,
-                        course_id,
-                        person_id,
-                        cycle,
-                        state,
-                        due,
-                        expires,
-                    ] = f[..]
-                    else {
-                        return Err(bad("action"));
-                    };
-                    Ok(ActionRow {
-                        id: id.parse().map_err(|_| bad("action"))?,
-                        rule_id: rule_id.to_string(),
-                        course_id: course_id.to_string(),
-                        person_id: person_id.to_string(),
-                        cycle: cycle.parse().map_err(|_| bad("action"))?,
-                        state: state.to_string(),
-                        due_at: time(due)?,
-                        expires_at: time(expires)?,
-                    })
-                })
-                .collect()
+                .push(") GROUP BY a.course_id");
+            let groups: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
+            let mut out = Vec::new();
+            for r in groups.iter().flat_map(|g| g.split(ROW)) {
+                let f: Vec<&str> = r.split(SEP).collect();
+                let [
+                    id,
+                    rule_id,
+                    course_id,
+                    person_id,
+                    cycle,
+                    state,
+                    due,
+                    expires,
+                ] = f[..]
+                else {
+                    return Err(bad("action"));
+                };
+                out.push(ActionRow {
+                    id: id.parse().map_err(|_| bad("action"))?,
+                    rule_id: rule_id.to_string(),
+                    course_id: course_id.to_string(),
+                    person_id: person_id.to_string(),
+                    cycle: cycle.parse().map_err(|_| bad("action"))?,
+                    state: state.to_string(),
+                    due_at: time(due)?,
+                    expires_at: time(expires)?,
+                });
+            }
+            // The order of ORDER below, which GROUP BY does not keep.
+            out.sort_unstable_by(|a, b| {
+                (
+                    &a.course_id,
+                    a.due_at.is_none(),
+                    a.due_at,
+                    &a.person_id,
+                    &a.rule_id,
+                )
+                    .cmp(&(
+                        &b.course_id,
+                        b.due_at.is_none(),
+                        b.due_at,
+                        &b.person_id,
+                        &b.rule_id,
+                    ))
+            });
+            Ok(out)
         }
         Tx::Postgres(c) => {
             let mut q = QueryBuilder::new(format!(
@@ -205,11 +225,15 @@ pub async fn enrolments(
     let rows: Vec<(String, String, String, i64)> = match tx {
         Tx::Sqlite(c) => {
             let mut q = QueryBuilder::new(
-                "SELECT course_id || char(31) || person_id || char(31) || result || char(31) || cycle FROM enrolments WHERE course_id IN ",
+                "SELECT group_concat(course_id || char(31) || person_id || char(31) || result || char(31) || cycle, char(30)) \
+                 FROM enrolments WHERE course_id IN ",
             );
             push_list(&mut q, courses);
-            let rows: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
-            rows.iter()
+            q.push(" GROUP BY course_id");
+            let groups: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
+            groups
+                .iter()
+                .flat_map(|g| g.split(ROW))
                 .map(|r| {
                     let f: Vec<&str> = r.split(SEP).collect();
                     let [course, person, result, cycle] = f[..] else {
