@@ -11,6 +11,7 @@ pub mod domain;
 pub mod engine;
 pub mod import;
 pub mod mail;
+pub mod pdf;
 pub mod render;
 pub mod rules;
 pub mod scheduler;

@@ -101,12 +101,22 @@ pub fn domain_of(from: &str) -> &str {
         .unwrap_or("registrar.invalid")
 }
 
-/// The message for `to`, from the office, with the rendered subject and bodies.
+/// A file attached to a message.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    pub filename: String,
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// The message for `to`, from the office, with the rendered subject and bodies (text +
+/// HTML alternatives) and the attachments as real MIME parts.
 pub fn build(
     from: &str,
     to: &[Mailbox],
     rendered: &Rendered,
     message_id: &str,
+    attachments: &[Attached],
 ) -> Result<Message, String> {
     let from: Mailbox = from
         .parse()
@@ -121,7 +131,7 @@ pub fn build(
     let html = SinglePart::builder()
         .header(ContentType::TEXT_HTML)
         .body(rendered.html.clone());
-    let body = match &rendered.text {
+    let alternative = match &rendered.text {
         Some(text) => MultiPart::alternative()
             .singlepart(
                 SinglePart::builder()
@@ -131,8 +141,27 @@ pub fn build(
             .singlepart(html),
         None => MultiPart::alternative().singlepart(html),
     };
+    let body = if attachments.is_empty() {
+        alternative
+    } else {
+        let mut mixed = MultiPart::mixed().multipart(alternative);
+        for a in attachments {
+            let content_type = ContentType::parse(a.content_type)
+                .map_err(|e| format!("content type {}: {e}", a.content_type))?;
+            mixed = mixed.singlepart(
+                lettre::message::Attachment::new(a.filename.clone())
+                    .body(a.bytes.clone(), content_type),
+            );
+        }
+        mixed
+    };
     b.multipart(body)
         .map_err(|e| format!("cannot build the message: {e}"))
+}
+
+/// `certificate-COURSE-PERSON.pdf`, safe characters only.
+pub fn certificate_file_name(course: &str, person: &str) -> String {
+    format!("certificate-{}-{}.pdf", safe(course), safe(person))
 }
 
 #[cfg(test)]

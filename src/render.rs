@@ -17,6 +17,10 @@ pub struct Templates {
     dir: PathBuf,
     html: Handlebars<'static>,
     text: Handlebars<'static>,
+    /// Certificate layouts (`NAME.svg.hbs`), values escaped for XML.
+    svg: Handlebars<'static>,
+    /// The fonts certificates embed; loaded when there is an SVG template.
+    fonts: Option<crate::pdf::Fonts>,
 }
 
 /// A rendered email.
@@ -53,6 +57,8 @@ impl Templates {
             dir: dir.to_path_buf(),
             html: registry(true),
             text: registry(false),
+            svg: registry(true),
+            fonts: None,
         };
         let mut problems = Vec::new();
         let entries = match std::fs::read_dir(dir) {
@@ -77,6 +83,8 @@ impl Templates {
                 (&mut t.html, stem)
             } else if let Some(stem) = name.strip_suffix(".txt.hbs") {
                 (&mut t.text, stem)
+            } else if let Some(stem) = name.strip_suffix(".svg.hbs") {
+                (&mut t.svg, stem)
             } else {
                 continue;
             };
@@ -102,7 +110,57 @@ impl Templates {
                 });
             }
         }
+        if !t.svg.get_templates().is_empty() {
+            match crate::pdf::Fonts::load(dir) {
+                Ok(f) => t.fonts = Some(f),
+                Err(message) => problems.push(TemplateProblem {
+                    file: dir.join("fonts"),
+                    line: 0,
+                    column: 0,
+                    message,
+                }),
+            }
+        }
         (t, problems)
+    }
+
+    /// The certificate PDF of layout `name` (`NAME.svg.hbs`) for `ctx`. Long names shrink:
+    /// the layout gets `layout.name_size`, the font size at which the name fits.
+    pub fn render_pdf(&self, name: &str, ctx: &Value) -> Result<Vec<u8>, TemplateProblem> {
+        let file = self.dir.join(format!("{name}.svg.hbs"));
+        let problem = |line: u64, column: u64, message: String| TemplateProblem {
+            file: file.clone(),
+            line,
+            column,
+            message,
+        };
+        if !self.svg.has_template(name) {
+            return Err(problem(
+                0,
+                0,
+                "does not exist (a course type's certificate.template names it)".into(),
+            ));
+        }
+        let Some(fonts) = &self.fonts else {
+            return Err(problem(
+                0,
+                0,
+                "no fonts loaded from the templates' fonts directory".into(),
+            ));
+        };
+        let mut ctx = ctx.clone();
+        let chars = ctx["participant"]["full_name"]
+            .as_str()
+            .map_or(0, |n| n.chars().count());
+        ctx["layout"] = json!({"name_size": crate::pdf::fitted_size(chars, 44.0)});
+        let svg = self.svg.render(name, &ctx).map_err(|e| {
+            problem(
+                e.line_no.unwrap_or(1) as u64,
+                e.column_no.unwrap_or(1) as u64,
+                reason(&e),
+            )
+        })?;
+        crate::pdf::svg_to_pdf(&svg, fonts).map_err(|m| problem(0, 0, m))
     }
 
     /// Whether the HTML template `name` parsed.
@@ -214,6 +272,20 @@ pub fn load_checked(
             .iter()
             .map(ToString::to_string),
     );
+    // Every certificate layout, rendered and converted to PDF against the sample context.
+    let ctx = sample_context(&config.office);
+    let mut layouts: Vec<&str> = set
+        .course_types
+        .values()
+        .filter_map(|t| t.certificate.as_ref().map(|c| c.template.as_str()))
+        .collect();
+    layouts.sort_unstable();
+    layouts.dedup();
+    for name in layouts {
+        if let Err(p) = templates.render_pdf(name, &ctx) {
+            problems.push(p.to_string());
+        }
+    }
     (set, templates, problems)
 }
 

@@ -289,11 +289,7 @@ fn t5_an_unknown_variable_in_a_template_file_is_an_error_at_check() {
     let copy = Copy::with("execution: automatic", "execution: automatic");
     let templates = copy.dir.path().join("templates");
     std::fs::create_dir(&templates).expect("mkdir");
-    for entry in std::fs::read_dir(common::repo().join("templates")).expect("templates") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name").to_owned();
-        std::fs::copy(&path, templates.join(name)).expect("copy");
-    }
+    common::copy_dir(&common::repo().join("templates"), &templates);
     let survey = templates.join("survey.txt.hbs");
     let text = std::fs::read_to_string(&survey)
         .expect("read")

@@ -76,10 +76,10 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         t.created,
         t.updated,
         t.unchanged,
-        if t.completed > 0 {
-            format!("; {} participant(s) completed", t.completed)
-        } else {
-            String::new()
+        match (t.completed, t.certificates) {
+            (0, 0) => String::new(),
+            (c, 0) => format!("; {c} participant(s) completed"),
+            (c, n) => format!("; {c} participant(s) completed, {n} certificate(s) issued"),
         }
     );
     Ok(ExitCode::SUCCESS)

@@ -101,10 +101,39 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         cycle,
         mail::domain_of(&app.config.office.from),
     );
-    let message =
-        mail::build(&app.config.office.from, &to, &rendered, &id).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    // The certificate PDF, attached as it would be, and written next to the .eml. Before
+    // the certificate is issued it shows the placeholders of the context.
+    let mut attachments = Vec::new();
+    if crate::engine::fire::needs_certificate(rule) {
+        let type_id = ctx["course"]["type"].as_str().unwrap_or_default();
+        let Some(layout) = app
+            .rules
+            .course_types
+            .get(type_id)
+            .and_then(|t| t.certificate.as_ref())
+        else {
+            anyhow::bail!(
+                "rule {} attaches the certificate, but course type {type_id:?} has no certificate block",
+                rule.id.value
+            );
+        };
+        let bytes = templates
+            .render_pdf(&layout.template, &ctx)
+            .map_err(|p| anyhow::anyhow!("{p}"))?;
+        let filename = mail::certificate_file_name(&args.course, &args.person);
+        let pdf = args.out.join(&filename);
+        std::fs::write(&pdf, &bytes).with_context(|| format!("cannot write {}", pdf.display()))?;
+        println!("{}", pdf.display());
+        attachments.push(mail::Attached {
+            filename,
+            content_type: "application/pdf",
+            bytes,
+        });
+    }
+    let message = mail::build(&app.config.office.from, &to, &rendered, &id, &attachments)
+        .map_err(anyhow::Error::msg)?;
     let path = args.out.join(format!(
         "{}__{}__{}.eml",
         mail::safe(&rule.id.value),
@@ -123,11 +152,16 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     );
     println!("  Subject: {}", rendered.subject);
     println!(
-        "  Parts:   {}",
+        "  Parts:   {}{}",
         if rendered.text.is_some() {
             "text + HTML"
         } else {
             "HTML"
+        },
+        if attachments.is_empty() {
+            ""
+        } else {
+            " + certificate PDF"
         }
     );
     match unmet.unwrap_or_default().as_slice() {

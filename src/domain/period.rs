@@ -82,6 +82,14 @@ impl Period {
     /// Adds the period to an instant. Minutes and hours are elapsed time; days, weeks,
     /// months and years are calendar steps in the office time zone that keep the local
     /// time of day (months clamp to the month's end: 31 January + 1 month = 28/29 February).
+    /// The same period backwards ("60 days" -> "-60 days").
+    pub fn negated(self) -> Period {
+        Period {
+            amount: -self.amount,
+            unit: self.unit,
+        }
+    }
+
     pub fn add_to(self, at: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         let n = self.amount;
         match self.unit {

@@ -278,7 +278,10 @@ fn judge(
         attendance: p.attendance,
         passing: p.passing,
     };
-    let holds = rule.enabled && conditions::unmet(&rule.conditions, &subject).is_empty();
+    // A rule that attaches the certificate waits until the cycle's certificate exists.
+    let attachable = !needs_certificate(rule) || p.certificate_number.is_some();
+    let holds =
+        rule.enabled && attachable && conditions::unmet(&rule.conditions, &subject).is_empty();
     let timely = a.due_at.is_some_and(|d| d <= now);
     if a.state == "approved" {
         return if holds { Verdict::Fire } else { Verdict::Wait };
@@ -294,6 +297,13 @@ fn judge(
     } else {
         Verdict::Wait
     }
+}
+
+/// Whether the rule's email carries the certificate PDF.
+pub fn needs_certificate(rule: &ActionRule) -> bool {
+    rule.email
+        .attach
+        .contains(&crate::rules::action::Attachment::CertificatePdf)
 }
 
 /// Renders the rule's message for this participant, exactly as it will be sent.
@@ -333,7 +343,31 @@ fn compose_message(
         cycle,
         mail::domain_of(&env.office.from),
     );
-    let message = mail::build(&env.office.from, &to, &rendered, &message_id)?;
+    let mut attachments = Vec::new();
+    if needs_certificate(rule) {
+        let layout = env
+            .rules
+            .course_types
+            .get(&course.type_id)
+            .and_then(|t| t.certificate.as_ref())
+            .map(|c| c.template.as_str())
+            .ok_or_else(|| {
+                format!(
+                    "the rule attaches the certificate, but course type {} has no certificate block",
+                    course.type_id
+                )
+            })?;
+        let bytes = env
+            .templates
+            .render_pdf(layout, ctx)
+            .map_err(|e| format!("certificate PDF: {e}"))?;
+        attachments.push(mail::Attached {
+            filename: mail::certificate_file_name(&course.id, &p.person_id),
+            content_type: "application/pdf",
+            bytes,
+        });
+    }
+    let message = mail::build(&env.office.from, &to, &rendered, &message_id, &attachments)?;
     Ok(Composed {
         recipients: to
             .iter()

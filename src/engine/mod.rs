@@ -146,20 +146,41 @@ async fn apply_events(
         if cycle != enrolment.cycle {
             continue; // an event of an earlier cycle
         }
-        for rule in rules.actions.iter().filter(|r| applies(r, trigger, info)) {
-            let due = anchor_of(rule, info, e.at)
-                .and_then(|a| timing::due(a, rule.timing.offset, rule.timing.at.map(|t| t.0), tz));
-            new.push(NewAction {
-                rule: &rule.id.value,
-                course: &e.course_id,
-                person,
-                cycle,
-                event_at: e.at,
-                due,
-                expires: due
-                    .zip(rule.expires_after)
-                    .and_then(|(d, p)| p.add_to(d, tz)),
-            });
+        // A certificate (D5) is the anchor of `certificate_expiry` timings and raises
+        // `certificate_expiring` its course type's `expiring_soon` before it expires.
+        let mut triggers = vec![(trigger, e.at)];
+        let mut expiry = None;
+        if kind == EventKind::CertificateIssued {
+            expiry = read::certificate_expiry(tx, &e.course_id, person, cycle).await?;
+            if let Some(until) = expiry {
+                let soon = rules
+                    .course_types
+                    .get(&info.type_id)
+                    .map(|t| t.expiring_soon);
+                if let Some(at) = soon.and_then(|p| p.negated().add_to(until, tz)) {
+                    triggers.push((RuleEvent::CertificateExpiring, at));
+                }
+                anchor_waiting_on_expiry(tx, rules, tz, now, &e.course_id, person, cycle, until)
+                    .await?;
+            }
+        }
+        for (trigger, event_at) in triggers {
+            for rule in rules.actions.iter().filter(|r| applies(r, trigger, info)) {
+                let due = anchor_of(rule, info, event_at, expiry).and_then(|a| {
+                    timing::due(a, rule.timing.offset, rule.timing.at.map(|t| t.0), tz)
+                });
+                new.push(NewAction {
+                    rule: &rule.id.value,
+                    course: &e.course_id,
+                    person,
+                    cycle,
+                    event_at,
+                    due,
+                    expires: due
+                        .zip(rule.expires_after)
+                        .and_then(|(d, p)| p.add_to(d, tz)),
+                });
+            }
         }
     }
     for chunk in new.chunks(1000) {
@@ -218,14 +239,50 @@ fn anchor_of(
     rule: &ActionRule,
     course: &CourseInfo,
     event_at: DateTime<Utc>,
+    certificate_expiry: Option<DateTime<Utc>>,
 ) -> Option<DateTime<Utc>> {
     match rule.timing.anchor {
         Anchor::CourseStart => Some(course.start),
         Anchor::CourseEnd => Some(course.end),
         Anchor::Event => Some(event_at),
-        // Known once certificates exist; until then the action waits without a due time.
-        Anchor::CertificateExpiry => None,
+        // Known once the cycle's certificate exists; until then the action waits without
+        // a due time.
+        Anchor::CertificateExpiry => certificate_expiry,
     }
+}
+
+/// A certificate was issued: instances of this subject and cycle that wait for its
+/// expiry as their anchor get their due time.
+#[allow(clippy::too_many_arguments)]
+async fn anchor_waiting_on_expiry(
+    tx: &mut Tx,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    course: &str,
+    person: &str,
+    cycle: i64,
+    until: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let waiting: Vec<(i64, String)> = on!(tx, c => sqlx::query_as(
+        "SELECT id, rule_id FROM actions WHERE course_id = $1 AND person_id = $2 AND cycle = $3 \
+         AND state = 'waiting' AND due_at IS NULL",
+    ).bind(course).bind(person).bind(cycle).fetch_all(&mut **c).await)?;
+    for (id, rule_id) in waiting {
+        let Some(rule) = rules.action(&rule_id) else {
+            continue;
+        };
+        if rule.timing.anchor != Anchor::CertificateExpiry {
+            continue;
+        }
+        let due = timing::due(until, rule.timing.offset, rule.timing.at.map(|t| t.0), tz);
+        let expires = due
+            .zip(rule.expires_after)
+            .and_then(|(d, p)| p.add_to(d, tz));
+        on!(tx, c => sqlx::query("UPDATE actions SET due_at = $1, expires_at = $2, recheck = 1, updated_at = $3 WHERE id = $4")
+            .bind(due).bind(expires).bind(now).bind(id).execute(&mut **c).await.map(|_| ()))?;
+    }
+    Ok(())
 }
 
 /// Cancels waiting actions of a course, or of one participant (optionally only those of
@@ -271,7 +328,7 @@ async fn course_changed(
         if !matches!(rule.timing.anchor, Anchor::CourseStart | Anchor::CourseEnd) {
             continue;
         }
-        let due = anchor_of(rule, &info, event_at)
+        let due = anchor_of(rule, &info, event_at, None)
             .and_then(|a| timing::due(a, rule.timing.offset, rule.timing.at.map(|t| t.0), tz));
         let expires = due
             .zip(rule.expires_after)

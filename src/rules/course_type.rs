@@ -35,6 +35,24 @@ pub struct CertificateSpec {
     pub template: String,
     #[serde(default)]
     pub validity: Option<Period>,
+    /// The first part of certificate numbers (`FA` in FA-2026-000123); default: the
+    /// initials of the course type id (`first-aid` -> `FA`).
+    #[serde(default)]
+    pub number_prefix: Option<String>,
+}
+
+impl CertificateSpec {
+    /// The number prefix in force for course type `type_id`.
+    pub fn prefix(&self, type_id: &str) -> String {
+        match &self.number_prefix {
+            Some(p) => p.clone(),
+            None => type_id
+                .split(['-', '_', '.'])
+                .filter_map(|w| w.chars().next())
+                .flat_map(char::to_uppercase)
+                .collect(),
+        }
+    }
 }
 
 fn hundred() -> u32 {
@@ -84,6 +102,13 @@ impl CourseType {
             }
             if c.template.trim().is_empty() {
                 return Err("certificate.template is empty".into());
+            }
+            if let Some(p) = &c.number_prefix
+                && (p.is_empty() || p.len() > 12 || !p.chars().all(|ch| ch.is_ascii_alphanumeric()))
+            {
+                return Err(format!(
+                    "certificate.number_prefix {p:?} must be 1 to 12 letters or digits (e.g. FA)"
+                ));
             }
         }
         Ok(())

@@ -312,6 +312,19 @@ pub async fn certificate_numbers(
     Ok(rows.into_iter().collect())
 }
 
+/// `valid_until` of the certificate of a cycle (None: none issued, revoked, or no expiry).
+pub async fn certificate_expiry(
+    tx: &mut Tx,
+    course: &str,
+    person: &str,
+    cycle: i64,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    let until: Option<Option<DateTime<Utc>>> = on!(tx, c => sqlx::query_scalar(
+        "SELECT valid_until FROM certificates WHERE course_id = $1 AND person_id = $2 AND cycle = $3 AND revoked_at IS NULL",
+    ).bind(course).bind(person).bind(cycle).fetch_optional(&mut **c).await)?;
+    Ok(until.flatten())
+}
+
 /// One row of the history (D10).
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct HistoryRow {

@@ -3,6 +3,7 @@
 //! go with them. `finish` settles completion (D3) for every enrolment the work touched.
 
 mod attendance;
+mod certificates;
 mod lifecycle;
 
 use super::read::{self, CourseInfo};
@@ -62,6 +63,8 @@ pub struct Tally {
     pub updated: u64,
     pub unchanged: u64,
     pub completed: u64,
+    /// Certificates issued (D5).
+    pub certificates: u64,
 }
 
 impl Tally {
@@ -495,19 +498,25 @@ impl<'r> Work<'r> {
                 });
             }
         }
-        if completers.is_empty() {
-            return Ok(());
+        if !completers.is_empty() {
+            self.tally.completed += completers.len() as u64;
+            on!(tx, t => {
+                let mut q = QueryBuilder::new("UPDATE enrolments SET completed_at = ");
+                q.push_bind(self.now).push(", completed_via = ").push_bind(CompletedVia::Requirements.as_str())
+                    .push(", updated_at = ").push_bind(self.now)
+                    .push(" WHERE completed_at IS NULL AND course_id = ").push_bind(course.id.clone())
+                    .push(" AND person_id IN ");
+                super::push_list(&mut q, &completers);
+                q.build().execute(&mut **t).await?;
+            });
         }
-        self.tally.completed += completers.len() as u64;
-        on!(tx, t => {
-            let mut q = QueryBuilder::new("UPDATE enrolments SET completed_at = ");
-            q.push_bind(self.now).push(", completed_via = ").push_bind(CompletedVia::Requirements.as_str())
-                .push(", updated_at = ").push_bind(self.now)
-                .push(" WHERE completed_at IS NULL AND course_id = ").push_bind(course.id.clone())
-                .push(" AND person_id IN ");
-            super::push_list(&mut q, &completers);
-            q.build().execute(&mut **t).await?;
-        });
-        Ok(())
+        // D5: completion, or a passed result, may make a certificate due.
+        let completed: std::collections::HashSet<&str> =
+            completers.iter().map(String::as_str).collect();
+        let mine: HashMap<String, read::Enrolment> = people
+            .iter()
+            .filter_map(|p| enrolments.get(p).map(|e| (p.clone(), e.clone())))
+            .collect();
+        self.issue_certificates(tx, course, &mine, &completed).await
     }
 }

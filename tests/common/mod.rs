@@ -148,3 +148,17 @@ pub async fn read<T>(store: &Store, f: impl AsyncFnOnce(&mut Tx) -> Result<T, sq
     tx.rollback().await.expect("rollback");
     out
 }
+
+/// Copies a directory and its subdirectories.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy");
+        }
+    }
+}

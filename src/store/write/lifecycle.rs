@@ -176,6 +176,8 @@ impl Work<'_> {
             after: j(json!({"completed_via": CompletedVia::Equivalency, "cycle": e.cycle})),
             event: Some((EventKind::Completed, Some(e.cycle))),
         });
+        // D5 for a course type that certifies on completion.
+        self.touch(course, person);
         Ok(Applied::Updated)
     }
 
