@@ -242,7 +242,7 @@ pub fn sample_context(office: &Office) -> Value {
         "enrolment": {"result": "passed", "score": 8.5, "comment": "", "cycle": 1, "walk_in": false,
                       "completed_at": "2026-03-23T12:00:00+01:00"},
         "attendance": {"attended": 4, "required": 4, "percent": 100, "percent_needed": 75,
-                       "achieved": true, "passing_obligation_passed": true},
+                       "achieved": true, "passing_obligation_passed": true, "expiry_status": "valid"},
         "certificate": {"number": "FA-2026-000123", "verification_code": "sample-code",
                         "verify_url": format!("{}/verify/sample-code", office.verify_base_url),
                         "issued_on": "23 March 2026", "valid_until": "23 March 2028"},

@@ -308,3 +308,28 @@ fn t5_an_unknown_variable_in_a_template_file_is_an_error_at_check() {
         "{err}"
     );
 }
+
+#[test]
+fn d5_t5_an_unknown_variable_in_the_certificate_layout_is_an_error_at_check() {
+    let copy = Copy::with("execution: automatic", "execution: automatic");
+    let templates = copy.dir.path().join("templates");
+    common::copy_dir(&common::repo().join("templates"), &templates);
+    let layout = templates.join("certificate.svg.hbs");
+    let text = std::fs::read_to_string(&layout)
+        .expect("read")
+        .replace("{{certificate.number}}", "{{certificate.numbr}}");
+    std::fs::write(&layout, text).expect("write");
+    std::fs::write(
+        copy.dir.path().join("config.yaml"),
+        "rules: rules\ntemplates: templates\n",
+    )
+    .expect("config");
+    let out = copy.check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("templates/certificate.svg.hbs:")
+            && err.contains("unknown variable `certificate.numbr`"),
+        "{err}"
+    );
+}

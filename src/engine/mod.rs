@@ -433,6 +433,12 @@ pub async fn plan_each(
                 scan::progress(&mut tx, &waiting).await?,
             )
         };
+        let certificates =
+            if waiting.is_empty() || !rules.actions.iter().any(fire::needs_certificate) {
+                Default::default()
+            } else {
+                scan::certificates(&mut tx, &waiting).await?
+            };
         let parts: HashMap<&str, Vec<crate::domain::progress::PartRule>> = infos
             .iter()
             .map(|(id, c)| (id.as_str(), c.part_rules()))
@@ -514,9 +520,29 @@ pub async fn plan_each(
                                 attendance,
                                 passing,
                             };
+                            let attachable = !fire::needs_certificate(rule)
+                                || certificates.contains(&(
+                                    a.course_id.clone(),
+                                    a.person_id.clone(),
+                                    a.cycle,
+                                ));
+                            if !attachable {
+                                reasons.push(format!(
+                                    "waits for the certificate of cycle {} (the email attaches it; issued when {})",
+                                    a.cycle,
+                                    rules.course_types.get(&course.type_id).and_then(|t| t.certificate.as_ref()).map_or(
+                                        "the course type's certificate block says",
+                                        |c| match c.issue_on {
+                                            crate::rules::IssueOn::Completion => "the participant completes",
+                                            crate::rules::IssueOn::Passed => "the result is passed",
+                                        }
+                                    )
+                                ));
+                            }
                             evaluate(
                                 rule,
                                 &subject,
+                                attachable,
                                 a.due_at,
                                 due.as_deref(),
                                 a.expires_at,
@@ -552,9 +578,11 @@ pub async fn plan_each(
 
 /// T2 for one waiting instance: due when its time has come and its conditions hold;
 /// expired when `expires_after` has passed with conditions unmet; else waiting, with why.
+#[allow(clippy::too_many_arguments)]
 fn evaluate(
     rule: &ActionRule,
     subject: &Subject<'_>,
+    attachable: bool,
     due_at: Option<DateTime<Utc>>,
     due_shown: Option<&str>,
     expires_at: Option<DateTime<Utc>>,
@@ -571,13 +599,13 @@ fn evaluate(
         Some(_) => {}
     }
     let timely = due_at.is_some_and(|d| d <= now);
-    if timely && unmet.is_empty() && rule.enabled {
+    if timely && unmet.is_empty() && rule.enabled && attachable {
         if rule.execution == Execution::Manual {
             PlanState::AwaitingApproval
         } else {
             PlanState::Due
         }
-    } else if expires_at.is_some_and(|x| x <= now) && !unmet.is_empty() {
+    } else if expires_at.is_some_and(|x| x <= now) && (!unmet.is_empty() || !attachable) {
         reasons.extend(unmet);
         PlanState::Expired
     } else {

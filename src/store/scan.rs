@@ -141,6 +141,21 @@ pub async fn actions(
     }
 }
 
+/// The (course, person, cycle) of every certificate in force among `courses`.
+pub async fn certificates(
+    tx: &mut Tx,
+    courses: &[String],
+) -> Result<std::collections::HashSet<(String, String, i64)>, sqlx::Error> {
+    let rows: Vec<(String, String, i64)> = on!(tx, c => {
+        let mut q = QueryBuilder::new(
+            "SELECT course_id, person_id, cycle FROM certificates WHERE revoked_at IS NULL AND course_id IN ",
+        );
+        push_list(&mut q, courses);
+        q.build_query_as().fetch_all(&mut **c).await?
+    });
+    Ok(rows.into_iter().collect())
+}
+
 /// `courses` with their parts, by id.
 pub async fn courses(
     tx: &mut Tx,
