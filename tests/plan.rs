@@ -271,3 +271,33 @@ async fn t2_d9_the_plan_story_runs_the_same_on_postgres() {
     );
     office.cleanup().await;
 }
+
+#[test]
+fn d5_t2_the_certificate_email_waits_for_the_certificate_and_plan_says_so() {
+    let office = Office::new(common::office::OFFICE);
+    office.example(AFTER_COURSE);
+    // A reset (D4) revokes Eline's certificate; cycle 2 has none until she completes again.
+    office.run(
+        AFTER_COURSE,
+        &[
+            "participant",
+            "reset",
+            "--course",
+            "ehbo-2026-03",
+            "--person",
+            "eline",
+        ],
+    );
+    let plan = office.plan(AFTER_COURSE);
+    let eline = plan
+        .iter()
+        .find(|a| {
+            a["rule"] == "certificate-on-completion" && a["person"] == "eline" && a["cycle"] == 2
+        })
+        .expect("eline's cycle 2");
+    assert_eq!(eline["state"], "waiting");
+    assert_eq!(
+        eline["reasons"][0],
+        "waits for the certificate of cycle 2 (the email attaches it; issued when the participant completes)"
+    );
+}

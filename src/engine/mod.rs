@@ -526,23 +526,30 @@ pub async fn plan_each(
                                     a.person_id.clone(),
                                     a.cycle,
                                 ));
-                            if !attachable {
-                                reasons.push(format!(
+                            // Said only when nothing else holds the email back: the
+                            // certificate follows once the conditions are met.
+                            let waits_for_certificate = (!attachable).then(|| {
+                                format!(
                                     "waits for the certificate of cycle {} (the email attaches it; issued when {})",
                                     a.cycle,
-                                    rules.course_types.get(&course.type_id).and_then(|t| t.certificate.as_ref()).map_or(
-                                        "the course type's certificate block says",
-                                        |c| match c.issue_on {
-                                            crate::rules::IssueOn::Completion => "the participant completes",
-                                            crate::rules::IssueOn::Passed => "the result is passed",
-                                        }
-                                    )
-                                ));
-                            }
+                                    rules
+                                        .course_types
+                                        .get(&course.type_id)
+                                        .and_then(|t| t.certificate.as_ref())
+                                        .map_or("the course type's certificate block says", |c| {
+                                            match c.issue_on {
+                                                crate::rules::IssueOn::Completion => {
+                                                    "the participant completes"
+                                                }
+                                                crate::rules::IssueOn::Passed => "the result is passed",
+                                            }
+                                        })
+                                )
+                            });
                             evaluate(
                                 rule,
                                 &subject,
-                                attachable,
+                                waits_for_certificate,
                                 a.due_at,
                                 due.as_deref(),
                                 a.expires_at,
@@ -582,14 +589,17 @@ pub async fn plan_each(
 fn evaluate(
     rule: &ActionRule,
     subject: &Subject<'_>,
-    attachable: bool,
+    waits_for_certificate: Option<String>,
     due_at: Option<DateTime<Utc>>,
     due_shown: Option<&str>,
     expires_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     reasons: &mut Vec<String>,
 ) -> PlanState {
-    let unmet = conditions::unmet(&rule.conditions, subject);
+    let mut unmet = conditions::unmet(&rule.conditions, subject);
+    if unmet.is_empty() {
+        unmet.extend(waits_for_certificate);
+    }
     if !rule.enabled {
         reasons.push("the rule is disabled (enabled: false)".into());
     }
@@ -599,13 +609,13 @@ fn evaluate(
         Some(_) => {}
     }
     let timely = due_at.is_some_and(|d| d <= now);
-    if timely && unmet.is_empty() && rule.enabled && attachable {
+    if timely && unmet.is_empty() && rule.enabled {
         if rule.execution == Execution::Manual {
             PlanState::AwaitingApproval
         } else {
             PlanState::Due
         }
-    } else if expires_at.is_some_and(|x| x <= now) && (!unmet.is_empty() || !attachable) {
+    } else if expires_at.is_some_and(|x| x <= now) && !unmet.is_empty() {
         reasons.extend(unmet);
         PlanState::Expired
     } else {
