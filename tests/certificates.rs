@@ -281,3 +281,119 @@ fn d5_names_with_accents_apostrophes_and_markup_render_exactly_and_a_long_name_f
         assert!(x_max <= 820.0, "a word runs off the page: {line}");
     }
 }
+
+#[test]
+fn d5_a_certificate_expiring_rule_fires_the_course_types_expiring_soon_before_valid_until() {
+    let office = file_office();
+    // A second rule file: event certificate_expiring, at 10:00 local on that day.
+    let extra = office.dir.path().join("rules");
+    common::copy_dir(&common::repo().join("rules"), &extra);
+    std::fs::write(
+        extra.join("expiring.yaml"),
+        "kind: action
+id: expiring-soon
+name: Expiring soon
+data_group: course_participant
+event: certificate_expiring
+process: send_email
+email:
+  template: certificate-expiring
+  subject: \"Expiring: {{course.name}}\"
+timing:
+  anchor: event
+  offset: 0 days
+  at: \"10:00\"
+",
+    )
+    .expect("rule");
+    office.edit_config(
+        &format!("rules: {}", common::repo().join("rules").display()),
+        "rules: rules",
+    );
+    office.example(NOW);
+    // Valid until 2028-12-01 12:00 +01:00; first-aid's expiring_soon is 60 days: the event
+    // is on 2028-10-02, and the rule sends at 10:00 local (summer time) that day.
+    let plan = office.plan(NOW);
+    let anne = plan
+        .iter()
+        .find(|a| a["rule"] == "expiring-soon" && a["person"] == "anne")
+        .expect("an instance for Anne");
+    assert_eq!(anne["due"], "2028-10-02T10:00:00+02:00");
+}
+
+#[tokio::test]
+async fn d5_two_processes_issuing_at_once_on_postgresql_take_distinct_numbers_without_gaps() {
+    let Some(office) = Office::postgres(OFFICE).await else {
+        return;
+    };
+    // Twenty participants in each of two first-aid courses, all attended; the passing part
+    // results of both courses are imported by two processes at the same moment.
+    let mut courses = String::from("id,name,type,status,start,end\n");
+    let mut parts =
+        String::from("course_id,id,name,start,end,attendance_required,passing_required\n");
+    let mut people = String::from("id,full_name,email\n");
+    let mut enrolments = String::from("course_id,person_id\n");
+    let mut attendance = String::from("course_id,part_id,person_id,status\n");
+    let mut results = [
+        String::from("course_id,part_id,person_id,passed\n"),
+        String::from("course_id,part_id,person_id,passed\n"),
+    ];
+    for c in 0..2 {
+        courses.push_str(&format!(
+            "fa-{c},First aid {c},first-aid,completed,2026-03-02,2026-03-02\n"
+        ));
+        parts.push_str(&format!(
+            "fa-{c},exam,Exam,2026-03-02T09:00:00+01:00,2026-03-02T12:00:00+01:00,true,true\n"
+        ));
+        for i in 0..20 {
+            if c == 0 {
+                people.push_str(&format!("p{i},Person {i},p{i}@example.org\n"));
+            }
+            enrolments.push_str(&format!("fa-{c},p{i}\n"));
+            attendance.push_str(&format!("fa-{c},exam,p{i},attended\n"));
+            results[c].push_str(&format!("fa-{c},exam,p{i},true\n"));
+        }
+    }
+    for (kind, text) in [
+        ("courses", &courses),
+        ("parts", &parts),
+        ("people", &people),
+        ("enrolments", &enrolments),
+        ("attendance", &attendance),
+    ] {
+        let file = office.csv(&format!("{kind}.csv"), text);
+        office.import(NOW, kind, file);
+    }
+    let files: Vec<_> = results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| office.csv(&format!("results-{i}.csv"), r))
+        .collect();
+    let children: Vec<_> = files
+        .iter()
+        .map(|f| {
+            office
+                .command(Some(NOW), &["import", "part-results", &f.to_string_lossy()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("import");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut numbers: Vec<String> = (0..2)
+        .flat_map(|c| export(&office, &format!("fa-{c}")).into_values())
+        .map(|r| r["certificate_number"].clone())
+        .collect();
+    numbers.sort();
+    let expected: Vec<String> = (1..=40).map(|i| format!("FA-2026-{i:06}")).collect();
+    assert_eq!(numbers, expected);
+    office.cleanup().await;
+}
