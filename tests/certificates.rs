@@ -338,7 +338,7 @@ async fn d5_two_processes_issuing_at_once_on_postgresql_take_distinct_numbers_wi
         String::from("course_id,part_id,person_id,passed\n"),
         String::from("course_id,part_id,person_id,passed\n"),
     ];
-    for c in 0..2 {
+    for (c, result) in results.iter_mut().enumerate() {
         courses.push_str(&format!(
             "fa-{c},First aid {c},first-aid,completed,2026-03-02,2026-03-02\n"
         ));
@@ -351,7 +351,7 @@ async fn d5_two_processes_issuing_at_once_on_postgresql_take_distinct_numbers_wi
             }
             enrolments.push_str(&format!("fa-{c},p{i}\n"));
             attendance.push_str(&format!("fa-{c},exam,p{i},attended\n"));
-            results[c].push_str(&format!("fa-{c},exam,p{i},true\n"));
+            result.push_str(&format!("fa-{c},exam,p{i},true\n"));
         }
     }
     for (kind, text) in [
