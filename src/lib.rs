@@ -9,6 +9,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod engine;
+pub mod http;
 pub mod import;
 pub mod mail;
 pub mod pdf;

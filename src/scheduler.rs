@@ -135,7 +135,7 @@ impl Runtime {
 
     /// SIGHUP (T5): a valid set replaces the running one at once; an invalid one is
     /// logged and the running set stays.
-    fn reload(&mut self) {
+    fn reload(&mut self, shared: &std::sync::RwLock<Arc<RuleSet>>) {
         crate::service::reloading();
         let (rules, templates, problems) = crate::render::load_checked(&self.config);
         if problems.is_empty() {
@@ -145,6 +145,9 @@ impl Runtime {
                 self.config.rules.display(),
                 self.config.templates.display()
             );
+            if let Ok(mut r) = shared.write() {
+                *r = Arc::new(rules.clone());
+            }
             self.rules = rules;
             self.templates = templates;
         } else {
@@ -169,6 +172,55 @@ pub async fn serve(mut rt: Runtime) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     rt.me.heartbeat(&rt.store).await?;
     let wake = Arc::new(Notify::new());
+    // The HTTP API runs beside the loop and wakes it after every state change.
+    let token = match &rt.config.http.token {
+        Some(secret) => Some(Arc::<str>::from(
+            secret
+                .read()
+                .map_err(|e| anyhow::anyhow!("http.token: {e}"))?
+                .as_str(),
+        )),
+        None => {
+            tracing::warn!(
+                "no http.token_env or http.token_file: the API under /api/v1 refuses every request"
+            );
+            None
+        }
+    };
+    let api = crate::http::ApiState {
+        store: rt.store.clone(),
+        config: Arc::new(rt.config.clone()),
+        rules: Arc::new(std::sync::RwLock::new(Arc::new(rt.rules.clone()))),
+        wake: Arc::clone(&wake),
+        token,
+        scheduler_beat: Arc::default(),
+        pass_millis: Arc::default(),
+    };
+    let stop_http = Arc::new(Notify::new());
+    let http = {
+        let (api, stop) = (api.clone(), Arc::clone(&stop_http));
+        let listener = tokio::net::TcpListener::bind(api.config.http.listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {} (http.listen): {e}",
+                    api.config.http.listen
+                )
+            })?;
+        tracing::info!(
+            "HTTP API on http://{}",
+            listener.local_addr().unwrap_or(api.config.http.listen)
+        );
+        tokio::spawn(async move {
+            let app = crate::http::router(api);
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.notified().await })
+                .await
+            {
+                tracing::error!("the HTTP server stopped: {e}");
+            }
+        })
+    };
     let watcher = tokio::spawn(watch(rt.store.clone(), Arc::clone(&wake)));
     let beat = {
         let (store, me) = (rt.store.clone(), rt.me.clone());
@@ -195,6 +247,7 @@ pub async fn serve(mut rt: Runtime) -> anyhow::Result<()> {
     let mut failures = 0u32;
     loop {
         let now = Utc::now();
+        let started = std::time::Instant::now();
         let pass = {
             let run = rt.pass(now);
             tokio::pin!(run);
@@ -204,6 +257,7 @@ pub async fn serve(mut rt: Runtime) -> anyhow::Result<()> {
                 _ = int.recv() => drain(&rt, run).await,
             }
         };
+        api.beat(started.elapsed());
         let failed = match pass {
             Ok(p) => {
                 if !p.is_quiet() {
@@ -237,7 +291,7 @@ pub async fn serve(mut rt: Runtime) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = wake.notified() => {}
-            _ = hup.recv() => rt.reload(),
+            _ = hup.recv() => rt.reload(&api.rules),
             _ = term.recv() => rt.stop.store(true, Ordering::SeqCst),
             _ = int.recv() => rt.stop.store(true, Ordering::SeqCst),
         }
@@ -248,6 +302,13 @@ pub async fn serve(mut rt: Runtime) -> anyhow::Result<()> {
     crate::service::stopping();
     watcher.abort();
     beat.abort();
+    stop_http.notify_one();
+    if tokio::time::timeout(Duration::from_secs(5), http)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the HTTP server did not stop within 5 s");
+    }
     if let Err(e) = rt.me.leave(&rt.store).await {
         tracing::warn!("cannot remove this process from the instance list: {e}");
     }

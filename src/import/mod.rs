@@ -244,10 +244,37 @@ async fn apply_chunk(
     chunk: &mut Vec<(u64, Row)>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let rows = std::mem::take(chunk);
-    let mut outcomes: Vec<(u64, Result<crate::store::write::Applied, WriteError>)> =
-        Vec::with_capacity(rows.len());
-    // Marks and enrolments go in bulk; every other kind row by row.
+    let outcomes = apply_rows(work, tx, std::mem::take(chunk)).await?;
+    for (line, outcome) in outcomes {
+        match outcome {
+            Ok(a) => work.tally.count(a),
+            Err(WriteError::Refused {
+                column, message, ..
+            }) => {
+                report.errors.push(RowError {
+                    line,
+                    column: column.map(str::to_string),
+                    message,
+                });
+            }
+            Err(WriteError::Sql(e)) => return Err(e.into()),
+        }
+    }
+    work.flush(tx).await?;
+    Ok(())
+}
+
+/// The outcome of each row, by its position (line or index) in the input.
+pub type Outcomes = Vec<(u64, Result<crate::store::write::Applied, WriteError>)>;
+
+/// Applies parsed rows (any kinds): marks and enrolments in bulk, the others one by one.
+/// Used by `import` and by the HTTP API, so both apply the same rules the same way.
+pub async fn apply_rows(
+    work: &mut Work<'_>,
+    tx: &mut Tx,
+    rows: Vec<(u64, Row)>,
+) -> Result<Outcomes, sqlx::Error> {
+    let mut outcomes: Outcomes = Vec::with_capacity(rows.len());
     let (enrolments, rows): (Vec<_>, Vec<_>) = rows
         .into_iter()
         .partition(|(_, r)| matches!(r, Row::Enrolment(_)));
@@ -294,21 +321,8 @@ async fn apply_chunk(
         };
         outcomes.push((line, result));
     }
-    for (line, outcome) in outcomes {
-        match outcome {
-            Ok(a) => work.tally.count(a),
-            Err(WriteError::Refused { column, message }) => {
-                report.errors.push(RowError {
-                    line,
-                    column: column.map(str::to_string),
-                    message,
-                });
-            }
-            Err(WriteError::Sql(e)) => return Err(e.into()),
-        }
-    }
-    work.flush(tx).await?;
-    Ok(())
+    outcomes.sort_by_key(|(line, _)| *line);
+    Ok(outcomes)
 }
 
 fn csv_message(e: &csv::Error) -> String {

@@ -25,6 +25,9 @@ pub enum WriteError {
     Refused {
         column: Option<&'static str>,
         message: String,
+        /// The refusal is about something that does not exist (an unknown course, person
+        /// or enrolment), not a rule: the HTTP API answers 404 rather than 409.
+        missing: bool,
     },
     Sql(sqlx::Error),
 }
@@ -45,7 +48,20 @@ impl std::fmt::Display for WriteError {
 }
 
 pub(crate) fn refused(column: Option<&'static str>, message: String) -> WriteError {
-    WriteError::Refused { column, message }
+    WriteError::Refused {
+        column,
+        message,
+        missing: false,
+    }
+}
+
+/// A refusal because a referenced course, person or enrolment does not exist.
+pub(crate) fn missing(column: Option<&'static str>, message: String) -> WriteError {
+    WriteError::Refused {
+        column,
+        message,
+        missing: true,
+    }
 }
 
 /// What a change did.
@@ -127,7 +143,7 @@ impl<'r> Work<'r> {
     async fn known_course(&mut self, tx: &mut Tx, id: &str) -> Result<Arc<CourseInfo>, WriteError> {
         self.course(tx, id)
             .await?
-            .ok_or_else(|| refused(Some("course_id"), format!("unknown course {id:?}")))
+            .ok_or_else(|| missing(Some("course_id"), format!("unknown course {id:?}")))
     }
 
     fn touch(&mut self, course: &str, person: &str) {
@@ -306,7 +322,7 @@ impl<'r> Work<'r> {
         for (i, &course) in courses.iter().enumerate() {
             match self.course(tx, course).await? {
                 None => {
-                    out[i] = Some(Err(refused(
+                    out[i] = Some(Err(missing(
                         Some("course_id"),
                         format!("unknown course {course:?}"),
                     )))
@@ -364,7 +380,7 @@ impl<'r> Work<'r> {
                         }
                         _ => Ok(Applied::Unchanged),
                     },
-                    None if !known.contains(&r.person_id) => Err(refused(
+                    None if !known.contains(&r.person_id) => Err(missing(
                         Some("person_id"),
                         format!("unknown person {:?}", r.person_id),
                     )),

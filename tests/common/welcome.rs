@@ -14,6 +14,8 @@ pub fn smtp_config(port: u16) -> String {
     tls: none
     pool: 4
     rate_per_second: 10000
+http:
+  listen: 127.0.0.1:0
 "
     )
 }

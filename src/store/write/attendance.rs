@@ -1,7 +1,7 @@
 //! Attendance marks (with D6 walk-ins) and part results, in bulk: a chunk of marks costs
 //! a handful of statements, whatever its size.
 
-use super::{Applied, Work, WriteError, refused};
+use super::{Applied, Work, WriteError, missing, refused};
 use crate::domain::EventKind;
 use crate::domain::input::{MarkInput, PartResultInput};
 use crate::domain::progress::GivenMark;
@@ -77,7 +77,7 @@ impl Work<'_> {
             for &i in &idxs {
                 let r = &rows[i];
                 if !cycles.contains_key(r.person_id.as_str()) {
-                    out[i] = Some(Err(refused(
+                    out[i] = Some(Err(missing(
                         Some("person_id"),
                         format!("unknown person {:?}", r.person_id),
                     )));
@@ -234,9 +234,9 @@ pub(super) async fn not_enrolled(
     person: &str,
 ) -> Result<WriteError, sqlx::Error> {
     Ok(if read::person(tx, person).await?.is_none() {
-        refused(Some("person_id"), format!("unknown person {person:?}"))
+        missing(Some("person_id"), format!("unknown person {person:?}"))
     } else {
-        refused(
+        missing(
             Some("person_id"),
             format!("{person} is not enrolled in course {course}"),
         )

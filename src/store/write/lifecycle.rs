@@ -2,7 +2,7 @@
 //! equivalency (D3) and removal (D7).
 
 use super::attendance::not_enrolled;
-use super::{Applied, Work, WriteError, refused};
+use super::{Applied, Work, WriteError, missing, refused};
 use crate::domain::enrolment::{self, ResultChange};
 use crate::domain::input::ResultInput;
 use crate::domain::{CompletedVia, EventKind, Outcome};
@@ -190,7 +190,7 @@ impl Work<'_> {
     ) -> Result<(), WriteError> {
         let e = self.enrolled(tx, course_id, person).await?;
         let Some(course) = self.course(tx, course_id).await? else {
-            return Err(refused(
+            return Err(missing(
                 Some("course_id"),
                 format!("unknown course {course_id:?}"),
             ));

@@ -1,0 +1,420 @@
+//! State changes over HTTP. A JSON object becomes a row of the matching CSV kind (its keys
+//! the columns, the path's ids added), parsed by the import's parser and applied by the
+//! same code in one transaction: the same rules, the same messages. A bulk request is all
+//! or nothing, like a file.
+
+use super::ApiState;
+use super::errors::{ApiError, Body};
+use crate::import::kinds::{self, Row};
+use crate::import::{Kind, apply_rows};
+use crate::store::write::{Applied, Work, WriteError};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde_json::{Map, Value, json};
+
+/// One JSON object as a row of `kind`, with the path's ids as columns.
+fn to_row(
+    kind: Kind,
+    object: &Map<String, Value>,
+    ids: &[(&str, &str)],
+    tz: chrono_tz::Tz,
+) -> Result<Row, Vec<Value>> {
+    let mut header: Vec<String> = Vec::new();
+    let mut cells: Vec<String> = Vec::new();
+    let mut errors = Vec::new();
+    for (key, value) in object {
+        if ids.iter().any(|(k, _)| k == key) {
+            errors.push(
+                json!({"field": key, "message": "is given by the URL; leave it out of the body"}),
+            );
+            continue;
+        }
+        if key == "fields" && kind.has_fields() {
+            match value {
+                Value::Object(fields) => {
+                    for (name, v) in fields {
+                        match cell(v) {
+                            Some(text) => {
+                                header.push(format!("field.{name}"));
+                                cells.push(text);
+                            }
+                            None => errors.push(json!({"field": format!("fields.{name}"), "message": "must be a string, number or boolean"})),
+                        }
+                    }
+                }
+                _ => errors.push(
+                    json!({"field": "fields", "message": "must be an object of custom fields"}),
+                ),
+            }
+            continue;
+        }
+        match cell(value) {
+            Some(text) => {
+                header.push(key.clone());
+                cells.push(text);
+            }
+            None => errors.push(
+                json!({"field": key, "message": "must be a string, number, boolean or null"}),
+            ),
+        }
+    }
+    for (k, v) in ids {
+        header.push((*k).to_string());
+        cells.push((*v).to_string());
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let cols =
+        kinds::read_header(kind, &csv::StringRecord::from(header.clone())).map_err(|problems| {
+            problems
+                .into_iter()
+                .map(|p| json!({"message": p.replace("column", "field")}))
+                .collect::<Vec<_>>()
+        })?;
+    kinds::parse_row(kind, &cols, &csv::StringRecord::from(cells), tz).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| json!({"field": e.column, "message": e.message}))
+            .collect()
+    })
+}
+
+fn cell(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn object(v: &Value) -> Result<&Map<String, Value>, ApiError> {
+    v.as_object()
+        .ok_or_else(|| ApiError::invalid("the body must be a JSON object", Vec::new()))
+}
+
+/// Applies rows in one transaction; any refusal or unknown reference changes nothing.
+async fn apply(
+    state: &ApiState,
+    rows: Vec<(u64, Row)>,
+    source: &str,
+) -> Result<Vec<Applied>, ApiError> {
+    let rules = state.rules();
+    let mut work = Work::new(&rules, state.config.timezone, Utc::now(), "api", source);
+    let mut tx = state.store.begin().await?;
+    let outcomes = apply_rows(&mut work, &mut tx, rows).await?;
+    let mut applied = Vec::new();
+    let mut refused = Vec::new();
+    let mut all_missing = true;
+    for (i, o) in outcomes {
+        match o {
+            Ok(a) => applied.push(a),
+            Err(WriteError::Refused {
+                column,
+                message,
+                missing,
+            }) => {
+                all_missing &= missing;
+                refused.push(json!({"index": i, "field": column, "message": message}));
+            }
+            Err(WriteError::Sql(e)) => return Err(e.into()),
+        }
+    }
+    if !refused.is_empty() {
+        tx.rollback().await?;
+        let message = if refused.len() == 1 {
+            refused[0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            format!("{} item(s) refused; nothing was changed", refused.len())
+        };
+        let mut e = if all_missing {
+            ApiError::not_found(message)
+        } else {
+            ApiError::conflict(message)
+        };
+        e.errors = refused;
+        return Err(e);
+    }
+    work.finish(&mut tx).await?;
+    tx.commit().await?;
+    state.wake.notify_one();
+    Ok(applied)
+}
+
+fn answer(applied: &[Applied]) -> Response {
+    let created = applied.iter().filter(|a| **a == Applied::Created).count();
+    let updated = applied.iter().filter(|a| **a == Applied::Updated).count();
+    let unchanged = applied.len() - created - updated;
+    let status = if applied.len() == 1 && created == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        Json(json!({"created": created, "updated": updated, "unchanged": unchanged})),
+    )
+        .into_response()
+}
+
+async fn put_one(
+    state: &ApiState,
+    kind: Kind,
+    body: &Value,
+    ids: &[(&str, &str)],
+) -> Result<Response, ApiError> {
+    let row = to_row(kind, object(body)?, ids, state.config.timezone)
+        .map_err(|errors| ApiError::invalid(first_message(&errors), errors))?;
+    let applied = apply(state, vec![(0, row)], &format!("api {}", kind.name())).await?;
+    Ok(answer(&applied))
+}
+
+async fn post_many(
+    state: &ApiState,
+    kind: Kind,
+    body: &Value,
+    key: &str,
+    course: &str,
+) -> Result<Response, ApiError> {
+    let items = body
+        .get(key)
+        .and_then(Value::as_array)
+        .or_else(|| body.as_array())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                format!("the body must be {{\"{key}\": [ ... ]}}"),
+                Vec::new(),
+            )
+        })?;
+    let mut rows = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let parsed = match item.as_object() {
+            Some(o) => to_row(kind, o, &[("course_id", course)], state.config.timezone),
+            None => Err(vec![json!({"message": "must be a JSON object"})]),
+        };
+        match parsed {
+            Ok(r) => rows.push((i as u64, r)),
+            Err(es) => errors.extend(es.into_iter().map(|mut e| {
+                e["index"] = json!(i);
+                e
+            })),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(
+            format!(
+                "{} problem(s) in the items; nothing was changed",
+                errors.len()
+            ),
+            errors,
+        ));
+    }
+    let applied = apply(state, rows, &format!("api {} bulk", kind.name())).await?;
+    Ok(answer(&applied))
+}
+
+fn first_message(errors: &[Value]) -> String {
+    errors
+        .first()
+        .map(|e| match (e["field"].as_str(), e["message"].as_str()) {
+            (Some(f), Some(m)) => format!("{f}: {m}"),
+            (None, Some(m)) => m.to_string(),
+            _ => "invalid body".to_string(),
+        })
+        .unwrap_or_else(|| "invalid body".into())
+}
+
+pub async fn put_course(
+    State(s): State<ApiState>,
+    Path(course): Path<String>,
+    Body(body): Body<Value>,
+) -> Result<Response, ApiError> {
+    put_one(&s, Kind::Courses, &body, &[("id", &course)]).await
+}
+
+pub async fn put_part(
+    State(s): State<ApiState>,
+    Path((course, part)): Path<(String, String)>,
+    Body(body): Body<Value>,
+) -> Result<Response, ApiError> {
+    put_one(
+        &s,
+        Kind::Parts,
+        &body,
+        &[("course_id", &course), ("id", &part)],
+    )
+    .await
+}
+
+pub async fn put_person(
+    State(s): State<ApiState>,
+    Path(person): Path<String>,
+    Body(body): Body<Value>,
+) -> Result<Response, ApiError> {
+    put_one(&s, Kind::People, &body, &[("id", &person)]).await
+}
+
+pub async fn put_enrolment(
+    State(s): State<ApiState>,
+    Path((course, person)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // The body is optional here: `{}` or `{"walk_in": true}`.
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not JSON: {e}"),
+            )
+        })?
+    };
+    put_one(
+        &s,
+        Kind::Enrolments,
+        &body,
+        &[("course_id", &course), ("person_id", &person)],
+    )
+    .await
+}
+
+pub async fn post_mark(
+    State(s): State<ApiState>,
+    Path(course): Path<String>,
+    Body(body): Body<Value>,
+) -> Result<Response, ApiError> {
+    put_one(&s, Kind::Attendance, &body, &[("course_id", &course)]).await
+}
+
+pub async fn post_marks(
+    State(s): State<ApiState>,
+    Path(course): Path<String>,
+    Body(body): Body<Value>,
+) -> Result<Response, ApiError> {
+    post_many(&s, Kind::Attendance, &body, "marks", &course).await
+}
+
+pub async fn put_part_result(
+    State(s): State<ApiState>,
+    Path((course, part, person)): Path<(String, String, String)>,
+    Body(body): Body<Value>,
+) -> Result<Response, ApiError> {
+    put_one(
+        &s,
+        Kind::PartResults,
+        &body,
+        &[
+            ("course_id", &course),
+            ("part_id", &part),
+            ("person_id", &person),
+        ],
+    )
+    .await
+}
+
+pub async fn put_result(
+    State(s): State<ApiState>,
+    Path((course, person)): Path<(String, String)>,
+    Body(body): Body<Value>,
+) -> Result<Response, ApiError> {
+    put_one(
+        &s,
+        Kind::Results,
+        &body,
+        &[("course_id", &course), ("person_id", &person)],
+    )
+    .await
+}
+
+pub async fn post_results(
+    State(s): State<ApiState>,
+    Path(course): Path<String>,
+    Body(body): Body<Value>,
+) -> Result<Response, ApiError> {
+    post_many(&s, Kind::Results, &body, "results", &course).await
+}
+
+/// reset, reassign, equivalency (D3, D4).
+pub async fn post_participant_action(
+    State(s): State<ApiState>,
+    Path((course, person, action)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let rules = s.rules();
+    let mut work = Work::new(
+        &rules,
+        s.config.timezone,
+        Utc::now(),
+        "api",
+        &format!("api {action}"),
+    );
+    let mut tx = s.store.begin().await?;
+    let answer = match action.as_str() {
+        "reset" => work
+            .reset(&mut tx, &course, &person)
+            .await
+            .map(|cycle| json!({"cycle": cycle})),
+        "reassign" => work
+            .reassign(&mut tx, &course, &person)
+            .await
+            .map(|cycle| json!({"cycle": cycle})),
+        "equivalency" => work
+            .equivalency(&mut tx, &course, &person)
+            .await
+            .map(|_| json!({"completed_via": "equivalency"})),
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "unknown participant action {action:?} (reset, reassign or equivalency)"
+            )));
+        }
+    }?;
+    work.finish(&mut tx).await?;
+    tx.commit().await?;
+    s.wake.notify_one();
+    Ok(Json(answer).into_response())
+}
+
+/// D7: before the course's first part starts; 409 with the reason after.
+pub async fn delete_enrolment(
+    State(s): State<ApiState>,
+    Path((course, person)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let rules = s.rules();
+    let mut work = Work::new(&rules, s.config.timezone, Utc::now(), "api", "api remove");
+    let mut tx = s.store.begin().await?;
+    work.remove(&mut tx, &course, &person).await?;
+    work.finish(&mut tx).await?;
+    tx.commit().await?;
+    s.wake.notify_one();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn post_retry(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("there is no delivery {id:?}")))?;
+    match crate::delivery::retry(&s.store, id, "api", Utc::now()).await {
+        Ok(()) => {
+            s.wake.notify_one();
+            Ok(Json(json!({"id": id, "state": "queued"})).into_response())
+        }
+        Err(crate::delivery::RetryError::Unknown(_)) => {
+            Err(ApiError::not_found(format!("there is no delivery {id}")))
+        }
+        Err(crate::delivery::RetryError::Db(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::conflict(e.to_string())),
+    }
+}

@@ -1,0 +1,285 @@
+//! Reads over HTTP: a course's participants with their derived statuses, the plan, the
+//! outbox; the public certificate check, health and metrics.
+
+use super::ApiState;
+use super::errors::ApiError;
+use crate::domain::time::local_rfc3339;
+use crate::store::{Tx, on};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+
+/// GET /api/v1/courses/{course}/participants: the fields of `export attendance`.
+pub async fn participants(
+    State(s): State<ApiState>,
+    Path(course): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rules = s.rules();
+    let tz = s.config.timezone;
+    let mut tx = s.store.begin_read().await?;
+    let found =
+        crate::status::course_participants(&mut tx, &rules, tz, Utc::now(), &course).await?;
+    tx.rollback().await?;
+    let Some((info, people)) = found else {
+        return Err(ApiError::not_found(format!("unknown course {course:?}")));
+    };
+    let list: Vec<Value> = people
+        .iter()
+        .map(|p| {
+            let marks: serde_json::Map<String, Value> = info
+                .parts
+                .iter()
+                .zip(&p.marks)
+                .map(|(part, mark)| (part.rule.id.clone(), json!(mark)))
+                .collect();
+            json!({
+                "person_id": p.person_id, "full_name": p.full_name, "email": p.email,
+                "result": p.result, "walk_in": p.walk_in, "cycle": p.cycle,
+                "attended": p.attendance.attended, "required": p.attendance.required,
+                "attendance_percent": p.attendance.percent(),
+                "attendance_requirement_achieved": p.attendance.achieved,
+                "passing_obligation_passed": p.passing.met,
+                "completed_at": p.completed_at.map(|t| local_rfc3339(t, tz)),
+                "certificate_number": p.certificate_number,
+                "expiry_status": p.expiry,
+                "parts": marks,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"course": info.id, "participants": list})))
+}
+
+#[derive(serde::Deserialize)]
+pub struct PlanQuery {
+    rule: Option<String>,
+}
+
+/// GET /api/v1/plan[?rule=ID]: as `registrar plan --format json`.
+pub async fn plan(
+    State(s): State<ApiState>,
+    Query(q): Query<PlanQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let rules = s.rules();
+    let now = Utc::now();
+    crate::engine::ingest(&s.store, &rules, s.config.timezone, now).await?;
+    let items =
+        crate::engine::plan(&s.store, &rules, s.config.timezone, now, q.rule.as_deref()).await?;
+    Ok(Json(json!(items)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct DeliveriesQuery {
+    state: Option<String>,
+}
+
+/// GET /api/v1/deliveries[?state=S].
+pub async fn deliveries(
+    State(s): State<ApiState>,
+    Query(q): Query<DeliveriesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    const STATES: [&str; 5] = ["queued", "sending", "sent", "retrying", "failed"];
+    if let Some(state) = &q.state
+        && !STATES.contains(&state.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("state {state:?} is not one of {}", STATES.join(", ")),
+        ));
+    }
+    let rows = crate::delivery::list(&s.store, q.state.as_deref()).await?;
+    Ok(Json(json!(rows)))
+}
+
+/// GET /verify/{code}: public. Name, course and dates only; HTML, or JSON when asked.
+pub async fn verify(
+    State(s): State<ApiState>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    type Row = (
+        String,
+        String,
+        String,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    let row: Option<Row> = if code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
+        None
+    } else {
+        let mut tx = s.store.begin_read().await?;
+        let row = certificate(&mut tx, &code).await?;
+        tx.rollback().await?;
+        row
+    };
+    let Some((number, name, course, issued, until, revoked)) = row else {
+        let e = ApiError::not_found("no certificate has this verification code");
+        return Ok(if wants_json {
+            e.into_response()
+        } else {
+            (
+                StatusCode::NOT_FOUND,
+                Html(page(
+                    "Not found",
+                    "No certificate has this verification code.",
+                    "#8a1c1c",
+                )),
+            )
+                .into_response()
+        });
+    };
+    let now = Utc::now();
+    let status = if revoked.is_some() {
+        "revoked"
+    } else if until.is_some_and(|u| u <= now) {
+        "expired"
+    } else {
+        "valid"
+    };
+    let tz = s.config.timezone;
+    let day = |t: DateTime<Utc>| crate::render::long_date(t, tz);
+    if wants_json {
+        return Ok(Json(json!({
+            "status": status, "number": number, "name": name, "course": course,
+            "issued_on": day(issued), "valid_until": until.map(day),
+        }))
+        .into_response());
+    }
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#39;")
+    };
+    let (title, colour) = match status {
+        "valid" => ("Valid certificate", "#1f6f3a"),
+        "expired" => ("Expired certificate", "#8a5a00"),
+        _ => ("Revoked certificate", "#8a1c1c"),
+    };
+    let body = format!(
+        "<p><strong>{}</strong> completed <strong>{}</strong>.</p><p>Certificate {} · issued on {}{}</p>",
+        esc(&name),
+        esc(&course),
+        esc(&number),
+        day(issued),
+        until
+            .map(|u| format!(" · valid until {}", day(u)))
+            .unwrap_or_default()
+    );
+    Ok(Html(page(title, &body, colour)).into_response())
+}
+
+async fn certificate(
+    tx: &mut Tx,
+    code: &str,
+) -> Result<
+    Option<(
+        String,
+        String,
+        String,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    )>,
+    sqlx::Error,
+> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT cert.number, p.full_name, co.name, cert.issued_at, cert.valid_until, cert.revoked_at \
+         FROM certificates cert JOIN people p ON p.id = cert.person_id JOIN courses co ON co.id = cert.course_id \
+         WHERE cert.verification_code = $1",
+    ).bind(code).fetch_optional(&mut **c).await)
+}
+
+fn page(title: &str, body: &str, colour: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:36em;margin:3em auto;padding:0 1em;color:#222}}\
+         h1{{color:{colour}}}</style></head><body><h1>{title}</h1>{body}</body></html>"
+    )
+}
+
+/// GET /healthz: the database answers and the scheduler loop is alive.
+pub async fn healthz(State(s): State<ApiState>) -> Response {
+    let db = match s.store.begin_read().await {
+        Ok(mut tx) => {
+            let ok = on!(&mut tx, c => sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&mut **c).await).is_ok();
+            let _ = tx.rollback().await;
+            ok
+        }
+        Err(_) => false,
+    };
+    let beat = s.scheduler_beat.load(Ordering::Relaxed);
+    let limit = (s.config.scheduler.interval.as_millis() as i64).max(30_000) * 3;
+    let scheduler = beat > 0 && Utc::now().timestamp_millis() - beat <= limit;
+    let status = if db && scheduler {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(
+            json!({"status": if status == StatusCode::OK { "ok" } else { "unhealthy" },
+                    "database": db, "scheduler": scheduler}),
+        ),
+    )
+        .into_response()
+}
+
+/// GET /metrics: Prometheus text.
+pub async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let mut tx = s.store.begin_read().await?;
+    let by_state: Vec<(String, i64)> = on!(&mut tx, c => sqlx::query_as(
+        "SELECT state, COUNT(*) FROM deliveries GROUP BY state",
+    ).fetch_all(&mut **c).await)?;
+    let (depth, oldest): (i64, Option<DateTime<Utc>>) = on!(&mut tx, c => sqlx::query_as(
+        "SELECT COUNT(*), MIN(next_attempt_at) FROM deliveries WHERE state IN ('queued', 'retrying') AND next_attempt_at <= $1",
+    ).bind(now).fetch_one(&mut **c).await)?;
+    let oldest_due: Option<DateTime<Utc>> = on!(&mut tx, c => sqlx::query_scalar(
+        "SELECT MIN(due_at) FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1",
+    ).bind(now).fetch_one(&mut **c).await)?;
+    tx.rollback().await?;
+    let lag = [oldest, oldest_due]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+    let mut out = String::new();
+    out.push_str("# HELP registrar_deliveries Deliveries in the outbox by state.\n# TYPE registrar_deliveries gauge\n");
+    for state in ["queued", "sending", "sent", "retrying", "failed"] {
+        let n = by_state
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n);
+        out.push_str(&format!("registrar_deliveries{{state=\"{state}\"}} {n}\n"));
+    }
+    out.push_str(&format!(
+        "# HELP registrar_queue_depth Messages ready to send now.\n# TYPE registrar_queue_depth gauge\nregistrar_queue_depth {depth}\n"
+    ));
+    out.push_str(&format!(
+        "# HELP registrar_oldest_due_lag_seconds How long the oldest due action or message has waited.\n# TYPE registrar_oldest_due_lag_seconds gauge\nregistrar_oldest_due_lag_seconds {lag}\n"
+    ));
+    out.push_str(&format!(
+        "# HELP registrar_pass_duration_seconds Duration of the scheduler's last pass.\n# TYPE registrar_pass_duration_seconds gauge\nregistrar_pass_duration_seconds {}\n",
+        s.pass_millis.load(Ordering::Relaxed) as f64 / 1000.0
+    ));
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response())
+}

@@ -1,0 +1,512 @@
+//! The HTTP API (SPEC §5) against the real `serve` on a free port with a real database and
+//! a real SMTP server: every route, auth, every error code, the one-second path from a
+//! mark to a delivered email, and the public certificate check.
+
+mod common;
+
+use common::http::{Answer, request};
+use common::office::Office;
+use common::smtp::{SmtpServer, free_port};
+use serde_json::{Value, json};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Api {
+    port: u16,
+    child: Child,
+    office: Office,
+    smtp: SmtpServer,
+}
+
+impl Api {
+    /// The example office (imported), served with the API on a free port.
+    fn start() -> Api {
+        let smtp = SmtpServer::start();
+        let port = free_port();
+        let office = Office::new(&format!(
+            "{}  verify_base_url: https://opleidingen.example.nl\nmail:\n  transport: smtp\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    tls: none\nhttp:\n  listen: 127.0.0.1:{port}\n  token_env: REGISTRAR_TEST_API_TOKEN\n",
+            common::office::OFFICE,
+            smtp.port
+        ));
+        office.example("2026-03-24T09:00:00+01:00");
+        let child = office
+            .command(None, &["serve"])
+            .env("REGISTRAR_TEST_API_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve");
+        let api = Api {
+            port,
+            child,
+            office,
+            smtp,
+        };
+        let start = Instant::now();
+        while request(port, "GET", "/healthz", &[], b"").status != 200 {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "serve did not become healthy"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        api
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let auth = format!("Bearer {TOKEN}");
+        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if !bytes.is_empty() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        request(self.port, method, path, &headers, bytes.as_bytes())
+    }
+
+    async fn db(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            self.office.dir.path().join("test.db").display()
+        ))
+        .await
+        .expect("db")
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn assert_error(a: &Answer, status: u16, code: &str) {
+    assert_eq!(a.status, status, "{}", a.body);
+    let v = a.json();
+    assert_eq!(v["code"], code, "{}", a.body);
+    assert!(
+        !v["message"].as_str().unwrap_or_default().is_empty(),
+        "{}",
+        a.body
+    );
+}
+
+#[test]
+fn every_route_in_the_openapi_document_is_served_and_every_served_route_is_in_it() {
+    let api = Api::start();
+    let doc = api.call("GET", "/api/v1/openapi.json", None);
+    assert_eq!(doc.status, 200);
+    let doc = doc.json();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut count = 0;
+    for (path, ops) in paths {
+        for method in ops.as_object().expect("ops").keys() {
+            count += 1;
+            let concrete = path
+                .replace("{course}", "ehbo-2026-03")
+                .replace("{part}", "exam")
+                .replace("{person}", "nobody")
+                .replace("{id}", "999999")
+                .replace("{code}", "nocode");
+            let a = api.call(&method.to_uppercase(), &concrete, Some(json!({})));
+            assert_ne!(a.status, 405, "{method} {path}: {}", a.body);
+            assert!(
+                !a.body
+                    .contains("no such resource (see /api/v1/openapi.json)"),
+                "{method} {path} is described but not served"
+            );
+        }
+    }
+    assert_eq!(count, registrar::http::ROUTES.len());
+}
+
+#[test]
+fn the_api_requires_the_bearer_token_and_the_public_pages_do_not() {
+    let api = Api::start();
+    assert_error(
+        &request(api.port, "GET", "/api/v1/plan", &[], b""),
+        401,
+        "unauthorized",
+    );
+    assert_error(
+        &request(
+            api.port,
+            "GET",
+            "/api/v1/plan",
+            &[("Authorization", "Bearer wrong")],
+            b"",
+        ),
+        401,
+        "unauthorized",
+    );
+    assert_eq!(api.call("GET", "/api/v1/plan", None).status, 200);
+    assert_eq!(request(api.port, "GET", "/healthz", &[], b"").status, 200);
+    let metrics = request(api.port, "GET", "/metrics", &[], b"");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .body
+            .contains("registrar_deliveries{state=\"sent\"}"),
+        "{}",
+        metrics.body
+    );
+    assert!(metrics.body.contains("registrar_queue_depth"));
+    assert!(metrics.body.contains("registrar_pass_duration_seconds"));
+}
+
+#[test]
+fn upserts_are_idempotent_and_every_caller_mistake_gets_its_code() {
+    let api = Api::start();
+    let course = json!({"name": "EHBO april", "type": "first-aid", "status": "final",
+                        "start": "2027-04-05", "end": "2027-04-26", "location": "Utrecht"});
+    assert_eq!(
+        api.call("PUT", "/api/v1/courses/ehbo-2027-04", Some(course.clone()))
+            .status,
+        201
+    );
+    let again = api.call("PUT", "/api/v1/courses/ehbo-2027-04", Some(course));
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["unchanged"], 1);
+    let person = json!({"full_name": "Ada Lovelace", "email": "ada@example.org"});
+    assert_eq!(
+        api.call("PUT", "/api/v1/people/ada", Some(person)).status,
+        201
+    );
+    assert_eq!(
+        api.call("PUT", "/api/v1/courses/ehbo-2027-04/enrolments/ada", None)
+            .status,
+        201
+    );
+
+    // 400 malformed JSON, 415 not JSON, 413 too large, 422 wrong shape or values, 404 unknown.
+    let auth = format!("Bearer {TOKEN}");
+    let raw = |ct: &str, body: &[u8]| {
+        request(
+            api.port,
+            "PUT",
+            "/api/v1/people/bob",
+            &[("Authorization", &auth), ("Content-Type", ct)],
+            body,
+        )
+    };
+    assert_error(
+        &raw("application/json", b"{\"full_name\": "),
+        400,
+        "malformed_json",
+    );
+    assert_error(
+        &raw("text/plain", b"full_name=Bob"),
+        415,
+        "unsupported_media_type",
+    );
+    let huge = format!("{{\"full_name\": \"{}\"}}", "x".repeat(5 * 1024 * 1024));
+    assert_error(&raw("application/json", huge.as_bytes()), 413, "too_large");
+    assert_error(&raw("application/json", b"[1, 2]"), 422, "invalid");
+    let wrong = api.call(
+        "PUT",
+        "/api/v1/people/bob",
+        Some(json!({"full_name": "Bob", "email": "not-an-address"})),
+    );
+    assert_error(&wrong, 422, "invalid");
+    assert!(wrong.body.contains("email"), "{}", wrong.body);
+    let unknown_field = api.call(
+        "PUT",
+        "/api/v1/people/bob",
+        Some(json!({"full_name": "Bob", "nickname": "B"})),
+    );
+    assert_error(&unknown_field, 422, "invalid");
+    assert!(
+        unknown_field.body.contains("nickname"),
+        "{}",
+        unknown_field.body
+    );
+    let nested = api.call(
+        "PUT",
+        "/api/v1/people/bob",
+        Some(json!({"full_name": {"first": "Bob"}})),
+    );
+    assert_error(&nested, 422, "invalid");
+    let bad_bool = api.call(
+        "PUT",
+        "/api/v1/courses/ehbo-2026-03/parts/exam/results/anne",
+        Some(json!({"passed": "maybe"})),
+    );
+    assert_error(&bad_bool, 422, "invalid");
+    let unknown_course = api.call(
+        "POST",
+        "/api/v1/courses/no-such-course/attendance",
+        Some(json!({"part_id": "p1", "person_id": "anne", "status": "attended"})),
+    );
+    assert_error(&unknown_course, 404, "not_found");
+    let unknown_person = api.call(
+        "POST",
+        "/api/v1/courses/ehbo-2026-03/attendance",
+        Some(json!({"part_id": "p1", "person_id": "nobody", "status": "attended"})),
+    );
+    assert_error(&unknown_person, 404, "not_found");
+    assert_error(
+        &api.call("GET", "/api/v1/courses/nope/participants", None),
+        404,
+        "not_found",
+    );
+    assert_error(
+        &api.call("POST", "/api/v1/deliveries/abc/retry", None),
+        404,
+        "not_found",
+    );
+    assert_error(
+        &api.call("GET", "/api/v1/deliveries?state=lost", None),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &api.call("GET", "/api/v1/nothing-here", None),
+        404,
+        "not_found",
+    );
+
+    // A bulk request with one bad item changes nothing.
+    let bulk = api.call(
+        "POST",
+        "/api/v1/courses/ehbo-2027-04/attendance/bulk",
+        Some(json!({"marks": [
+            {"part_id": "x", "person_id": "ada", "status": "attended"},
+            {"part_id": "x", "person_id": "ada", "status": "present"}
+        ]})),
+    );
+    assert_error(&bulk, 422, "invalid");
+    assert_eq!(bulk.json()["errors"][0]["index"], 1, "{}", bulk.body);
+}
+
+#[test]
+fn d4_d7_refusals_are_409_with_the_reason() {
+    let api = Api::start();
+    let back = api.call(
+        "PUT",
+        "/api/v1/courses/ehbo-2026-03/results/anne",
+        Some(json!({"result": "failed"})),
+    );
+    assert_error(&back, 409, "refused");
+    assert!(
+        back.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reset"),
+        "{}",
+        back.body
+    );
+    let remove = api.call(
+        "DELETE",
+        "/api/v1/courses/ehbo-2026-03/enrolments/sanne",
+        None,
+    );
+    assert_error(&remove, 409, "refused");
+    assert!(remove.body.contains("not_attended"), "{}", remove.body);
+    // Before the June course starts, removing a booking works.
+    assert_eq!(
+        api.call(
+            "DELETE",
+            "/api/v1/courses/ehbo-2027-06/enrolments/joelle",
+            None
+        )
+        .status,
+        204
+    );
+    let reset = api.call(
+        "POST",
+        "/api/v1/courses/ehbo-2026-03/participants/anne/reset",
+        None,
+    );
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    assert_eq!(reset.json()["cycle"], 2);
+    assert_error(
+        &api.call(
+            "POST",
+            "/api/v1/courses/ehbo-2026-03/participants/anne/dance",
+            None,
+        ),
+        404,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn d6_a_mark_that_completes_a_participant_gets_the_certificate_email_within_a_second() {
+    let api = Api::start();
+    // Wait for the start-up pass to send what was due after the import.
+    let settle = Instant::now();
+    let mut last = usize::MAX;
+    while settle.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(300));
+        let n = api.smtp.count();
+        if n == last && n > 0 {
+            break;
+        }
+        last = n;
+    }
+    // A course that ended yesterday, built through the API; Kim enrolled, two parts
+    // attended, the exam passed.
+    let day = |d: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(d))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let course = json!({"name": "EHBO spoedcursus", "type": "first-aid", "status": "completed",
+                        "start": day(4), "end": day(1)});
+    assert_eq!(
+        api.call("PUT", "/api/v1/courses/fa-api", Some(course))
+            .status,
+        201
+    );
+    for (i, part) in ["p1", "p2", "p3", "p4"].iter().enumerate() {
+        let d = day(4 - i as i64);
+        let body = json!({"name": format!("Deel {}", i + 1), "start": format!("{d}T09:00:00+00:00"),
+                          "end": format!("{d}T12:00:00+00:00"), "attendance_required": true,
+                          "passing_required": *part == "p4"});
+        let a = api.call(
+            "PUT",
+            &format!("/api/v1/courses/fa-api/parts/{part}"),
+            Some(body),
+        );
+        assert_eq!(a.status, 201, "{}", a.body);
+    }
+    assert_eq!(
+        api.call(
+            "PUT",
+            "/api/v1/people/kim",
+            Some(json!({"full_name": "Kim de Wit", "email": "kim@example.org"}))
+        )
+        .status,
+        201
+    );
+    assert_eq!(
+        api.call("PUT", "/api/v1/courses/fa-api/enrolments/kim", None)
+            .status,
+        201
+    );
+    let bulk = api.call(
+        "POST",
+        "/api/v1/courses/fa-api/attendance/bulk",
+        Some(json!({"marks": [
+            {"part_id": "p1", "person_id": "kim", "status": "attended"},
+            {"part_id": "p2", "person_id": "kim", "status": "attended"}
+        ]})),
+    );
+    assert_eq!(bulk.status, 200, "{}", bulk.body);
+    assert_eq!(bulk.json()["created"], 2);
+    let exam = api.call(
+        "PUT",
+        "/api/v1/courses/fa-api/parts/p4/results/kim",
+        Some(json!({"passed": true})),
+    );
+    assert!(exam.status == 200 || exam.status == 201, "{}", exam.body);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = api.smtp.count();
+    // The course ended long ago, so Kim's certificate email is due the moment she completes:
+    // her third attended part.
+    let t = Instant::now();
+    let mark = api.call(
+        "POST",
+        "/api/v1/courses/fa-api/attendance",
+        Some(json!({"part_id": "p3", "person_id": "kim", "status": "attended"})),
+    );
+    assert!(mark.status == 200 || mark.status == 201, "{}", mark.body);
+    let arrived = loop {
+        if api.smtp.received().iter().skip(before).any(|m| {
+            m.to == ["kim@example.org"]
+                && m.header("Subject")
+                    .is_some_and(|s| s.starts_with("Certificate"))
+        }) {
+            break Some(t.elapsed());
+        }
+        if t.elapsed() > Duration::from_secs(5) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = arrived.expect("Kim's certificate email arrived");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    // The certificate verifies publicly; after a reset it is revoked.
+    let db = api.db().await;
+    let code: String = sqlx::query_scalar(
+        "SELECT verification_code FROM certificates WHERE course_id = 'fa-api' AND person_id = 'kim'",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("code");
+    let page = request(api.port, "GET", &format!("/verify/{code}"), &[], b"");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Valid certificate") && page.body.contains("Kim de Wit"),
+        "{}",
+        page.body
+    );
+    let j = request(
+        api.port,
+        "GET",
+        &format!("/verify/{code}"),
+        &[("Accept", "application/json")],
+        b"",
+    )
+    .json();
+    assert_eq!(j["status"], "valid");
+    assert_eq!(j["course"], "EHBO spoedcursus");
+    assert!(j.get("email").is_none(), "name, course and dates only");
+    let reset = api.call(
+        "POST",
+        "/api/v1/courses/fa-api/participants/kim/reset",
+        None,
+    );
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    let j = request(
+        api.port,
+        "GET",
+        &format!("/verify/{code}"),
+        &[("Accept", "application/json")],
+        b"",
+    )
+    .json();
+    assert_eq!(j["status"], "revoked");
+    assert_eq!(
+        request(api.port, "GET", "/verify/unknowncode", &[], b"").status,
+        404
+    );
+
+    // The participants, plan and deliveries read back.
+    let people = api
+        .call("GET", "/api/v1/courses/ehbo-2026-03/participants", None)
+        .json();
+    let anne = people["participants"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|p| p["person_id"] == "anne")
+        .cloned()
+        .expect("anne");
+    assert_eq!(anne["attendance_requirement_achieved"], true);
+    assert!(
+        anne["certificate_number"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("FA-")
+    );
+    let plan = api
+        .call("GET", "/api/v1/plan?rule=survey-after-attendance", None)
+        .json();
+    assert!(
+        plan.as_array()
+            .expect("plan")
+            .iter()
+            .all(|a| a["rule"] == "survey-after-attendance")
+    );
+    let sent = api
+        .call("GET", "/api/v1/deliveries?state=sent", None)
+        .json();
+    assert!(sent.as_array().expect("deliveries").len() >= 3);
+}
