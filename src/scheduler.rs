@@ -290,7 +290,8 @@ pub async fn serve(mut rt: Runtime) -> anyhow::Result<()> {
         }
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
-            _ = wake.notified() => {}
+            // A short gather: under a stream of changes one pass serves many of them.
+            _ = wake.notified() => tokio::time::sleep(Duration::from_millis(20)).await,
             _ = hup.recv() => rt.reload(&api.rules),
             _ = term.recv() => rt.stop.store(true, Ordering::SeqCst),
             _ = int.recv() => rt.stop.store(true, Ordering::SeqCst),

@@ -29,6 +29,8 @@ pub struct Instance {
     pub id: String,
     pub host: String,
     pub pid: i64,
+    /// When this process last looked for messages left by dead ones (unix ms).
+    released_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Instance {
@@ -40,6 +42,19 @@ impl Instance {
             id: format!("{host}:{pid}:{started}"),
             host,
             pid,
+            released_at: Arc::default(),
+        }
+    }
+
+    /// At most every 10 s (and at the first pass), not at every pass of a busy `serve`.
+    fn due_for_release(&self) -> bool {
+        let now = Utc::now().timestamp_millis();
+        let last = self.released_at.load(Ordering::Relaxed);
+        if last == 0 || now - last >= 10_000 {
+            self.released_at.store(now, Ordering::Relaxed);
+            true
+        } else {
+            false
         }
     }
 
@@ -101,10 +116,23 @@ pub async fn deliver(
     stop: &AtomicBool,
 ) -> Result<Delivered, sqlx::Error> {
     let mut report = Delivered {
-        released: release_orphans(store, me, now).await?,
+        released: if me.due_for_release() {
+            release_orphans(store, me, now).await?
+        } else {
+            0
+        },
         ..Delivered::default()
     };
     while !stop.load(Ordering::SeqCst) {
+        if !store
+            .any(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE state IN ('queued', 'retrying') AND next_attempt_at <= $1)",
+                now,
+            )
+            .await?
+        {
+            break;
+        }
         let batch = claim(
             store,
             me,

@@ -79,6 +79,16 @@ struct Composed {
 pub async fn fire(store: &Store, env: &Env<'_>, now: DateTime<Utc>) -> Result<Fired, sqlx::Error> {
     let mut report = Fired::default();
     loop {
+        if !store
+            .any(
+                "SELECT EXISTS (SELECT 1 FROM actions WHERE state = 'approved') \
+                 OR EXISTS (SELECT 1 FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1)",
+                now,
+            )
+            .await?
+        {
+            break;
+        }
         let mut tx = store.begin().await?;
         let batch = candidates(&mut tx, now).await?;
         if batch.is_empty() {
@@ -91,6 +101,15 @@ pub async fn fire(store: &Store, env: &Env<'_>, now: DateTime<Utc>) -> Result<Fi
     }
     // Instances evaluated at or after their due time with conditions unmet, and no change
     // since: they expire when `expires_after` runs out.
+    if !store
+        .any(
+            "SELECT EXISTS (SELECT 1 FROM actions WHERE state = 'waiting' AND recheck = 0 AND expires_at <= $1)",
+            now,
+        )
+        .await?
+    {
+        return Ok(report);
+    }
     let mut tx = store.begin().await?;
     report.expired += on!(&mut tx, c => sqlx::query(
         "UPDATE actions SET state = 'expired', updated_at = $1 \

@@ -35,6 +35,16 @@ pub async fn ingest(
 ) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
+        // Usually nothing is new: find out without taking the write lock.
+        if !store
+            .any(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE processed_at IS NULL) OR $1 IS NULL",
+                now,
+            )
+            .await?
+        {
+            return Ok(total);
+        }
         let mut tx = store.begin().await?;
         if let Tx::Postgres(c) = &mut tx {
             // Several processes on one database ingest one at a time, in event order.

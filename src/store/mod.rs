@@ -10,6 +10,7 @@ pub mod write;
 pub use log::{Change, Changes, Json, j};
 
 use crate::config::{DatabaseUrl, redact_url};
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
@@ -141,6 +142,25 @@ impl Store {
             Store::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Store::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
+    }
+
+    /// Whether `sql` (a `SELECT EXISTS (...)` style query with `now` as $1, if used) finds
+    /// anything: a cheap read before taking the write lock for work that is usually absent.
+    pub async fn any(&self, sql: &'static str, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+        match self {
+            Store::Sqlite(p) => {
+                sqlx::query_scalar::<_, bool>(sql)
+                    .bind(now)
+                    .fetch_one(p)
+                    .await
+            }
+            Store::Postgres(p) => {
+                sqlx::query_scalar::<_, bool>(sql)
+                    .bind(now)
+                    .fetch_one(p)
+                    .await
+            }
+        }
     }
 
     /// A transaction that only reads: a consistent snapshot that blocks no writer.
