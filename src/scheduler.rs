@@ -187,15 +187,13 @@ pub async fn serve(mut rt: Runtime) -> anyhow::Result<()> {
             None
         }
     };
-    let api = crate::http::ApiState {
-        store: rt.store.clone(),
-        config: Arc::new(rt.config.clone()),
-        rules: Arc::new(std::sync::RwLock::new(Arc::new(rt.rules.clone()))),
-        wake: Arc::clone(&wake),
+    let api = crate::http::ApiState::new(
+        rt.store.clone(),
+        Arc::new(rt.config.clone()),
+        Arc::new(rt.rules.clone()),
+        Arc::clone(&wake),
         token,
-        scheduler_beat: Arc::default(),
-        pass_millis: Arc::default(),
-    };
+    );
     let stop_http = Arc::new(Notify::new());
     let http = {
         let (api, stop) = (api.clone(), Arc::clone(&stop_http));

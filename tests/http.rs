@@ -510,3 +510,75 @@ async fn d6_a_mark_that_completes_a_participant_gets_the_certificate_email_withi
         .json();
     assert!(sent.as_array().expect("deliveries").len() >= 3);
 }
+
+#[test]
+fn concurrent_single_marks_each_get_their_own_answer() {
+    let api = Api::start();
+    let course = json!({"name": "BHV mei", "type": "fire-safety", "status": "final",
+                        "start": "2027-05-03", "end": "2027-05-03"});
+    assert_eq!(
+        api.call("PUT", "/api/v1/courses/bhv-2027-05", Some(course))
+            .status,
+        201
+    );
+    let part = json!({"name": "Brand", "start": "2027-05-03T09:00:00+02:00", "end": "2027-05-03T12:00:00+02:00",
+                      "attendance_required": true, "passing_required": false});
+    assert_eq!(
+        api.call("PUT", "/api/v1/courses/bhv-2027-05/parts/b1", Some(part))
+            .status,
+        201
+    );
+    for i in 0..40 {
+        let p = json!({"full_name": format!("Person {i}"), "email": format!("p{i}@example.org")});
+        assert_eq!(
+            api.call("PUT", &format!("/api/v1/people/p{i}"), Some(p))
+                .status,
+            201
+        );
+    }
+    // 40 known people (walk-ins, D6) and one unknown, all at once.
+    let port = api.port;
+    let threads: Vec<_> = (0..41)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let who = if i == 40 {
+                    "ghost".to_string()
+                } else {
+                    format!("p{i}")
+                };
+                let body =
+                    json!({"part_id": "b1", "person_id": who, "status": "attended"}).to_string();
+                let auth = format!("Bearer {TOKEN}");
+                let a = request(
+                    port,
+                    "POST",
+                    "/api/v1/courses/bhv-2027-05/attendance",
+                    &[
+                        ("Authorization", &auth),
+                        ("Content-Type", "application/json"),
+                    ],
+                    body.as_bytes(),
+                );
+                (i, a.status)
+            })
+        })
+        .collect();
+    for t in threads {
+        let (i, status) = t.join().expect("thread");
+        if i == 40 {
+            assert_eq!(status, 404, "the unknown person is refused on its own");
+        } else {
+            assert_eq!(status, 201, "mark {i}");
+        }
+    }
+    let people = api
+        .call("GET", "/api/v1/courses/bhv-2027-05/participants", None)
+        .json();
+    let list = people["participants"].as_array().expect("participants");
+    assert_eq!(list.len(), 40);
+    assert!(
+        list.iter()
+            .all(|p| p["walk_in"] == true && p["parts"]["b1"] == "attended"),
+        "{people}"
+    );
+}

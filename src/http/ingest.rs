@@ -289,12 +289,33 @@ pub async fn put_enrolment(
     .await
 }
 
+/// One mark, applied together with the marks that arrive at the same moment.
 pub async fn post_mark(
     State(s): State<ApiState>,
     Path(course): Path<String>,
     Body(body): Body<Value>,
 ) -> Result<Response, ApiError> {
-    put_one(&s, Kind::Attendance, &body, &[("course_id", &course)]).await
+    let row = to_row(
+        Kind::Attendance,
+        object(&body)?,
+        &[("course_id", &course)],
+        s.config.timezone,
+    )
+    .map_err(|errors| ApiError::invalid(first_message(&errors), errors))?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is stopping; try again",
+        )
+    };
+    s.marks
+        .send((row, reply))
+        .await
+        .map_err(|_| unavailable())?;
+    let applied = answer.await.map_err(|_| unavailable())??;
+    Ok(super::ingest::answer(&[applied]))
 }
 
 pub async fn post_marks(

@@ -4,6 +4,7 @@
 //! goes through the same `Work` unit as an import, and wakes the scheduler so that what
 //! fell due is delivered within a second.
 
+mod batch;
 mod errors;
 mod ingest;
 pub mod openapi;
@@ -39,9 +40,34 @@ pub struct ApiState {
     /// Unix time (ms) of the scheduler's last completed loop, and the last pass duration.
     pub scheduler_beat: Arc<AtomicI64>,
     pub pass_millis: Arc<AtomicI64>,
+    /// Single attendance marks go through the group-commit writer ([`batch`]).
+    pub marks: tokio::sync::mpsc::Sender<(crate::import::kinds::Row, batch::Reply)>,
 }
 
 impl ApiState {
+    /// The state, with the writer task for single marks started.
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        rules: Arc<RuleSet>,
+        wake: Arc<Notify>,
+        token: Option<Arc<str>>,
+    ) -> ApiState {
+        let (placeholder, _) = tokio::sync::mpsc::channel(1);
+        let mut state = ApiState {
+            store,
+            config,
+            rules: Arc::new(RwLock::new(rules)),
+            wake,
+            token,
+            scheduler_beat: Arc::default(),
+            pass_millis: Arc::default(),
+            marks: placeholder,
+        };
+        state.marks = batch::start(state.clone());
+        state
+    }
+
     pub fn rules(&self) -> Arc<RuleSet> {
         self.rules
             .read()
