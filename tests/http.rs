@@ -582,3 +582,46 @@ fn concurrent_single_marks_each_get_their_own_answer() {
         "{people}"
     );
 }
+
+#[test]
+fn no_malformed_input_on_any_route_gets_a_server_error() {
+    let api = Api::start();
+    let bodies: [&[u8]; 9] = [
+        b"",
+        b"null",
+        b"{",
+        b"[]",
+        b"{\"name\": 1e999}",
+        b"{\"start\": \"yesterday\", \"end\": 42, \"status\": true}",
+        b"{\"marks\": [null, 1, \"x\", {\"part_id\": []}]}",
+        b"{\"results\": {\"person_id\": \"anne\"}}",
+        "{\"full_name\": \"\u{0}\u{202e}\u{fffd}\"}".as_bytes(),
+    ];
+    let auth = format!("Bearer {TOKEN}");
+    for (method, path) in registrar::http::ROUTES {
+        let concrete = path
+            .replace("{course}", "ehbo-2026-03")
+            .replace("{part}", "p1")
+            .replace("{person}", "anne")
+            .replace("{id}", "1")
+            .replace("{code}", "x");
+        for body in bodies {
+            for ct in ["application/json", "text/plain"] {
+                let a = request(
+                    api.port,
+                    method,
+                    &concrete,
+                    &[("Authorization", &auth), ("Content-Type", ct)],
+                    body,
+                );
+                assert!(
+                    a.status < 500 && a.status != 0,
+                    "{method} {concrete} with {:?} ({ct}): {} {}",
+                    String::from_utf8_lossy(body),
+                    a.status,
+                    a.body
+                );
+            }
+        }
+    }
+}
