@@ -65,6 +65,18 @@ impl Api {
         request(self.port, method, path, &headers, bytes.as_bytes())
     }
 
+    /// GET /verify/{code} asking for JSON.
+    fn verify_json(&self, code: &str) -> Value {
+        request(
+            self.port,
+            "GET",
+            &format!("/verify/{code}"),
+            &[("Accept", "application/json")],
+            b"",
+        )
+        .json()
+    }
+
     async fn db(&self) -> sqlx::SqlitePool {
         sqlx::SqlitePool::connect(&format!(
             "sqlite://{}",
@@ -447,14 +459,7 @@ async fn d6_a_mark_that_completes_a_participant_gets_the_certificate_email_withi
         "{}",
         page.body
     );
-    let j = request(
-        api.port,
-        "GET",
-        &format!("/verify/{code}"),
-        &[("Accept", "application/json")],
-        b"",
-    )
-    .json();
+    let j = api.verify_json(&code);
     assert_eq!(j["status"], "valid");
     assert_eq!(j["course"], "EHBO spoedcursus");
     assert!(j.get("email").is_none(), "name, course and dates only");
@@ -464,14 +469,7 @@ async fn d6_a_mark_that_completes_a_participant_gets_the_certificate_email_withi
         None,
     );
     assert_eq!(reset.status, 200, "{}", reset.body);
-    let j = request(
-        api.port,
-        "GET",
-        &format!("/verify/{code}"),
-        &[("Accept", "application/json")],
-        b"",
-    )
-    .json();
+    let j = api.verify_json(&code);
     assert_eq!(j["status"], "revoked");
     assert_eq!(
         request(api.port, "GET", "/verify/unknowncode", &[], b"").status,

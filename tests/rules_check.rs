@@ -284,25 +284,34 @@ fn t5_an_unknown_variable_in_a_subject_is_an_error_at_check() {
     );
 }
 
-#[test]
-fn t5_an_unknown_variable_in_a_template_file_is_an_error_at_check() {
+/// `registrar check` on the example rules with one template edited: `from` -> `to` in
+/// `templates/FILE`. Returns check's stderr; check must exit 1.
+fn check_with_template_edit(file: &str, from: &str, to: &str) -> String {
     let copy = Copy::with("execution: automatic", "execution: automatic");
     let templates = copy.dir.path().join("templates");
-    std::fs::create_dir(&templates).expect("mkdir");
     common::copy_dir(&common::repo().join("templates"), &templates);
-    let survey = templates.join("survey.txt.hbs");
-    let text = std::fs::read_to_string(&survey)
-        .expect("read")
-        .replace("{{participant.first_name}}", "{{participant.firstname}}");
-    std::fs::write(&survey, text).expect("write");
+    let path = templates.join(file);
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(text.contains(from), "{file} has no {from}");
+    std::fs::write(&path, text.replace(from, to)).expect("write");
     std::fs::write(
         copy.dir.path().join("config.yaml"),
         "rules: rules\ntemplates: templates\n",
     )
     .expect("config");
     let out = copy.check();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{err}");
+    err
+}
+
+#[test]
+fn t5_an_unknown_variable_in_a_template_file_is_an_error_at_check() {
+    let err = check_with_template_edit(
+        "survey.txt.hbs",
+        "{{participant.first_name}}",
+        "{{participant.firstname}}",
+    );
     assert!(
         err.contains("templates/survey.txt.hbs:1:6: unknown variable `participant.firstname`"),
         "{err}"
@@ -311,22 +320,11 @@ fn t5_an_unknown_variable_in_a_template_file_is_an_error_at_check() {
 
 #[test]
 fn d5_t5_an_unknown_variable_in_the_certificate_layout_is_an_error_at_check() {
-    let copy = Copy::with("execution: automatic", "execution: automatic");
-    let templates = copy.dir.path().join("templates");
-    common::copy_dir(&common::repo().join("templates"), &templates);
-    let layout = templates.join("certificate.svg.hbs");
-    let text = std::fs::read_to_string(&layout)
-        .expect("read")
-        .replace("{{certificate.number}}", "{{certificate.numbr}}");
-    std::fs::write(&layout, text).expect("write");
-    std::fs::write(
-        copy.dir.path().join("config.yaml"),
-        "rules: rules\ntemplates: templates\n",
-    )
-    .expect("config");
-    let out = copy.check();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = check_with_template_edit(
+        "certificate.svg.hbs",
+        "{{certificate.number}}",
+        "{{certificate.numbr}}",
+    );
     assert!(
         err.contains("templates/certificate.svg.hbs:")
             && err.contains("unknown variable `certificate.numbr`"),
