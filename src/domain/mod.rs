@@ -143,3 +143,6 @@ pub fn parse_id(s: &str, what: &str) -> Result<String, String> {
     }
     Ok(s.to_string())
 }
+
+// After `word_enum!`, which it uses.
+pub mod certification;
