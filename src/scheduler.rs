@@ -38,6 +38,8 @@ pub struct Runtime {
 #[derive(Debug, Default, Clone)]
 pub struct Pass {
     pub events: u64,
+    /// Certification learners moved on by completed training or by time.
+    pub learners: u64,
     pub fired: fire::Fired,
     pub delivered: Delivered,
 }
@@ -45,6 +47,7 @@ pub struct Pass {
 impl Pass {
     pub fn is_quiet(&self) -> bool {
         self.events == 0
+            && self.learners == 0
             && self.fired.queued
                 + self.fired.failed
                 + self.fired.expired
@@ -57,12 +60,11 @@ impl Pass {
 impl std::fmt::Display for Pass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (fi, d) = (&self.fired, &self.delivered);
-        write!(
-            f,
-            "{} event(s); fired {} message(s)",
-            self.events,
-            fi.queued + fi.failed
-        )?;
+        write!(f, "{} event(s); ", self.events)?;
+        if self.learners > 0 {
+            write!(f, "{} certification learner(s) moved on; ", self.learners)?;
+        }
+        write!(f, "fired {} message(s)", fi.queued + fi.failed)?;
         if fi.late > 0 {
             write!(
                 f,
@@ -96,6 +98,8 @@ impl Runtime {
     pub async fn pass(&self, now: DateTime<Utc>) -> anyhow::Result<Pass> {
         let tz = self.config.timezone;
         let events = engine::ingest(&self.store, &self.rules, tz, now).await?;
+        let learners =
+            crate::store::certifications::advance_all(&self.store, &self.rules, tz, now).await?;
         let env = fire::Env {
             rules: &self.rules,
             templates: &self.templates,
@@ -114,6 +118,7 @@ impl Runtime {
         .await?;
         Ok(Pass {
             events,
+            learners,
             fired,
             delivered,
         })

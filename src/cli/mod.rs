@@ -2,6 +2,7 @@
 //! arguments, loads what every command needs, and maps errors to exit codes:
 //! 0 success, 1 a user error (message on stderr), 2 bad usage.
 
+mod certification;
 mod check;
 mod deliveries;
 mod export;
@@ -69,6 +70,8 @@ pub enum Command {
     Deliveries(deliveries::Args),
     /// Queue failed deliveries again (ids from `registrar deliveries`).
     Retry(deliveries::Ids),
+    /// Certifications: assign a learner, administrator actions, exam and payment, history.
+    Certification(certification::Args),
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -193,6 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approve(ids) => deliveries::approve(&app, ids).await,
         Command::Deliveries(args) => deliveries::list(&app, args).await,
         Command::Retry(ids) => deliveries::retry(&app, ids).await,
+        Command::Certification(args) => certification::run(&app, args).await,
         Command::Check => Ok(ExitCode::SUCCESS),
     }
 }

@@ -2,6 +2,7 @@
 //! with a `kind`. Every problem is reported with file, line and column, all at once.
 
 pub mod action;
+pub mod certification;
 pub mod course_type;
 pub mod timing;
 
@@ -44,6 +45,7 @@ pub struct RuleErrors(pub Vec<RuleError>);
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub course_types: BTreeMap<String, CourseType>,
+    pub certifications: BTreeMap<String, certification::Certification>,
     /// Action templates in file order, ids unique.
     pub actions: Vec<ActionRule>,
 }
@@ -166,6 +168,23 @@ pub fn load_all(dir: &Path, templates: &Path) -> (RuleSet, Vec<RuleError>) {
 /// Problems that only show across documents: unknown course types, missing templates.
 pub fn check_references(set: &RuleSet, templates: &Path) -> Vec<RuleError> {
     let mut errors = Vec::new();
+    for c in set.certifications.values() {
+        for t in &c.requires.course_types {
+            if !set.course_types.contains_key(t) {
+                let known: Vec<&str> = set.course_types.keys().map(String::as_str).collect();
+                errors.push(RuleError {
+                    file: c.file.clone(),
+                    line: c.line,
+                    column: 1,
+                    message: format!(
+                        "certification {}: requires.course_types names unknown course type {t:?} (known: {})",
+                        c.id,
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    ),
+                });
+            }
+        }
+    }
     for rule in &set.actions {
         let at = |s: &serde_saphyr::Location| (s.line(), s.column());
         for t in rule.conditions.course_type.iter().flatten() {
@@ -306,11 +325,33 @@ pub fn load_text(text: &str, file: &Path, set: &mut RuleSet, errors: &mut Vec<Ru
                     errors.push(err(l, c, bare_message(&e)));
                 }
             },
-            Some(other @ "certification") => errors.push(err(
-                doc.first_line,
-                1,
-                format!("kind {other:?} is not supported by this version of registrar yet"),
-            )),
+            Some("certification") => {
+                match serde_saphyr::from_str::<certification::Certification>(&doc.text) {
+                    Ok(mut c) => {
+                        c.file = file.to_path_buf();
+                        c.line = doc.first_line;
+                        if let Err(m) = c.validate() {
+                            errors.push(err(
+                                doc.first_line,
+                                1,
+                                format!("certification {}: {m}", c.id),
+                            ));
+                        } else if set.certifications.contains_key(&c.id) {
+                            errors.push(err(
+                                doc.first_line,
+                                1,
+                                format!("duplicate certification id {:?}", c.id),
+                            ));
+                        } else {
+                            set.certifications.insert(c.id.clone(), c);
+                        }
+                    }
+                    Err(e) => {
+                        let (l, c) = location_of(&e);
+                        errors.push(err(l, c, bare_message(&e)));
+                    }
+                }
+            }
             Some(other) => errors.push(err(
                 doc.first_line,
                 1,

@@ -2,6 +2,7 @@
 //! (`$N` placeholders work in both); each body is written once and compiled per backend
 //! by the `on!` macro. Migrations are embedded and applied by `Store::open`.
 
+pub mod certifications;
 mod log;
 pub mod read;
 pub mod scan;

@@ -353,6 +353,18 @@ pub async fn history_of(
     ).bind(course).bind(person).fetch_all(&mut **c).await)
 }
 
+/// The certification history of a person (D10), of one certification or all.
+pub async fn certification_history(
+    tx: &mut Tx,
+    person: &str,
+    certification: Option<&str>,
+) -> Result<Vec<HistoryRow>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT id, at, actor, source, entity, course_id, person_id, part_id, change, before, after \
+         FROM history WHERE entity = 'certification' AND person_id = $1 AND ($2 IS NULL OR course_id = $2) ORDER BY id",
+    ).bind(person).bind(certification).fetch_all(&mut **c).await)
+}
+
 /// An event recorded for the rule engine.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct EventRow {

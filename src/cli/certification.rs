@@ -1,0 +1,140 @@
+//! `registrar certification ACTION --certification ID --person P`: assign, the
+//! administrator actions of SPEC §2, recorded exams and payments; `history` and `list`.
+
+use super::App;
+use crate::domain::certification::AdminAction;
+use crate::store::certifications::{self, CertError, Command};
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// assign, record-payment, record-exam, override_payment, override_training,
+    /// override_exam, approve, revoke_access, force_recertification, permanent_revoke,
+    /// restore_access, remove; or history, list.
+    pub action: String,
+    /// The certification id (rules directory).
+    #[arg(long)]
+    pub certification: Option<String>,
+    /// The person id.
+    #[arg(long)]
+    pub person: Option<String>,
+    /// Why (kept in the history).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// record-exam: the result.
+    #[arg(long)]
+    pub passed: Option<bool>,
+    /// record-exam: a test-out exam (a pass is permanent).
+    #[arg(long)]
+    pub test_out: bool,
+}
+
+pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
+    let word = args.action.replace('-', "_");
+    let store = app.store().await?;
+    if word == "list" {
+        let rows = certifications::list(&store, args.certification.as_deref()).await?;
+        if rows.is_empty() {
+            println!("no learners");
+        }
+        for r in rows {
+            println!(
+                "{:<24} {:<16} {:<17} cycle {}{}",
+                r.certification_id,
+                r.person_id,
+                r.status,
+                r.cycle,
+                r.valid_until
+                    .map(|u| format!(
+                        ", valid until {}",
+                        crate::render::long_date(u, app.config.timezone)
+                    ))
+                    .unwrap_or_default()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(person) = args.person.as_deref() else {
+        anyhow::bail!("--person is required for `certification {}`", args.action);
+    };
+    if word == "history" {
+        let mut tx = store.begin_read().await?;
+        let rows = crate::store::read::certification_history(
+            &mut tx,
+            person,
+            args.certification.as_deref(),
+        )
+        .await?;
+        tx.rollback().await?;
+        if rows.is_empty() {
+            println!("no certification history for {person}");
+        }
+        for h in rows {
+            let status = |v: &Option<String>| {
+                v.as_deref()
+                    .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                    .and_then(|j| j["status"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!(
+                "{}  {:<20} {:<22} {:>17} -> {:<17} by {}{}",
+                crate::domain::time::local_rfc3339(h.at, app.config.timezone),
+                h.course_id.unwrap_or_default(),
+                h.change,
+                status(&h.before),
+                status(&h.after),
+                h.actor,
+                if h.source.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", h.source)
+                }
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(certification) = args.certification.as_deref() else {
+        anyhow::bail!(
+            "--certification is required for `certification {}`",
+            args.action
+        );
+    };
+    let command = match word.as_str() {
+        "assign" => Command::Assign,
+        "record_payment" => Command::RecordPayment,
+        "record_exam" => Command::RecordExam {
+            passed: args.passed.ok_or_else(|| {
+                anyhow::anyhow!("record-exam needs --passed true or --passed false")
+            })?,
+            test_out: args.test_out,
+        },
+        other => Command::Admin(other.parse::<AdminAction>().map_err(|e| {
+            anyhow::anyhow!("{e}; or assign, record-payment, record-exam, history, list")
+        })?),
+    };
+    match certifications::run(
+        &store,
+        &app.rules,
+        app.config.timezone,
+        app.now,
+        &app.actor,
+        &args.reason,
+        certification,
+        person,
+        command,
+    )
+    .await
+    {
+        Ok(Some(status)) => println!("{person} in {certification}: {status}"),
+        Ok(None) => {
+            println!("{person} removed from {certification} (the history keeps the record)")
+        }
+        Err(CertError::Refused(why)) => {
+            eprintln!("registrar: {why}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(CertError::Db(e)) => return Err(e.into()),
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
