@@ -203,24 +203,17 @@ pub fn act(
             l.valid_until = None;
             l.status = S::Disallowed;
         }
+        // Seed 003: "after restoring access, the learner can begin a new recertification
+        // cycle".
         AdminAction::RestoreAccess => {
-            let status = if l.cycle > 1 || l.valid_until.is_some() {
-                S::Recertifying
-            } else {
-                S::NotStarted
-            };
             l.valid_until = None;
-            l.new_cycle(status, now);
+            l.new_cycle(S::Recertifying, now);
         }
         AdminAction::Remove => return Ok(Outcome::Removed),
     }
-    Ok(Outcome::Changed(progress(
-        &l,
-        terms,
-        training_done,
-        now,
-        tz,
-    )))
+    // Steps are re-evaluated by the caller, with the (possibly new) cycle's training.
+    let _ = training_done;
+    Ok(Outcome::Changed(l))
 }
 
 fn certify(l: &mut Learner, terms: &Terms, now: DateTime<Utc>, tz: Tz) {
@@ -383,7 +376,7 @@ mod tests {
                         assert_eq!(new.valid_until, None);
                     }
                     AdminAction::RestoreAccess => {
-                        assert!(matches!(new.status, S::NotStarted | S::Recertifying));
+                        assert_eq!(new.status, S::Recertifying);
                         assert_eq!(new.cycle, l.cycle + 1);
                     }
                     AdminAction::Remove => unreachable!(),
