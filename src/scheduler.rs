@@ -97,9 +97,11 @@ impl Runtime {
     /// One pass at `now`.
     pub async fn pass(&self, now: DateTime<Utc>) -> anyhow::Result<Pass> {
         let tz = self.config.timezone;
-        let events = engine::ingest(&self.store, &self.rules, tz, now).await?;
+        // Certification learners first: the status changes they record are ingested,
+        // fired and delivered in this same pass.
         let learners =
             crate::store::certifications::advance_all(&self.store, &self.rules, tz, now).await?;
+        let events = engine::ingest(&self.store, &self.rules, tz, now).await?;
         let env = fire::Env {
             rules: &self.rules,
             templates: &self.templates,

@@ -196,3 +196,66 @@ pub async fn participant_context(
         "office": {"name": office.name, "from": office.from, "verify_base_url": office.verify_base_url},
     })))
 }
+
+/// The template context of a certification learner (SPEC §3): `participant`,
+/// `certification` and `office`; the course-related keys are there, empty, so that a
+/// template checked against the sample context still renders. With the learner's status
+/// and cycle; `None` when the learner or the certification is gone.
+pub async fn learner_context(
+    tx: &mut Tx,
+    rules: &RuleSet,
+    office: &crate::config::Office,
+    tz: Tz,
+    certification: &str,
+    person_id: &str,
+) -> Result<
+    Option<(
+        serde_json::Value,
+        crate::domain::certification::LearnerStatus,
+        i64,
+    )>,
+    sqlx::Error,
+> {
+    use crate::render::long_date;
+    type Row = (String, i64, Option<DateTime<Utc>>);
+    let Some(spec) = rules.certifications.get(certification) else {
+        return Ok(None);
+    };
+    let row: Option<Row> = crate::store::on!(tx, c => sqlx::query_as(
+        "SELECT status, cycle, valid_until FROM certification_learners WHERE certification_id = $1 AND person_id = $2",
+    ).bind(certification).bind(person_id).fetch_optional(&mut **c).await)?;
+    let Some((status, cycle, until)) = row else {
+        return Ok(None);
+    };
+    let Ok(status) = status.parse::<crate::domain::certification::LearnerStatus>() else {
+        return Ok(None);
+    };
+    let Some(person) = read::person(tx, person_id).await? else {
+        return Ok(None);
+    };
+    let mut ctx = crate::render::sample_context(office);
+    for key in ["course", "part", "enrolment", "attendance", "certificate"] {
+        blank(&mut ctx[key]);
+    }
+    let grace_ends = until.and_then(|u| spec.grace_period.add_to(u, tz));
+    ctx["participant"] = serde_json::json!({"id": person.id, "full_name": person.full_name,
+        "first_name": person.first_name.clone().unwrap_or_else(|| person.full_name.split_whitespace().next().unwrap_or_default().to_string()),
+        "email": person.email, "locale": person.locale,
+        "fields": serde_json::from_str::<serde_json::Value>(&person.fields).unwrap_or_else(|_| serde_json::json!({}))});
+    ctx["certification"] = serde_json::json!({"id": spec.id, "name": spec.name, "status": status,
+        "valid_until": until.map(|u| long_date(u, tz)).unwrap_or_default(),
+        "grace_period_ends": grace_ends.map(|g| long_date(g, tz)).unwrap_or_default()});
+    Ok(Some((ctx, status, cycle)))
+}
+
+/// Every leaf emptied: strings "", numbers 0, booleans false.
+fn blank(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => s.clear(),
+        serde_json::Value::Number(_) => *v = serde_json::json!(0),
+        serde_json::Value::Bool(b) => *b = false,
+        serde_json::Value::Object(m) => m.values_mut().for_each(blank),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(blank),
+        serde_json::Value::Null => {}
+    }
+}

@@ -66,18 +66,65 @@ fn certification_a_three_year_timeline_certifies_expires_lapses_and_renews() {
     assert_eq!(status(&office, "anne"), "certified");
     tick(&office, "2027-12-26T12:00:00+01:00");
     assert_eq!(status(&office, "anne"), "recertifying");
-    // Recertifying learners keep working through expiry, until the grace period ends.
-    tick(&office, "2028-04-01T12:00:00+02:00");
+    tick(&office, "2028-03-25T10:59:00+02:00");
     assert_eq!(status(&office, "anne"), "recertifying");
+    // Past valid_until: expired, renewable until the grace period ends 90 days later.
+    tick(&office, "2028-04-01T12:00:00+02:00");
+    assert_eq!(status(&office, "anne"), "expired");
+    tick(&office, "2028-06-22T12:00:00+02:00");
+    assert_eq!(status(&office, "anne"), "expired");
     tick(&office, "2028-06-24T12:00:00+02:00");
     assert_eq!(status(&office, "anne"), "lapsed");
+    // One email at each step, exactly once (the ticks between sent nothing more).
+    let outbox = office.dir.path().join("outbox");
+    for rule in [
+        "certification-window-open",
+        "certification-expired",
+        "certification-lapsed",
+    ] {
+        let file = outbox.join(format!("{rule}__{CERT}__anne__2.eml"));
+        let eml = std::fs::read_to_string(&file).unwrap_or_else(|_| panic!("{rule} for Anne"));
+        assert!(
+            eml.contains("To: \"Anne de Vries\" <anne.devries@example.nl>"),
+            "{eml}"
+        );
+    }
+    let expired =
+        std::fs::read_to_string(outbox.join(format!("certification-expired__{CERT}__anne__2.eml")))
+            .expect("expired email");
+    assert!(
+        expired.contains("23 June 2028"),
+        "the grace period's end is named: {expired}"
+    );
+    let deliveries = office.run(
+        "2028-06-24T12:00:00+02:00",
+        &["deliveries", "--format", "json"],
+    );
+    let deliveries: serde_json::Value = serde_json::from_slice(&deliveries.stdout).expect("json");
+    let for_anne = deliveries
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|d| d["course"] == CERT && d["person"] == "anne")
+        .count();
+    assert_eq!(for_anne, 3, "three emails, once each");
 
-    // Jan is certified too, and left alone: the passes of later years bring him through
-    // every stage at once (catch-up after downtime).
+    // Jan is certified too, and nothing runs for years: the next pass brings him through
+    // every stage (catch-up after downtime), and each stage's email goes out once.
     cert(&office, "2026-03-25T10:00:00+01:00", "assign", "jan");
     cert(&office, "2026-03-25T11:00:00+01:00", "approve", "jan");
     tick(&office, "2029-01-01T12:00:00+01:00");
     assert_eq!(status(&office, "jan"), "lapsed");
+    for rule in [
+        "certification-window-open",
+        "certification-expired",
+        "certification-lapsed",
+    ] {
+        assert!(
+            outbox.join(format!("{rule}__{CERT}__jan__2.eml")).is_file(),
+            "{rule} for Jan"
+        );
+    }
 
     // Force a new cycle for Anne and let her complete a 2028 course: after approval she is
     // certified again with a new validity.
@@ -130,7 +177,8 @@ fn certification_a_three_year_timeline_certifies_expires_lapses_and_renews() {
         "assigned",
         "approve",
         "certified -> recertifying",
-        "recertifying -> lapsed",
+        "recertifying -> expired",
+        "expired -> lapsed",
         "force_recertification",
         "(test)",
     ] {

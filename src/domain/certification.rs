@@ -232,7 +232,11 @@ pub fn progress(
     tz: Tz,
 ) -> Learner {
     let mut l = learner.clone();
-    if !matches!(l.status, S::NotStarted | S::InProgress | S::Recertifying) {
+    // Expired learners are in the grace period: completing renews them too.
+    if !matches!(
+        l.status,
+        S::NotStarted | S::InProgress | S::Recertifying | S::Expired
+    ) {
         return l;
     }
     let training = training_done || l.training_overridden;
@@ -251,9 +255,10 @@ pub fn progress(
     l
 }
 
-/// Time: certified -> recertifying when the recertification window opens; certified or
-/// recertifying -> expired at valid_until (recertifying learners keep working: they stay
-/// recertifying until the grace period ends); -> lapsed after the grace period.
+/// Time, one step at a time (call again until nothing changes): certified ->
+/// recertifying when the recertification window opens (a new cycle: training must be
+/// completed again); certified or recertifying -> expired at valid_until (still renewable
+/// in the grace period); expired -> lapsed when the grace period ends.
 pub fn advance(learner: &Learner, terms: &Terms, now: DateTime<Utc>, tz: Tz) -> Learner {
     let mut l = learner.clone();
     let Some(until) = l.valid_until else {
@@ -266,11 +271,9 @@ pub fn advance(learner: &Learner, terms: &Terms, now: DateTime<Utc>, tz: Tz) -> 
         .add_to(until, tz)
         .unwrap_or(until);
     match l.status {
-        S::Certified if now >= grace_ends => l.status = S::Lapsed,
-        S::Certified if now >= until => l.status = S::Expired,
         S::Certified if now >= window_opens => l.new_cycle(S::Recertifying, now),
+        S::Recertifying if now >= until => l.status = S::Expired,
         S::Expired if now >= grace_ends => l.status = S::Lapsed,
-        S::Recertifying if now >= grace_ends => l.status = S::Lapsed,
         _ => {}
     }
     l
@@ -282,7 +285,8 @@ pub fn next_change(learner: &Learner, terms: &Terms, tz: Tz) -> Option<DateTime<
     let grace_ends = terms.grace_period.add_to(until, tz).unwrap_or(until);
     match learner.status {
         S::Certified => terms.recertification_window.negated().add_to(until, tz),
-        S::Expired | S::Recertifying => Some(grace_ends),
+        S::Recertifying => Some(until),
+        S::Expired => Some(grace_ends),
         _ => None,
     }
 }
@@ -414,7 +418,7 @@ mod tests {
     fn certification_time_moves_certified_to_recertifying_expired_and_lapsed() {
         let tz = chrono_tz::Europe::Amsterdam;
         let t = terms();
-        let mut l = learner(S::Certified);
+        let l = learner(S::Certified);
         // Valid until 2029-06-01 14:00 local (summer time): the window opens 90 calendar
         // days before, on 2029-03-03 at 14:00 local, which is winter time: 13:00 UTC.
         assert_eq!(
@@ -423,20 +427,33 @@ mod tests {
         );
         let r = advance(&l, &t, at("2029-03-03T13:00:00Z"), tz);
         assert_eq!((r.status, r.cycle), (S::Recertifying, 2));
-        // Left certified (e.g. the window passed while nothing ran): expired, then lapsed.
         assert_eq!(
-            advance(&l, &t, at("2029-06-01T12:00:00Z"), tz).status,
+            advance(&r, &t, at("2029-06-01T11:59:00Z"), tz).status,
+            S::Recertifying
+        );
+        let e = advance(&r, &t, at("2029-06-01T12:00:00Z"), tz);
+        assert_eq!(e.status, S::Expired);
+        // 90 days of grace: until 2029-08-30 14:00 local.
+        assert_eq!(
+            advance(&e, &t, at("2029-08-30T11:59:00Z"), tz).status,
             S::Expired
         );
-        l.status = S::Expired;
         assert_eq!(
-            advance(&l, &t, at("2029-08-29T12:00:00Z"), tz).status,
-            S::Expired
-        );
-        assert_eq!(
-            advance(&l, &t, at("2029-08-30T12:00:00Z"), tz).status,
+            advance(&e, &t, at("2029-08-30T12:00:00Z"), tz).status,
             S::Lapsed
         );
+        // Left alone for years, a learner passes every stage, one call at a time.
+        let mut x = l.clone();
+        let mut seen = vec![x.status];
+        loop {
+            let n = advance(&x, &t, at("2031-01-01T00:00:00Z"), tz);
+            if n == x {
+                break;
+            }
+            seen.push(n.status);
+            x = n;
+        }
+        assert_eq!(seen, [S::Certified, S::Recertifying, S::Expired, S::Lapsed]);
     }
 
     #[test]

@@ -116,6 +116,7 @@ mod tests {
             attendance_requirement_achieved: Some(true),
             passing_obligation_passed: Some(true),
             result: Some(vec![Outcome::Passed]),
+            certification_status: None,
         };
         assert_eq!(
             unmet(&c, &subject()),

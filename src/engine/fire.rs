@@ -172,6 +172,16 @@ async fn fire_batch(
             .push(a.person_id.clone());
     }
     for a in &batch {
+        if let Some(rule) = env
+            .rules
+            .action(&a.rule_id)
+            .filter(|r| r.data_group == crate::rules::action::DataGroup::CertificationLearner)
+        {
+            let (state, out) = fire_learner(tx, env, rule, a, now, report).await?;
+            verdicts.push((a.id, state));
+            outgoing.extend(out);
+            continue;
+        }
         if !courses.contains_key(&a.course_id) {
             let only = people.get(a.course_id.as_str()).map(Vec::as_slice);
             let found =
@@ -318,6 +328,66 @@ fn judge(
     }
 }
 
+/// T2 for a certification_learner rule: the subject is the learner of the certification
+/// named by the instance's course_id; the condition is the learner's status.
+async fn fire_learner(
+    tx: &mut Tx,
+    env: &Env<'_>,
+    rule: &ActionRule,
+    a: &Candidate,
+    now: DateTime<Utc>,
+    report: &mut Fired,
+) -> Result<(&'static str, Option<Outgoing>), sqlx::Error> {
+    let Some((ctx, status, cycle)) = status::learner_context(
+        tx,
+        env.rules,
+        env.office,
+        env.tz,
+        &a.course_id,
+        &a.person_id,
+    )
+    .await?
+    else {
+        return Ok(("cancelled", None));
+    };
+    // The status condition was checked against the status the event carried, when the
+    // instance was made; here the learner must still be in that cycle.
+    let _ = status;
+    let holds = rule.enabled && cycle == a.cycle;
+    let timely = a.state == "approved" || a.due_at.is_some_and(|d| d <= now);
+    if !(holds && timely) {
+        if a.expires_at.is_some_and(|x| x <= now) {
+            report.expired += 1;
+            return Ok(("expired", None));
+        }
+        return Ok(("waiting", None));
+    }
+    if rule.execution == Execution::Manual && a.state != "approved" {
+        report.awaiting_approval += 1;
+        return Ok(("awaiting_approval", None));
+    }
+    let message = compose_message(env, rule, &a.course_id, &a.person_id, "", a.cycle, &ctx);
+    match &message {
+        Ok(_) => report.queued += 1,
+        Err(why) => {
+            report.failed += 1;
+            tracing::warn!(rule = %a.rule_id, certification = %a.course_id, person = %a.person_id, "not sent: {why}");
+        }
+    }
+    Ok((
+        "fired",
+        Some(Outgoing {
+            action: a.id,
+            rule: a.rule_id.clone(),
+            course: a.course_id.clone(),
+            person: a.person_id.clone(),
+            cycle: a.cycle,
+            due_at: a.due_at,
+            message,
+        }),
+    ))
+}
+
 /// Whether the rule's email carries the certificate PDF.
 pub fn needs_certificate(rule: &ActionRule) -> bool {
     rule.email
@@ -339,14 +409,25 @@ async fn compose(
     else {
         return Ok(Err(format!("{} is no longer a participant", p.person_id)));
     };
-    Ok(compose_message(env, rule, course, p, cycle, &ctx))
+    Ok(compose_message(
+        env,
+        rule,
+        &course.id,
+        &p.person_id,
+        &course.type_id,
+        cycle,
+        &ctx,
+    ))
 }
 
+/// The message of `rule` for `person` about `subject` (a course, or a certification), with
+/// the certificate PDF of course type `type_id` when the rule attaches it.
 fn compose_message(
     env: &Env<'_>,
     rule: &ActionRule,
-    course: &CourseInfo,
-    p: &ParticipantStatus,
+    subject: &str,
+    person: &str,
+    type_id: &str,
     cycle: i64,
     ctx: &serde_json::Value,
 ) -> Result<Composed, String> {
@@ -357,8 +438,8 @@ fn compose_message(
         .map_err(|e| format!("template error: {e}"))?;
     let message_id = mail::message_id(
         &rule.id.value,
-        &course.id,
-        &p.person_id,
+        subject,
+        person,
         cycle,
         mail::domain_of(&env.office.from),
     );
@@ -367,13 +448,12 @@ fn compose_message(
         let layout = env
             .rules
             .course_types
-            .get(&course.type_id)
+            .get(type_id)
             .and_then(|t| t.certificate.as_ref())
             .map(|c| c.template.as_str())
             .ok_or_else(|| {
                 format!(
-                    "the rule attaches the certificate, but course type {} has no certificate block",
-                    course.type_id
+                    "the rule attaches the certificate, but course type {type_id} has no certificate block"
                 )
             })?;
         let bytes = env
@@ -381,7 +461,7 @@ fn compose_message(
             .render_pdf(layout, ctx)
             .map_err(|e| format!("certificate PDF: {e}"))?;
         attachments.push(mail::Attached {
-            filename: mail::certificate_file_name(&course.id, &p.person_id),
+            filename: mail::certificate_file_name(subject, person),
             content_type: "application/pdf",
             bytes,
         });

@@ -116,6 +116,42 @@ async fn apply_events(
         let Ok(kind) = e.kind.parse::<EventKind>() else {
             continue;
         };
+        if kind == EventKind::CertificationStatusChanged {
+            // A certification learner's status moved: the instance's subject is the
+            // learner, its course_id the certification (one per rule and cycle).
+            if let (Some(person), Some(cycle)) = (e.person_id.as_deref(), e.cycle) {
+                // The event carries the status it moved to (in part_id); the rule's
+                // conditions are on that status.
+                let status = e.part_id.as_deref().and_then(|s| {
+                    s.parse::<crate::domain::certification::LearnerStatus>()
+                        .ok()
+                });
+                for rule in rules.actions.iter().filter(|r| {
+                    r.enabled
+                        && r.data_group == DataGroup::CertificationLearner
+                        && r.event == RuleEvent::CertificationStatusChanged
+                        && r.conditions
+                            .certification_status
+                            .as_ref()
+                            .is_none_or(|wanted| status.is_some_and(|s| wanted.contains(&s)))
+                }) {
+                    let due =
+                        timing::due(e.at, rule.timing.offset, rule.timing.at.map(|t| t.0), tz);
+                    new.push(NewAction {
+                        rule: &rule.id.value,
+                        course: &e.course_id,
+                        person,
+                        cycle,
+                        event_at: e.at,
+                        due,
+                        expires: due
+                            .zip(rule.expires_after)
+                            .and_then(|(d, p)| p.add_to(d, tz)),
+                    });
+                }
+            }
+            continue;
+        }
         if kind == EventKind::CourseChanged {
             courses.remove(&e.course_id);
             course_changed(tx, rules, tz, now, &e.course_id, &mut courses).await?;
@@ -485,6 +521,22 @@ pub async fn plan_each(
                         .get(&a.course_id)
                         .and_then(|m| m.get(&a.person_id));
                     match (rule, course, enrolment) {
+                        (Some(rule), _, _)
+                            if rule.data_group == DataGroup::CertificationLearner =>
+                        {
+                            let wanted: Vec<&str> = rule
+                                .conditions
+                                .certification_status
+                                .iter()
+                                .flatten()
+                                .map(|s| s.as_str())
+                                .collect();
+                            reasons.push(format!(
+                                "waits until the learner's certification status is {}",
+                                crate::domain::one_of(&wanted)
+                            ));
+                            PlanState::Waiting
+                        }
                         (None, _, _) => {
                             reasons.push(format!(
                                 "rule {} is no longer in the rules directory",

@@ -167,6 +167,9 @@ pub struct Conditions {
     pub passing_obligation_passed: Option<bool>,
     #[serde(default)]
     pub result: Option<Vec<Outcome>>,
+    /// certification_learner rules: the learner's new status must be one of these.
+    #[serde(default)]
+    pub certification_status: Option<Vec<crate::domain::certification::LearnerStatus>>,
 }
 
 impl ActionRule {
@@ -185,6 +188,23 @@ impl ActionRule {
                     "course_participant"
                 }
             ));
+        }
+        let c = &self.conditions;
+        let participant_conditions = c.course_status.is_some()
+            || c.course_type.is_some()
+            || c.attendance_requirement_achieved.is_some()
+            || c.passing_obligation_passed.is_some()
+            || c.result.is_some();
+        if learner && participant_conditions {
+            return Err("conditions on courses, attendance and results need data_group course_participant; a certification_learner rule can use conditions.certification_status".into());
+        }
+        if !learner && c.certification_status.is_some() {
+            return Err(
+                "conditions.certification_status needs data_group certification_learner".into(),
+            );
+        }
+        if learner && self.email.attach.contains(&Attachment::CertificatePdf) {
+            return Err("attach: [certificate_pdf] needs data_group course_participant".into());
         }
         if learner && matches!(self.timing.anchor, Anchor::CourseStart | Anchor::CourseEnd) {
             return Err(

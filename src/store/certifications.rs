@@ -122,7 +122,9 @@ fn record(
         entity: "certification",
         course_id: Some(certification.to_string()),
         person_id: Some(person.to_string()),
-        part_id: None,
+        // For a certification row the "part" is the status it moved to: the event carries
+        // it, so that rules see the status of the moment, not a later one.
+        part_id: after.map(|a| a.status.as_str().to_string()),
         change: what,
         before: before.and_then(|b| j(snapshot(b))),
         after: after.and_then(|a| j(snapshot(a))),
@@ -292,26 +294,37 @@ pub async fn advance_all(
         let Some(before) = load(&mut tx, &certification, &person).await? else {
             continue;
         };
-        // Time first, step by step (a learner left alone for years passes every stage).
-        let mut l = before.clone();
+        // Time, one stage at a time, each recorded (and raising its event): a learner left
+        // alone for years passes every stage, and every stage's email goes out.
+        let mut l = before;
         for _ in 0..4 {
             let next = cert::advance(&l, &terms, now, tz);
             if next == l {
                 break;
             }
-            l = next;
-        }
-        let trained = training_done(&mut tx, spec, &person, l.cycle_started_at).await?;
-        l = cert::progress(&l, &terms, trained, now, tz);
-        if l != before {
-            save(&mut tx, &certification, &person, &l, now).await?;
+            save(&mut tx, &certification, &person, &next, now).await?;
             record(
                 &mut log,
                 &certification,
                 &person,
-                "advanced",
-                Some(&before),
+                "time",
                 Some(&l),
+                Some(&next),
+            );
+            changed += 1;
+            l = next;
+        }
+        let trained = training_done(&mut tx, spec, &person, l.cycle_started_at).await?;
+        let next = cert::progress(&l, &terms, trained, now, tz);
+        if next != l {
+            save(&mut tx, &certification, &person, &next, now).await?;
+            record(
+                &mut log,
+                &certification,
+                &person,
+                "training completed",
+                Some(&l),
+                Some(&next),
             );
             changed += 1;
         }
