@@ -124,7 +124,9 @@ fn every_route_in_the_openapi_document_is_served_and_every_served_route_is_in_it
                 .replace("{part}", "exam")
                 .replace("{person}", "nobody")
                 .replace("{id}", "999999")
-                .replace("{code}", "nocode");
+                .replace("{code}", "nocode")
+                .replace("{certification}", "first-aid-responder")
+                .replace("{action}", "approve");
             let a = api.call(&method.to_uppercase(), &concrete, Some(json!({})));
             assert_ne!(a.status, 405, "{method} {path}: {}", a.body);
             assert!(
@@ -602,7 +604,9 @@ fn no_malformed_input_on_any_route_gets_a_server_error() {
             .replace("{part}", "p1")
             .replace("{person}", "anne")
             .replace("{id}", "1")
-            .replace("{code}", "x");
+            .replace("{code}", "x")
+            .replace("{certification}", "first-aid-responder")
+            .replace("{action}", "record-exam");
         for body in bodies {
             for ct in ["application/json", "text/plain"] {
                 let a = request(
@@ -622,4 +626,51 @@ fn no_malformed_input_on_any_route_gets_a_server_error() {
             }
         }
     }
+}
+
+#[test]
+fn certification_actions_work_through_the_api_with_the_same_refusals() {
+    let api = Api::start();
+    let base = "/api/v1/certifications/first-aid-responder/learners";
+    let assign = api.call(
+        "POST",
+        &format!("{base}/anne/assign"),
+        Some(json!({"reason": "new responder"})),
+    );
+    assert_eq!(assign.status, 200, "{}", assign.body);
+    assert_eq!(assign.json()["status"], "pending_approval");
+    let wrong = api.call("POST", &format!("{base}/anne/permanent_revoke"), None);
+    assert_error(&wrong, 409, "refused");
+    assert!(
+        wrong.body.contains("pending_approval") && wrong.body.contains("allowed in certified"),
+        "{}",
+        wrong.body
+    );
+    assert_eq!(
+        api.call("POST", &format!("{base}/anne/approve"), None)
+            .json()["status"],
+        "certified"
+    );
+    assert_error(
+        &api.call("POST", &format!("{base}/anne/dance"), None),
+        404,
+        "not_found",
+    );
+    assert_error(
+        &api.call("POST", &format!("{base}/nobody/approve"), None),
+        404,
+        "not_found",
+    );
+    assert_error(
+        &api.call(
+            "POST",
+            "/api/v1/certifications/nope/learners/anne/assign",
+            None,
+        ),
+        404,
+        "not_found",
+    );
+    let learners = api.call("GET", base, None).json();
+    assert_eq!(learners[0]["person_id"], "anne");
+    assert_eq!(learners[0]["status"], "certified");
 }

@@ -439,3 +439,70 @@ pub async fn post_retry(
         Err(e) => Err(ApiError::conflict(e.to_string())),
     }
 }
+
+/// POST /api/v1/certifications/{certification}/learners/{person}/{action}: assign,
+/// record-payment, record-exam (`{"passed": true, "test_out": false}`) or an
+/// administrator action; `{"reason": "..."}` goes into the history.
+pub async fn post_certification_action(
+    State(s): State<ApiState>,
+    Path((certification, person, action)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    use crate::store::certifications::{self, CertError, Command};
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not JSON: {e}"),
+            )
+        })?
+    };
+    let reason = body["reason"].as_str().unwrap_or_default().to_string();
+    let word = action.replace('-', "_");
+    let command = match word.as_str() {
+        "assign" => Command::Assign,
+        "record_payment" => Command::RecordPayment,
+        "record_exam" => Command::RecordExam {
+            passed: body["passed"].as_bool().ok_or_else(|| {
+                ApiError::invalid(
+                    "passed: record_exam needs \"passed\": true or false",
+                    Vec::new(),
+                )
+            })?,
+            test_out: body["test_out"].as_bool().unwrap_or(false),
+        },
+        other => Command::Admin(other.parse().map_err(|e: String| ApiError::not_found(e))?),
+    };
+    let rules = s.rules();
+    match certifications::run(
+        &s.store,
+        &rules,
+        s.config.timezone,
+        Utc::now(),
+        "api",
+        &reason,
+        &certification,
+        &person,
+        command,
+    )
+    .await
+    {
+        Ok(status) => {
+            s.wake.notify_one();
+            Ok(
+                Json(json!({"certification": certification, "person": person, "status": status}))
+                    .into_response(),
+            )
+        }
+        Err(CertError::Refused(why))
+            if why.starts_with("unknown") || why.contains("is not assigned") =>
+        {
+            Err(ApiError::not_found(why))
+        }
+        Err(CertError::Refused(why)) => Err(ApiError::conflict(why)),
+        Err(CertError::Db(e)) => Err(e.into()),
+    }
+}

@@ -116,6 +116,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/plan"),
     ("GET", "/api/v1/deliveries"),
     ("POST", "/api/v1/deliveries/{id}/retry"),
+    (
+        "POST",
+        "/api/v1/certifications/{certification}/learners/{person}/{action}",
+    ),
+    ("GET", "/api/v1/certifications/{certification}/learners"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/verify/{code}"),
     ("GET", "/healthz"),
@@ -153,6 +158,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/plan", get(query::plan))
         .route("/deliveries", get(query::deliveries))
         .route("/deliveries/{id}/retry", post(ingest::post_retry))
+        .route(
+            "/certifications/{certification}/learners/{person}/{action}",
+            post(ingest::post_certification_action),
+        )
+        .route(
+            "/certifications/{certification}/learners",
+            get(query::certification_learners),
+        )
         .route("/openapi.json", get(openapi::document))
         .fallback(errors::not_found)
         .route_layer(axum::middleware::from_fn_with_state(

@@ -88,6 +88,16 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>) {
         ),
         ("GET", "/api/v1/deliveries") => ("The outbox (query: state)", None),
         ("POST", "/api/v1/deliveries/{id}/retry") => ("Queue a failed delivery again", None),
+        ("POST", "/api/v1/certifications/{certification}/learners/{person}/{action}") => (
+            "Certification learner: assign, record_payment, record_exam, or an administrator action (override_payment, override_training, override_exam, approve, revoke_access, force_recertification, permanent_revoke, restore_access, remove); 409 names the status and where the action is allowed",
+            Some(
+                json!({"type": "object", "properties": {"reason": s("kept in the history"),
+                "passed": {"type": "boolean", "description": "record_exam"}, "test_out": {"type": "boolean"}}}),
+            ),
+        ),
+        ("GET", "/api/v1/certifications/{certification}/learners") => {
+            ("A certification's learners and their statuses", None)
+        }
         ("GET", "/api/v1/openapi.json") => ("This document", None),
         ("GET", "/verify/{code}") => (
             "Public: is this certificate valid, expired or revoked (HTML, or JSON with Accept: application/json)",

@@ -283,3 +283,17 @@ pub async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
     )
         .into_response())
 }
+
+/// GET /api/v1/certifications/{certification}/learners.
+pub async fn certification_learners(
+    State(s): State<ApiState>,
+    Path(certification): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !s.rules().certifications.contains_key(&certification) {
+        return Err(ApiError::not_found(format!(
+            "unknown certification {certification:?}"
+        )));
+    }
+    let rows = crate::store::certifications::list(&s.store, Some(&certification)).await?;
+    Ok(Json(json!(rows)))
+}
