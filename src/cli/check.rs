@@ -22,9 +22,10 @@ pub fn run(config_path: &Path) -> ExitCode {
     let (set, _templates, problems) = render::load_checked(&config);
     if problems.is_empty() {
         println!(
-            "{}: ok ({} course type(s), {} action rule(s); every email rendered against a sample context)",
+            "{}: ok ({} course type(s), {} certification(s), {} action rule(s); every email rendered against a sample context)",
             config_path.display(),
             set.course_types.len(),
+            set.certifications.len(),
             set.actions.len(),
         );
         return ExitCode::SUCCESS;
