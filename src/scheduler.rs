@@ -134,10 +134,14 @@ impl Runtime {
                     (SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('queued', 'retrying'))",
         ).bind(now).fetch_one(&mut **c).await)?;
         tx.rollback().await?;
-        Ok(match (action, retry) {
-            (Some(a), Some(r)) => Some(a.min(r)),
-            (a, r) => a.or(r),
-        })
+        let learner = crate::store::certifications::next_change(
+            &self.store,
+            &self.rules,
+            self.config.timezone,
+        )
+        .await?
+        .filter(|t| *t > now);
+        Ok([action, retry, learner].into_iter().flatten().min())
     }
 
     /// SIGHUP (T5): a valid set replaces the running one at once; an invalid one is

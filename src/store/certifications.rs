@@ -356,3 +356,32 @@ pub async fn list(
     tx.rollback().await?;
     Ok(rows)
 }
+
+/// When time next moves a learner (window, expiry, end of grace), for `serve`'s timer.
+pub async fn next_change(
+    store: &Store,
+    rules: &RuleSet,
+    tz: Tz,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    if rules.certifications.is_empty() {
+        return Ok(None);
+    }
+    let mut tx = store.begin_read().await?;
+    let rows: Vec<(String, String)> = on!(&mut tx, c => sqlx::query_as(
+        "SELECT certification_id, person_id FROM certification_learners \
+         WHERE status IN ('certified', 'recertifying', 'expired') AND valid_until IS NOT NULL",
+    ).fetch_all(&mut **c).await)?;
+    let mut next: Option<DateTime<Utc>> = None;
+    for (certification, person) in rows {
+        let Some(spec) = rules.certifications.get(&certification) else {
+            continue;
+        };
+        if let Some(l) = load(&mut tx, &certification, &person).await?
+            && let Some(at) = cert::next_change(&l, &spec.terms(), tz)
+        {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+    }
+    tx.rollback().await?;
+    Ok(next)
+}
