@@ -83,6 +83,20 @@ fn to_row(
     })
 }
 
+/// A body that may be left out: empty means `{}`.
+fn optional_json(body: &[u8]) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
 fn cell(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
@@ -269,17 +283,7 @@ pub async fn put_enrolment(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     // The body is optional here: `{}` or `{"walk_in": true}`.
-    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("the body is not JSON: {e}"),
-            )
-        })?
-    };
+    let body = optional_json(&body)?;
     put_one(
         &s,
         Kind::Enrolments,
@@ -449,17 +453,7 @@ pub async fn post_certification_action(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     use crate::store::certifications::{self, CertError, Command};
-    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("the body is not JSON: {e}"),
-            )
-        })?
-    };
+    let body = optional_json(&body)?;
     let reason = body["reason"].as_str().unwrap_or_default().to_string();
     let word = action.replace('-', "_");
     let command = match word.as_str() {
