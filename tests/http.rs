@@ -16,7 +16,8 @@ const TOKEN: &str = "test-token-0123456789";
 struct Api {
     port: u16,
     child: Child,
-    office: Office,
+    /// Taken by `cleanup` (PostgreSQL offices drop their schema).
+    office: Option<Office>,
     smtp: SmtpServer,
 }
 
@@ -25,11 +26,26 @@ impl Api {
     fn start() -> Api {
         let smtp = SmtpServer::start();
         let port = free_port();
-        let office = Office::new(&format!(
-            "{}  verify_base_url: https://opleidingen.example.nl\nmail:\n  transport: smtp\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    tls: none\nhttp:\n  listen: 127.0.0.1:{port}\n  token_env: REGISTRAR_TEST_API_TOKEN\n",
+        let office = Office::new(&Api::config(smtp.port, port));
+        Api::serve(office, smtp, port)
+    }
+
+    /// The same on its own PostgreSQL schema; `None` without REGISTRAR_TEST_POSTGRES_URL.
+    async fn start_postgres() -> Option<Api> {
+        let smtp = SmtpServer::start();
+        let port = free_port();
+        let office = Office::postgres(&Api::config(smtp.port, port)).await?;
+        Some(Api::serve(office, smtp, port))
+    }
+
+    fn config(smtp: u16, port: u16) -> String {
+        format!(
+            "{}  verify_base_url: https://opleidingen.example.nl\nmail:\n  transport: smtp\n  smtp:\n    host: 127.0.0.1\n    port: {smtp}\n    tls: none\nhttp:\n  listen: 127.0.0.1:{port}\n  token_env: REGISTRAR_TEST_API_TOKEN\n",
             common::office::OFFICE,
-            smtp.port
-        ));
+        )
+    }
+
+    fn serve(office: Office, smtp: SmtpServer, port: u16) -> Api {
         office.example("2026-03-24T09:00:00+01:00");
         let child = office
             .command(None, &["serve"])
@@ -41,14 +57,20 @@ impl Api {
         let api = Api {
             port,
             child,
-            office,
+            office: Some(office),
             smtp,
         };
         let start = Instant::now();
-        while request(port, "GET", "/healthz", &[], b"").status != 200 {
+        loop {
+            let h = request(port, "GET", "/healthz", &[], b"");
+            if h.status == 200 {
+                break;
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(20),
-                "serve did not become healthy"
+                "serve did not become healthy on port {port}: {} {}",
+                h.status,
+                h.body
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -80,19 +102,39 @@ impl Api {
     async fn db(&self) -> sqlx::SqlitePool {
         sqlx::SqlitePool::connect(&format!(
             "sqlite://{}",
-            self.office.dir.path().join("test.db").display()
+            self.office
+                .as_ref()
+                .expect("office")
+                .dir
+                .path()
+                .join("test.db")
+                .display()
         ))
         .await
         .expect("db")
     }
 }
 
-impl Drop for Api {
-    fn drop(&mut self) {
+impl Api {
+    /// Stops `serve` and drops the office's PostgreSQL schema, if it has one.
+    async fn cleanup(mut self) {
+        self.stop();
+        if let Some(office) = self.office.take() {
+            office.cleanup().await;
+        }
+    }
+
+    fn stop(&mut self) {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -673,4 +715,56 @@ fn certification_actions_work_through_the_api_with_the_same_refusals() {
     let learners = api.call("GET", base, None).json();
     assert_eq!(learners[0]["person_id"], "anne");
     assert_eq!(learners[0]["status"], "certified");
+}
+
+#[tokio::test]
+async fn the_api_runs_the_same_on_postgresql() {
+    let Some(api) = Api::start_postgres().await else {
+        return;
+    };
+    let person = json!({"full_name": "Ada Lovelace", "email": "ada@example.org"});
+    assert_eq!(
+        api.call("PUT", "/api/v1/people/ada", Some(person.clone()))
+            .status,
+        201
+    );
+    assert_eq!(
+        api.call("PUT", "/api/v1/people/ada", Some(person)).json()["unchanged"],
+        1
+    );
+    // A walk-in mark (D6) through the group-commit path, and a refusal (D4) as 409.
+    let mark = api.call(
+        "POST",
+        "/api/v1/courses/ehbo-2026-03/attendance",
+        Some(json!({"part_id": "p1", "person_id": "ada", "status": "attended"})),
+    );
+    assert_eq!(mark.status, 201, "{}", mark.body);
+    let back = api.call(
+        "PUT",
+        "/api/v1/courses/ehbo-2026-03/results/anne",
+        Some(json!({"result": "failed"})),
+    );
+    assert_error(&back, 409, "refused");
+    let people = api
+        .call("GET", "/api/v1/courses/ehbo-2026-03/participants", None)
+        .json();
+    let ada = people["participants"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|p| p["person_id"] == "ada")
+        .cloned()
+        .expect("ada is a walk-in");
+    assert_eq!(ada["walk_in"], true);
+    // The emails due after the import went out through the scheduler on PostgreSQL.
+    let start = Instant::now();
+    while api.smtp.count() == 0 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(api.smtp.count() > 0);
+    let sent = api
+        .call("GET", "/api/v1/deliveries?state=sent", None)
+        .json();
+    assert!(!sent.as_array().expect("deliveries").is_empty());
+    drop(api);
 }

@@ -212,7 +212,7 @@ fn page(title: &str, body: &str, colour: &str) -> String {
 pub async fn healthz(State(s): State<ApiState>) -> Response {
     let db = match s.store.begin_read().await {
         Ok(mut tx) => {
-            let ok = on!(&mut tx, c => sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&mut **c).await).is_ok();
+            let ok = on!(&mut tx, c => sqlx::query_scalar::<_, i64>("SELECT CAST(1 AS BIGINT)").fetch_one(&mut **c).await).is_ok();
             let _ = tx.rollback().await;
             ok
         }
