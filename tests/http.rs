@@ -766,5 +766,5 @@ async fn the_api_runs_the_same_on_postgresql() {
         .call("GET", "/api/v1/deliveries?state=sent", None)
         .json();
     assert!(!sent.as_array().expect("deliveries").is_empty());
-    drop(api);
+    api.cleanup().await;
 }
