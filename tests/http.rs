@@ -766,5 +766,28 @@ async fn the_api_runs_the_same_on_postgresql() {
         .call("GET", "/api/v1/deliveries?state=sent", None)
         .json();
     assert!(!sent.as_array().expect("deliveries").is_empty());
+    let metrics = request(api.port, "GET", "/metrics", &[], b"");
+    assert_eq!(metrics.status, 200, "{}", metrics.body);
+    assert!(
+        metrics
+            .body
+            .contains("registrar_deliveries{state=\"sent\"}")
+    );
+    assert_eq!(
+        request(api.port, "GET", "/verify/nocode", &[], b"").status,
+        404
+    );
+    let plan = api.call("GET", "/api/v1/plan", None);
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    let base = "/api/v1/certifications/first-aid-responder/learners";
+    assert_eq!(
+        api.call("POST", &format!("{base}/anne/assign"), None)
+            .status,
+        200
+    );
+    assert_eq!(
+        api.call("GET", base, None).json()[0]["status"],
+        "pending_approval"
+    );
     api.cleanup().await;
 }
