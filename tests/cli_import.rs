@@ -43,15 +43,7 @@ impl Office {
 
     fn import_example(&self) {
         let office = common::repo().join("examples/office");
-        for kind in [
-            "courses",
-            "parts",
-            "people",
-            "enrolments",
-            "attendance",
-            "part-results",
-            "results",
-        ] {
+        for kind in common::EXAMPLE_KINDS {
             let out = self.import(kind, &office.join(format!("{kind}.csv")));
             assert!(
                 out.status.success(),

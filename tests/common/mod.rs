@@ -6,6 +6,17 @@ pub mod office;
 pub mod smtp;
 pub mod welcome;
 
+/// The CSV files of examples/office, in the order they import.
+pub const EXAMPLE_KINDS: [&str; 7] = [
+    "courses",
+    "parts",
+    "people",
+    "enrolments",
+    "attendance",
+    "part-results",
+    "results",
+];
+
 use chrono::{DateTime, Utc};
 use registrar::rules::{CourseType, RuleSet};
 use registrar::store::{Store, Tx};

@@ -121,15 +121,7 @@ impl Office {
     /// Imports every CSV file of examples/office.
     pub fn example(&self, now: &str) {
         let office = super::repo().join("examples/office");
-        for kind in [
-            "courses",
-            "parts",
-            "people",
-            "enrolments",
-            "attendance",
-            "part-results",
-            "results",
-        ] {
+        for kind in super::EXAMPLE_KINDS {
             self.import(now, kind, office.join(format!("{kind}.csv")));
         }
     }
