@@ -4,8 +4,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod change;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod delivery;
 pub mod domain;
 pub mod engine;

@@ -168,6 +168,11 @@ impl Templates {
         self.html.has_template(name)
     }
 
+    /// Whether `name` has a text alternative (`NAME.txt.hbs`).
+    pub fn has_text(&self, name: &str) -> bool {
+        self.text.has_template(name)
+    }
+
     /// Renders the email of `rule` against `ctx`.
     pub fn render(&self, rule: &ActionRule, ctx: &Value) -> Result<Rendered, TemplateProblem> {
         let inline = |what: &str, s: &serde_saphyr::Spanned<String>| {

@@ -4,8 +4,8 @@
 use crate::domain::progress::{self, AttendanceSummary, PassingSummary};
 use crate::domain::{ExpiryStatus, Outcome, expiry};
 use crate::rules::RuleSet;
-use crate::store::Tx;
-use crate::store::read::{self, CourseInfo};
+use crate::store::catalogue::{self, CourseInfo};
+use crate::store::{Lock, Tx, certificates, certifications, enrolments};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::collections::HashMap;
@@ -48,7 +48,7 @@ pub async fn participants(
     course_id: &str,
     only: Option<&[String]>,
 ) -> Result<Option<(CourseInfo, Vec<ParticipantStatus>)>, sqlx::Error> {
-    let Some(course) = read::course(tx, course_id).await? else {
+    let Some(course) = catalogue::course(tx, course_id, Lock::None).await? else {
         return Ok(None);
     };
     let course_type = rules.course_types.get(&course.type_id);
@@ -57,16 +57,16 @@ pub async fn participants(
     if only.is_some_and(<[String]>::is_empty) {
         return Ok(Some((course, Vec::new())));
     }
-    let enrolments = read::participants_of_course(tx, course_id, only).await?;
-    let people: Vec<String> = enrolments
+    let enrolled = enrolments::participants_of_course(tx, course_id, only).await?;
+    let people: Vec<String> = enrolled
         .iter()
         .map(|(e, _, _)| e.person_id.clone())
         .collect();
-    let progress = read::progress(tx, course_id, &people).await?;
-    let certificates = read::certificate_numbers(tx, course_id).await?;
+    let progress = enrolments::progress(tx, course_id, &people).await?;
+    let certificates = certificates::numbers_in_force(tx, course_id).await?;
     let (no_marks, no_results) = (HashMap::new(), HashMap::new());
-    let mut out = Vec::with_capacity(enrolments.len());
-    for (e, full_name, email) in enrolments {
+    let mut out = Vec::with_capacity(enrolled.len());
+    for (e, full_name, email) in enrolled {
         let marks = progress.marks.get(&e.person_id).unwrap_or(&no_marks);
         let results = progress
             .part_results
@@ -100,9 +100,6 @@ pub async fn participants(
     }
     Ok(Some((course, out)))
 }
-
-/// number, verification code, issued at, valid until.
-type CertificateRow = (String, String, DateTime<Utc>, Option<DateTime<Utc>>);
 
 /// The template context (SPEC §3) of one participant of one course; `part` is the part the
 /// triggering event was about, if any. `None` when the course or enrolment is unknown.
@@ -144,10 +141,10 @@ pub async fn participant_context(
     use crate::render::long_date;
     use serde_json::json;
     let (course_id, person_id) = (course.id.as_str(), p.person_id.as_str());
-    let Some(person) = read::person(tx, person_id).await? else {
+    let Some(person) = catalogue::person(tx, person_id, Lock::None).await? else {
         return Ok(None);
     };
-    let Some(e) = read::enrolment(tx, course_id, person_id).await? else {
+    let Some(e) = enrolments::one(tx, course_id, person_id, Lock::None).await? else {
         return Ok(None);
     };
     let type_name = rules
@@ -161,12 +158,14 @@ pub async fn participant_context(
             json!({"id": d.rule.id, "name": d.name, "start": local_rfc3339(d.rule.start, tz),
                         "end": local_rfc3339(d.rule.end, tz), "date": long_date(d.rule.start, tz)})
         });
-    let certificate: Option<CertificateRow> = crate::store::on!(tx, c => sqlx::query_as(
-        "SELECT number, verification_code, issued_at, valid_until FROM certificates \
-         WHERE course_id = $1 AND person_id = $2 AND cycle = $3 AND revoked_at IS NULL",
-    ).bind(course_id).bind(person_id).bind(e.cycle).fetch_optional(&mut **c).await)?;
+    let certificate = certificates::in_force(tx, course_id, person_id, e.cycle).await?;
     let certificate = match certificate {
-        Some((number, code, issued, until)) => json!({
+        Some(certificates::InForce {
+            number,
+            verification_code: code,
+            issued_at: issued,
+            valid_until: until,
+        }) => json!({
             "number": number, "verification_code": code,
             "verify_url": format!("{}/verify/{code}", office.verify_base_url),
             "issued_on": long_date(issued, tz), "valid_until": until.map(|u| long_date(u, tz)).unwrap_or_default()}),
@@ -217,20 +216,15 @@ pub async fn learner_context(
     sqlx::Error,
 > {
     use crate::render::long_date;
-    type Row = (String, i64, Option<DateTime<Utc>>);
     let Some(spec) = rules.certifications.get(certification) else {
         return Ok(None);
     };
-    let row: Option<Row> = crate::store::on!(tx, c => sqlx::query_as(
-        "SELECT status, cycle, valid_until FROM certification_learners WHERE certification_id = $1 AND person_id = $2",
-    ).bind(certification).bind(person_id).fetch_optional(&mut **c).await)?;
-    let Some((status, cycle, until)) = row else {
+    let Some(learner) = certifications::load(tx, certification, person_id, Lock::None).await?
+    else {
         return Ok(None);
     };
-    let Ok(status) = status.parse::<crate::domain::certification::LearnerStatus>() else {
-        return Ok(None);
-    };
-    let Some(person) = read::person(tx, person_id).await? else {
+    let (status, cycle, until) = (learner.status, learner.cycle, learner.valid_until);
+    let Some(person) = catalogue::person(tx, person_id, Lock::None).await? else {
         return Ok(None);
     };
     let mut ctx = crate::render::sample_context(office);

@@ -168,7 +168,7 @@ fn preview_writes_the_exact_multipart_message_and_sends_nothing() {
     );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
-        printed.contains("The rule's conditions hold for zoe now."),
+        printed.contains("Due now: the next pass sends it to zoe (action "),
         "{printed}"
     );
     let path = out_dir.join("result-failed__ehbo-2026-03__zoe.eml");

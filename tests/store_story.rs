@@ -7,8 +7,8 @@ use common::{TestDb, at, rules, tz};
 use registrar::domain::input::*;
 use registrar::domain::{CourseStatus, EmailAddress, Mark, Outcome};
 use registrar::rules::RuleSet;
-use registrar::store::read;
-use registrar::store::write::{Applied, Work, WriteError};
+use registrar::change::{Applied, Work, WriteError};
+use registrar::store::{Lock, catalogue, certificates, enrolments, history};
 use registrar::store::{Store, Tx, on};
 use std::collections::BTreeMap;
 
@@ -119,8 +119,8 @@ async fn office(store: &Store, rules: &RuleSet) {
     .expect("office");
 }
 
-async fn enrolment(store: &Store, person: &str) -> Option<read::Enrolment> {
-    common::read(store, async |tx| read::enrolment(tx, "c1", person).await).await
+async fn enrolment(store: &Store, person: &str) -> Option<enrolments::Enrolment> {
+    common::read(store, async |tx| enrolments::one(tx, "c1", person, Lock::None).await).await
 }
 
 async fn marks(store: &Store, person: &str, m: &[(&str, Mark)]) {
@@ -175,7 +175,7 @@ async fn create_upsert_and_query_work_the_same_on_every_backend() {
         assert_eq!(changed, Applied::Updated, "{}", db.name);
 
         let mut tx = db.store.begin().await.expect("tx");
-        let c = read::course(&mut tx, "c1")
+        let c = catalogue::course(&mut tx, "c1", Lock::None)
             .await
             .expect("read")
             .expect("course");
@@ -185,17 +185,17 @@ async fn create_upsert_and_query_work_the_same_on_every_backend() {
             "{}",
             db.name
         );
-        let people = read::enrolments_of_course(&mut tx, "c1")
+        let people = enrolments::participants_of_course(&mut tx, "c1", None)
             .await
             .expect("read");
-        let names: Vec<&str> = people.iter().map(|e| e.person_id.as_str()).collect();
+        let names: Vec<&str> = people.iter().map(|(e, _, _)| e.person_id.as_str()).collect();
         assert_eq!(
             names,
             ["anne", "jan", "zoe"],
             "{}: ordered by full name",
             db.name
         );
-        let zoe = read::person(&mut tx, "zoe")
+        let zoe = catalogue::person(&mut tx, "zoe", Lock::None)
             .await
             .expect("read")
             .expect("zoe");
@@ -390,7 +390,7 @@ async fn d4_reset_and_reassign_start_a_new_cycle_revoke_the_certificate_and_clea
             );
             let mut tx = db.store.begin().await.expect("tx");
             assert!(
-                read::certificate_numbers(&mut tx, "c1")
+                certificates::numbers_in_force(&mut tx, "c1")
                     .await
                     .expect("certs")
                     .is_empty(),
@@ -400,7 +400,7 @@ async fn d4_reset_and_reassign_start_a_new_cycle_revoke_the_certificate_and_clea
             tx.rollback().await.expect("rollback");
         }
         let p = common::read(&db.store, async |tx| {
-            read::progress(tx, "c1", &["anne".into(), "jan".into()]).await
+            enrolments::progress(tx, "c1", &["anne".into(), "jan".into()]).await
         })
         .await;
         assert_eq!(
@@ -447,7 +447,7 @@ async fn d6_a_walk_in_mark_creates_the_enrolment_and_gets_full_credit() {
         assert!(
             matches!(
                 out,
-                Err(WriteError::Refused {
+                Err(WriteError::Missing {
                     column: Some("person_id"),
                     ..
                 })
@@ -482,7 +482,7 @@ async fn d7_removal_is_allowed_before_the_first_part_and_refused_after_it() {
         assert!(enrolment(&db.store, "jan").await.is_some(), "{}", db.name);
         // The history keeps the removed booking.
         let h = common::read(&db.store, async |tx| {
-            read::history_of(tx, "c1", "zoe").await
+            history::of_participant(tx, "c1", "zoe").await
         })
         .await;
         assert!(
@@ -529,7 +529,7 @@ async fn d9_deregistered_and_cancelled_are_recorded_as_events_for_the_engine() {
             db.name
         );
         let events = common::read(&db.store, async |tx| {
-            read::unprocessed_events(tx, 1000).await
+            history::unprocessed(tx, 1000).await
         })
         .await;
         assert!(
@@ -566,7 +566,7 @@ async fn d10_every_change_has_a_history_row_and_history_cannot_be_rewritten() {
         marks(&db.store, "anne", &[("p1", Mark::Attended)]).await;
         marks(&db.store, "anne", &[("p1", Mark::NotAttended)]).await;
         let h = common::read(&db.store, async |tx| {
-            read::history_of(tx, "c1", "anne").await
+            history::of_participant(tx, "c1", "anne").await
         })
         .await;
         let marks: Vec<_> = h.iter().filter(|r| r.entity == "attendance").collect();

@@ -2,8 +2,8 @@
 //! administrator actions of SPEC §2, recorded exams and payments; `history` and `list`.
 
 use super::App;
+use crate::change::certifications::{self, CertError, Command};
 use crate::domain::certification::AdminAction;
-use crate::store::certifications::{self, CertError, Command};
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -33,7 +33,8 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     let word = args.action.replace('-', "_");
     let store = app.store().await?;
     if word == "list" {
-        let rows = certifications::list(&store, args.certification.as_deref()).await?;
+        let rows =
+            crate::store::certifications::list(&store, args.certification.as_deref()).await?;
         if rows.is_empty() {
             println!("no learners");
         }
@@ -59,12 +60,9 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     };
     if word == "history" {
         let mut tx = store.begin_read().await?;
-        let rows = crate::store::read::certification_history(
-            &mut tx,
-            person,
-            args.certification.as_deref(),
-        )
-        .await?;
+        let rows =
+            crate::store::history::of_learner(&mut tx, person, args.certification.as_deref())
+                .await?;
         tx.rollback().await?;
         if rows.is_empty() {
             println!("no certification history for {person}");
@@ -129,7 +127,7 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         Ok(None) => {
             println!("{person} removed from {certification} (the history keeps the record)")
         }
-        Err(CertError::Refused(why)) => {
+        Err(CertError::Refused(why) | CertError::Missing(why)) => {
             eprintln!("registrar: {why}");
             return Ok(ExitCode::FAILURE);
         }

@@ -38,19 +38,20 @@ pub struct Ids {
     pub ids: Vec<i64>,
 }
 
-fn state_name(s: State) -> &'static str {
+fn state_of(s: State) -> crate::domain::DeliveryState {
+    use crate::domain::DeliveryState as D;
     match s {
-        State::Queued => "queued",
-        State::Sending => "sending",
-        State::Sent => "sent",
-        State::Retrying => "retrying",
-        State::Failed => "failed",
+        State::Queued => D::Queued,
+        State::Sending => D::Sending,
+        State::Sent => D::Sent,
+        State::Retrying => D::Retrying,
+        State::Failed => D::Failed,
     }
 }
 
 pub async fn list(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     let store = app.store().await?;
-    let rows = delivery::list(&store, args.state.map(state_name)).await?;
+    let rows = delivery::list(&store, args.state.map(state_of)).await?;
     store.close().await;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),

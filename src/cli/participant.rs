@@ -1,7 +1,7 @@
 //! `registrar participant remove|reset|reassign|equivalency --course C --person P`.
 
 use super::App;
-use crate::store::write::{Work, WriteError};
+use crate::change::{Work, WriteError};
 use std::process::ExitCode;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -31,39 +31,38 @@ pub struct Args {
 pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     let store = app.store().await?;
     let source = format!("participant {:?}", args.action).to_lowercase();
-    let mut work = Work::new(
-        &app.rules,
-        app.config.timezone,
-        app.now,
-        &app.actor,
-        &source,
-    );
-    let mut tx = store.begin().await?;
     let (c, p) = (args.course.as_str(), args.person.as_str());
-    let done = match args.action {
-        Action::Remove => work.remove(&mut tx, c, p).await.map(|()| format!("removed {p} from course {c}")),
-        Action::Reset => work.reset(&mut tx, c, p).await.map(|cycle| {
-            format!("reset {p} in course {c} to registered; cycle {cycle} started, its certificate (if any) revoked")
-        }),
-        Action::Reassign => work.reassign(&mut tx, c, p).await.map(|cycle| {
-            format!("reassigned {p} to course {c}; cycle {cycle} started with attendance cleared")
-        }),
-        Action::Equivalency => work.equivalency(&mut tx, c, p).await.map(|_| format!("{p} completed course {c} by equivalency")),
-    };
+    let done = crate::store::transact!(store, |tx| {
+        let mut work = Work::new(
+            &app.rules,
+            app.config.timezone,
+            app.now,
+            &app.actor,
+            &source,
+        );
+        let message = match args.action {
+                Action::Remove => work.remove(tx, c, p).await.map(|()| format!("removed {p} from course {c}")),
+                Action::Reset => work.reset(tx, c, p).await.map(|cycle| {
+                    format!("reset {p} in course {c} to registered; cycle {cycle} started, its certificate (if any) revoked")
+                }),
+                Action::Reassign => work.reassign(tx, c, p).await.map(|cycle| {
+                    format!("reassigned {p} to course {c}; cycle {cycle} started with attendance cleared")
+                }),
+                Action::Equivalency => work.equivalency(tx, c, p).await.map(|_| format!("{p} completed course {c} by equivalency")),
+            }?;
+        work.finish(tx).await?;
+        Ok::<_, WriteError>(message)
+    });
+    store.close().await;
     match done {
         Ok(message) => {
-            work.finish(&mut tx).await?;
-            tx.commit().await?;
-            store.close().await;
             println!("{message}");
             Ok(ExitCode::SUCCESS)
         }
-        Err(WriteError::Refused { message, .. }) => {
-            tx.rollback().await?;
-            store.close().await;
-            eprintln!("registrar: {message}");
+        Err(WriteError::Sql(e)) => Err(e.into()),
+        Err(e) => {
+            eprintln!("registrar: {e}");
             Ok(ExitCode::FAILURE)
         }
-        Err(WriteError::Sql(e)) => Err(e.into()),
     }
 }

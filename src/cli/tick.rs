@@ -1,37 +1,12 @@
 //! `registrar tick [--now T]` (one pass, then exit) and `registrar serve` (the daemon).
 
 use super::App;
-use crate::delivery::{Instance, Transport};
+use crate::daemon::Daemon;
 use crate::scheduler::Runtime;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
-/// The runtime of a pass: the store, the checked rules and templates, the transport.
-async fn runtime(app: &App) -> anyhow::Result<Runtime> {
-    let (rules, templates, problems) = crate::render::load_checked(&app.config);
-    if !problems.is_empty() {
-        anyhow::bail!(
-            "the rules and templates have {} error(s); nothing was sent:\n{}",
-            problems.len(),
-            problems.join("\n")
-        );
-    }
-    let transport = Transport::from_config(&app.config.mail, &app.config.office.from)
-        .map_err(anyhow::Error::msg)?;
-    Ok(Runtime {
-        store: app.store().await?,
-        config: app.config.clone(),
-        rules,
-        templates,
-        transport,
-        me: Instance::new(),
-        stop: Arc::new(AtomicBool::new(false)),
-    })
-}
 
 pub async fn tick(app: &App) -> anyhow::Result<ExitCode> {
-    let rt = runtime(app).await?;
+    let rt = Runtime::build(app.config.clone()).await?;
     let result = rt.pass(app.now).await;
     rt.me.leave(&rt.store).await.ok();
     rt.store.close().await;
@@ -43,13 +18,30 @@ pub async fn tick(app: &App) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `serve`: the daemon, with SIGTERM and SIGINT stopping it and SIGHUP reloading it.
 pub async fn serve(app: &App) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
     if app.now_given {
         anyhow::bail!(
             "--now is for `tick`, `plan` and the like; `serve` always runs on the real clock"
         );
     }
-    let rt = runtime(app).await?;
-    crate::scheduler::serve(rt).await?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let daemon = Daemon::build(app.config.clone()).await?;
+    let handle = daemon.handle();
+    let signals = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => handle.stop(),
+                _ = int.recv() => handle.stop(),
+                _ = hup.recv() => handle.reload(),
+            }
+        }
+    });
+    let result = daemon.run_until_stopped().await;
+    signals.abort();
+    result?;
     Ok(ExitCode::SUCCESS)
 }

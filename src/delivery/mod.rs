@@ -6,8 +6,9 @@
 
 pub mod transport;
 
-use crate::store::{Change, Changes, j};
-use crate::store::{Store, Tx, on};
+use crate::domain::{ActionState, DeliveryState};
+use crate::store::outbox::{self, Claimed};
+use crate::store::{Change, Changes, Store, actions, j};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,8 +39,11 @@ impl Instance {
         let host = crate::service::host();
         let pid = i64::from(std::process::id());
         let started = Utc::now().timestamp_millis();
+        // Several daemons may run in one process (tests): each has its own id.
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
         Instance {
-            id: format!("{host}:{pid}:{started}"),
+            id: format!("{host}:{pid}:{started}:{n}"),
             host,
             pid,
             released_at: Arc::default(),
@@ -58,23 +62,14 @@ impl Instance {
         }
     }
 
-    /// Records that this process is alive (real time, whatever `--now` says).
+    /// Records that this process is alive (by the database's clock, whatever `--now` says).
     pub async fn heartbeat(&self, store: &Store) -> Result<(), sqlx::Error> {
-        let now = Utc::now();
-        let mut tx = store.begin().await?;
-        on!(&mut tx, c => sqlx::query(
-            "INSERT INTO instances (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4) \
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-        ).bind(&self.id).bind(&self.host).bind(self.pid).bind(now).execute(&mut **c).await.map(|_| ()))?;
-        tx.commit().await
+        outbox::heartbeat(store, &self.id, &self.host, self.pid).await
     }
 
     /// Forgets this process (on a clean exit).
     pub async fn leave(&self, store: &Store) -> Result<(), sqlx::Error> {
-        let mut tx = store.begin().await?;
-        on!(&mut tx, c => sqlx::query("DELETE FROM instances WHERE id = $1")
-            .bind(&self.id).execute(&mut **c).await.map(|_| ()))?;
-        tx.commit().await
+        outbox::leave(store, &self.id).await
     }
 }
 
@@ -92,18 +87,6 @@ pub struct Delivered {
     pub failed: u64,
     /// Messages found claimed by a process that is gone, queued again.
     pub released: u64,
-}
-
-#[derive(sqlx::FromRow)]
-struct Claimed {
-    id: i64,
-    rule_id: String,
-    course_id: String,
-    person_id: String,
-    cycle: i64,
-    recipients: String,
-    message: Option<Vec<u8>>,
-    attempts: i64,
 }
 
 /// Sends every message whose time has come at `now`, until none is left or `stop` is set.
@@ -124,13 +107,7 @@ pub async fn deliver(
         ..Delivered::default()
     };
     while !stop.load(Ordering::SeqCst) {
-        if !store
-            .any(
-                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE state IN ('queued', 'retrying') AND next_attempt_at <= $1)",
-                now,
-            )
-            .await?
-        {
+        if !outbox::any_ready(store, now).await? {
             break;
         }
         let batch = claim(
@@ -178,27 +155,15 @@ pub async fn deliver(
     Ok(report)
 }
 
-/// Marks up to `limit` ready messages `sending` for this process. On PostgreSQL rows
-/// another process holds are skipped (FOR UPDATE SKIP LOCKED); SQLite has one writer.
+/// Marks up to `limit` ready messages `sending` for this process.
 async fn claim(
     store: &Store,
     me: &Instance,
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let mut tx = store.begin().await?;
-    let lock = match &tx {
-        Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-        Tx::Sqlite(_) => "",
-    };
-    let rows: Vec<Claimed> = on!(&mut tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE deliveries SET state = 'sending', claimed_by = $1, claimed_at = $2, attempts = attempts + 1, updated_at = $3 \
-         WHERE id IN (SELECT id FROM deliveries WHERE state IN ('queued', 'retrying') AND next_attempt_at <= $3 \
-         ORDER BY next_attempt_at, id LIMIT $4{lock}) \
-         RETURNING id, rule_id, course_id, person_id, cycle, recipients, message, attempts"
-    ))).bind(&me.id).bind(Utc::now()).bind(now).bind(limit as i64).fetch_all(&mut **c).await)?;
-    tx.commit().await?;
-    Ok(rows)
+    crate::store::transact!(store, |tx| outbox::claim(tx, &me.id, now, limit as i64)
+        .await)
 }
 
 /// The wait before attempt `attempts + 1`: 1 min, 2, 4, ... up to 6 h.
@@ -215,27 +180,12 @@ async fn record(
     results: &[(i64, i64, Outcome)],
     report: &mut Delivered,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = store.begin().await?;
     let sent: Vec<i64> = results
         .iter()
         .filter(|(_, _, o)| *o == Outcome::Sent)
         .map(|(id, _, _)| *id)
         .collect();
-    for chunk in sent.chunks(500) {
-        on!(&mut tx, c => {
-            let mut q = sqlx::QueryBuilder::new("UPDATE deliveries SET state = 'sent', sent_at = ");
-            q.push_bind(now).push(", updated_at = ").push_bind(now)
-                .push(", last_error = NULL, next_attempt_at = NULL WHERE state = 'sending' AND claimed_by = ")
-                .push_bind(&me.id).push(" AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(")");
-            q.build().execute(&mut **c).await?;
-        });
-    }
-    report.sent += sent.len() as u64;
+    let mut unsent = Vec::new();
     for (id, attempts, outcome) in results {
         let (state, next, error) = match outcome {
             Outcome::Sent => continue,
@@ -247,13 +197,13 @@ async fn record(
                     "temporary failure, next attempt at {next}: {why}"
                 );
                 report.retrying += 1;
-                ("retrying", Some(next), why.clone())
+                (DeliveryState::Retrying, Some(next), why.clone())
             }
             Outcome::Temporary(why) => {
                 tracing::error!(delivery = id, "failed after {attempts} attempts: {why}");
                 report.failed += 1;
                 (
-                    "failed",
+                    DeliveryState::Failed,
                     None,
                     format!("gave up after {attempts} attempts: {why}"),
                 )
@@ -261,15 +211,19 @@ async fn record(
             Outcome::Permanent(why) => {
                 tracing::error!(delivery = id, "failed: {why}");
                 report.failed += 1;
-                ("failed", None, why.clone())
+                (DeliveryState::Failed, None, why.clone())
             }
         };
-        on!(&mut tx, c => sqlx::query(
-            "UPDATE deliveries SET state = $1, next_attempt_at = $2, last_error = $3, updated_at = $4 \
-             WHERE id = $5 AND state = 'sending' AND claimed_by = $6",
-        ).bind(state).bind(next).bind(error).bind(now).bind(id).bind(&me.id).execute(&mut **c).await.map(|_| ()))?;
+        unsent.push((*id, state, next, error));
     }
-    tx.commit().await
+    report.sent += sent.len() as u64;
+    crate::store::transact!(store, |tx| {
+        outbox::mark_sent(tx, &me.id, &sent, now).await?;
+        for (id, state, next, error) in &unsent {
+            outbox::mark_unsent(tx, &me.id, *id, *state, *next, error, now).await?;
+        }
+        Ok::<(), sqlx::Error>(())
+    })
 }
 
 /// Puts back in the queue the messages claimed by processes that are gone: those on this
@@ -280,42 +234,24 @@ async fn release_orphans(
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     me.heartbeat(store).await?;
-    let mut tx = store.begin().await?;
-    let known: Vec<(String, String, i64, DateTime<Utc>)> = on!(&mut tx, c => sqlx::query_as(
-        "SELECT id, host, pid, heartbeat_at FROM instances",
-    ).fetch_all(&mut **c).await)?;
-    let stale = Utc::now() - chrono::Duration::seconds(STALE_SECONDS);
-    let dead: Vec<String> = known
-        .iter()
-        .filter(|(id, host, pid, beat)| {
-            *id != me.id
-                && (*beat < stale || (*host == me.host && !crate::service::pid_alive(*pid)))
-        })
-        .map(|(id, ..)| id.clone())
-        .collect();
-    let alive: Vec<String> = known
-        .iter()
-        .map(|(id, ..)| id.clone())
-        .filter(|id| !dead.contains(id))
-        .collect();
-    let released = on!(&mut tx, c => {
-        let mut q = sqlx::QueryBuilder::new(
-            "UPDATE deliveries SET state = 'queued', claimed_by = NULL, next_attempt_at = ",
-        );
-        q.push_bind(now).push(", updated_at = ").push_bind(now)
-            .push(" WHERE state = 'sending' AND (claimed_by IS NULL OR claimed_by NOT IN ");
-        crate::store::push_list(&mut q, &alive);
-        q.push(")");
-        q.build().execute(&mut **c).await?.rows_affected()
-    });
-    if !dead.is_empty() {
-        on!(&mut tx, c => {
-            let mut q = sqlx::QueryBuilder::new("DELETE FROM instances WHERE id IN ");
-            crate::store::push_list(&mut q, &dead);
-            q.build().execute(&mut **c).await?;
-        });
-    }
-    tx.commit().await?;
+    let released = crate::store::transact!(store, |tx| {
+        let known = outbox::processes(tx, STALE_SECONDS).await?;
+        let dead: Vec<String> = known
+            .iter()
+            .filter(|(id, host, pid, stale)| {
+                *id != me.id && (*stale || (*host == me.host && !crate::service::pid_alive(*pid)))
+            })
+            .map(|(id, ..)| id.clone())
+            .collect();
+        let alive: Vec<String> = known
+            .iter()
+            .map(|(id, ..)| id.clone())
+            .filter(|id| !dead.contains(id))
+            .collect();
+        let released = outbox::release_unless_claimed_by(tx, &alive, now).await?;
+        outbox::forget_processes(tx, &dead).await?;
+        Ok::<u64, sqlx::Error>(released)
+    })?;
     if released > 0 {
         tracing::warn!(
             "{released} message(s) were being sent by a registrar process that stopped without finishing; \
@@ -325,35 +261,14 @@ async fn release_orphans(
     Ok(released)
 }
 
-/// One row of `registrar deliveries`.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
-pub struct DeliveryRow {
-    pub id: i64,
-    pub state: String,
-    pub rule: String,
-    pub course: String,
-    pub person: String,
-    pub cycle: i64,
-    pub recipients: String,
-    pub subject: String,
-    pub message_id: String,
-    pub attempts: i64,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub sent_at: Option<DateTime<Utc>>,
-}
+pub use outbox::DeliveryRow;
 
 /// The outbox, oldest first, optionally of one state.
-pub async fn list(store: &Store, state: Option<&str>) -> Result<Vec<DeliveryRow>, sqlx::Error> {
-    let mut tx = store.begin_read().await?;
-    let rows = on!(&mut tx, c => sqlx::query_as(
-        "SELECT id, state, rule_id AS rule, course_id AS course, person_id AS person, cycle, recipients, subject, \
-         message_id, attempts, next_attempt_at, last_error, created_at, sent_at FROM deliveries \
-         WHERE ($1 IS NULL OR state = $1) ORDER BY id",
-    ).bind(state).fetch_all(&mut **c).await)?;
-    tx.rollback().await?;
-    Ok(rows)
+pub async fn list(
+    store: &Store,
+    state: Option<DeliveryState>,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    outbox::list(store, state).await
 }
 
 /// Why `retry` refused a delivery.
@@ -369,6 +284,12 @@ pub enum RetryError {
     Db(#[from] sqlx::Error),
 }
 
+impl crate::store::Retryable for RetryError {
+    fn retryable(&self) -> bool {
+        matches!(self, RetryError::Db(e) if crate::store::retryable(e))
+    }
+}
+
 /// Queues a failed (or retrying) delivery for an attempt now. One that failed before a
 /// message existed (no valid address, a template error) is fired again from its action,
 /// so the fixed address or template is used.
@@ -378,48 +299,40 @@ pub async fn retry(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<(), RetryError> {
-    type Row = (String, Option<DateTime<Utc>>, bool, i64, String, String);
-    let mut tx = store.begin().await?;
-    let row: Option<Row> = on!(&mut tx, c => sqlx::query_as(
-        "SELECT state, sent_at, message IS NOT NULL, action_id, course_id, person_id FROM deliveries WHERE id = $1",
-    ).bind(id).fetch_optional(&mut **c).await)?;
-    let Some((state, sent_at, has_message, action, course, person)) = row else {
-        return Err(RetryError::Unknown(id));
-    };
-    match state.as_str() {
-        "sent" => {
-            return Err(RetryError::Sent(
-                id,
-                sent_at
-                    .map(|t| format!(" at {}", t.to_rfc3339()))
-                    .unwrap_or_default(),
-            ));
+    crate::store::transact!(store, |tx| {
+        let Some(d) = outbox::for_retry(tx, id).await? else {
+            return Err(RetryError::Unknown(id));
+        };
+        match d.state.as_str() {
+            "sent" => {
+                return Err(RetryError::Sent(
+                    id,
+                    d.sent_at
+                        .map(|t| format!(" at {}", t.to_rfc3339()))
+                        .unwrap_or_default(),
+                ));
+            }
+            "failed" | "retrying" => {}
+            other => return Err(RetryError::NotFailed(id, other.to_string())),
         }
-        "failed" | "retrying" => {}
-        other => return Err(RetryError::NotFailed(id, other.to_string())),
-    }
-    if has_message {
-        on!(&mut tx, c => sqlx::query(
-            "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = $1, last_error = NULL, updated_at = $1 WHERE id = $2",
-        ).bind(now).bind(id).execute(&mut **c).await.map(|_| ()))?;
-    } else {
-        on!(&mut tx, c => sqlx::query(
-            "UPDATE actions SET state = 'approved', updated_at = $1 WHERE id = $2",
-        ).bind(now).bind(action).execute(&mut **c).await.map(|_| ()))?;
-    }
-    // D10, and a change that wakes running `serve` processes.
-    let mut log = Changes::new(now, actor, "retry");
-    log.push(Change {
-        entity: "delivery",
-        course_id: Some(course),
-        person_id: Some(person),
-        part_id: None,
-        change: "retry",
-        before: j(serde_json::json!({ "delivery": id, "state": state })),
-        after: j(serde_json::json!({ "delivery": id, "state": "queued" })),
-        event: None,
-    });
-    log.flush(&mut tx).await?;
-    tx.commit().await?;
-    Ok(())
+        if d.has_message {
+            outbox::requeue(tx, id, now).await?;
+        } else {
+            actions::set_state(tx, d.action_id, ActionState::Approved, now).await?;
+        }
+        // D10, and a change that wakes running `serve` processes.
+        let mut log = Changes::new(now, actor, "retry");
+        log.push(Change {
+            entity: "delivery",
+            course_id: Some(d.course_id),
+            person_id: Some(d.person_id),
+            part_id: None,
+            change: "retry",
+            before: j(serde_json::json!({ "delivery": id, "state": d.state })),
+            after: j(serde_json::json!({ "delivery": id, "state": DeliveryState::Queued })),
+            event: None,
+        });
+        log.flush(tx).await?;
+        Ok(())
+    })
 }

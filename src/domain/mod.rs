@@ -118,6 +118,29 @@ word_enum!(
     }
 );
 
+word_enum!(
+    /// The stored state of an action instance (T2). `waiting`: not fired yet; `approved`: a
+    /// manual instance released by `registrar approve`; `fired`: its delivery is in the outbox.
+    ActionState, "action state" {
+        Waiting => "waiting", AwaitingApproval => "awaiting_approval", Approved => "approved",
+        Fired => "fired", Cancelled => "cancelled", Expired => "expired",
+    }
+);
+
+word_enum!(
+    /// The state of a delivery in the outbox (SPEC §6).
+    DeliveryState, "delivery state" {
+        Queued => "queued", Sending => "sending", Sent => "sent", Retrying => "retrying",
+        Failed => "failed",
+    }
+);
+
+word_enum!(
+    /// What an action instance is about: a participant of a course, or a learner of a
+    /// certification. A course and a certification may share an id.
+    SubjectKind, "subject kind" { Course => "course", Certification => "certification" }
+);
+
 /// Parses the booleans CSV files and forms use: true/false, yes/no, 1/0.
 pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {

@@ -11,6 +11,8 @@ pub struct Subject<'a> {
     pub course_status: CourseStatus,
     pub course_type: &'a str,
     pub result: Outcome,
+    /// D3: the enrolment's current cycle is complete.
+    pub completed: bool,
     pub attendance: AttendanceSummary,
     pub passing: PassingSummary,
 }
@@ -94,6 +96,7 @@ mod tests {
             course_status: CourseStatus::Draft,
             course_type: "first-aid",
             result: Outcome::Failed,
+            completed: false,
             attendance: AttendanceSummary {
                 attended: 2,
                 required: 4,

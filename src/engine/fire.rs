@@ -1,17 +1,21 @@
 //! Firing (T2, T4): the waiting action instances whose time has come and whose subject
-//! changed since they were last looked at are evaluated; those whose conditions hold
-//! become outbox rows holding the exact message to send. The timer pass reads them from
-//! an index (`state = 'waiting' AND recheck = 1 AND due_at <= now`), never every enrolment.
+//! changed since they were last looked at are judged by the one [`super::verdict`]; those
+//! it fires become outbox rows holding the exact message to send. The timer pass reads
+//! them from an index (`state = 'waiting' AND recheck = 1 AND due_at <= now`), never
+//! every enrolment.
 
-use super::conditions::{self, Subject};
+use super::verdict::{self, Decision, Facts, Moment};
 use crate::config::Office;
+use crate::domain::{ActionState, SubjectKind};
 use crate::mail;
 use crate::render::Templates;
 use crate::rules::RuleSet;
-use crate::rules::action::{ActionRule, Execution};
+use crate::rules::action::ActionRule;
 use crate::status::{self, ParticipantStatus};
-use crate::store::read::CourseInfo;
-use crate::store::{Store, Tx, on};
+use crate::store::actions::{self, Instance};
+use crate::store::catalogue::CourseInfo;
+use crate::store::outbox::{self, Message, NewDelivery};
+use crate::store::{Change, Changes, Lock, Store, Tx, certifications, j};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::collections::HashMap;
@@ -43,35 +47,20 @@ pub struct Fired {
     pub max_late: chrono::Duration,
 }
 
-#[derive(sqlx::FromRow)]
-struct Candidate {
-    id: i64,
-    rule_id: String,
-    course_id: String,
-    person_id: String,
-    cycle: i64,
-    state: String,
-    due_at: Option<DateTime<Utc>>,
-    expires_at: Option<DateTime<Utc>>,
+/// The message of a fired instance, or why there is none.
+pub struct Composed {
+    pub recipients: String,
+    pub subject: String,
+    pub message_id: String,
+    pub bytes: Vec<u8>,
+    /// The certificate PDF the message carries, with its file name.
+    pub certificate_pdf: Option<(String, Vec<u8>)>,
 }
 
 /// A new outbox row.
 struct Outgoing {
-    action: i64,
-    rule: String,
-    course: String,
-    person: String,
-    cycle: i64,
-    due_at: Option<DateTime<Utc>>,
-    /// The message, or why there is none (the delivery fails with that reason).
+    instance: Instance,
     message: Result<Composed, String>,
-}
-
-struct Composed {
-    recipients: String,
-    subject: String,
-    message_id: String,
-    bytes: Vec<u8>,
 }
 
 /// Fires every instance due at `now` whose conditions hold, expires those past
@@ -79,137 +68,121 @@ struct Composed {
 pub async fn fire(store: &Store, env: &Env<'_>, now: DateTime<Utc>) -> Result<Fired, sqlx::Error> {
     let mut report = Fired::default();
     loop {
-        if !store
-            .any(
-                "SELECT EXISTS (SELECT 1 FROM actions WHERE state = 'approved') \
-                 OR EXISTS (SELECT 1 FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1)",
-                now,
-            )
-            .await?
-        {
+        if !actions::any_to_fire(store, now).await? {
             break;
         }
-        let mut tx = store.begin().await?;
-        let batch = candidates(&mut tx, now).await?;
-        if batch.is_empty() {
-            tx.commit().await?;
-            break;
-        }
-        fire_batch(&mut tx, env, now, batch, &mut report).await?;
-        tx.commit().await?;
+        let batch = crate::store::transact!(store, |tx| {
+            let batch = actions::candidates(tx, now, BATCH).await?;
+            let mut part = Fired::default();
+            if !batch.is_empty() {
+                fire_batch(tx, env, now, &batch, &mut part).await?;
+            }
+            Ok::<_, sqlx::Error>((batch.len(), part))
+        })?;
+        let (n, part) = batch;
+        report.add(&part);
         crate::service::alive();
+        if n == 0 {
+            break;
+        }
     }
     // Instances evaluated at or after their due time with conditions unmet, and no change
     // since: they expire when `expires_after` runs out.
-    if !store
-        .any(
-            "SELECT EXISTS (SELECT 1 FROM actions WHERE state = 'waiting' AND recheck = 0 AND expires_at <= $1)",
-            now,
-        )
-        .await?
-    {
-        return Ok(report);
+    if actions::any_to_expire(store, now).await? {
+        report.expired +=
+            crate::store::transact!(store, |tx| actions::expire_unchanged(tx, now).await)?;
     }
-    let mut tx = store.begin().await?;
-    report.expired += on!(&mut tx, c => sqlx::query(
-        "UPDATE actions SET state = 'expired', updated_at = $1 \
-         WHERE state = 'waiting' AND recheck = 0 AND expires_at <= $1",
-    ).bind(now).execute(&mut **c).await?.rows_affected());
-    tx.commit().await?;
     Ok(report)
 }
 
-async fn candidates(tx: &mut Tx, now: DateTime<Utc>) -> Result<Vec<Candidate>, sqlx::Error> {
-    // Approved manual instances first (few), then the due ones oldest first. On PostgreSQL
-    // rows another instance is evaluating are skipped, not waited for.
-    let lock = match tx {
-        Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-        Tx::Sqlite(_) => "",
-    };
-    let cols = "id, rule_id, course_id, person_id, cycle, state, due_at, expires_at";
-    let mut rows: Vec<Candidate> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {cols} FROM actions WHERE state = 'approved' ORDER BY id LIMIT $1{lock}"
-    ))).bind(BATCH).fetch_all(&mut **c).await)?;
-    if (rows.len() as i64) < BATCH {
-        let more: Vec<Candidate> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {cols} FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1 \
-             ORDER BY due_at, id LIMIT $2{lock}"
-        ))).bind(now).bind(BATCH - rows.len() as i64).fetch_all(&mut **c).await)?;
-        rows.extend(more);
+impl Fired {
+    fn add(&mut self, o: &Fired) {
+        self.queued += o.queued;
+        self.failed += o.failed;
+        self.awaiting_approval += o.awaiting_approval;
+        self.expired += o.expired;
+        self.late += o.late;
+        self.max_late = self.max_late.max(o.max_late);
     }
-    Ok(rows)
 }
 
 /// A course and the statuses of the participants a batch is about.
 type CourseStatuses = (CourseInfo, HashMap<String, ParticipantStatus>);
 
-enum Verdict {
-    Fire,
-    AwaitApproval,
-    Expire,
-    /// Conditions unmet (or the rule gone or disabled): wait for the next change.
-    Wait,
-    /// The participant is no longer enrolled.
-    Cancel,
+/// The facts of a participant as the verdict reads them.
+pub fn participant_facts<'a>(course: &'a CourseInfo, p: &ParticipantStatus) -> Facts<'a> {
+    Facts::Participant {
+        course,
+        result: p.result,
+        cycle: p.cycle,
+        completed: p.completed_at.is_some(),
+        attendance: p.attendance,
+        passing: p.passing,
+        certificate: p.certificate_number.is_some(),
+    }
 }
 
 async fn fire_batch(
     tx: &mut Tx,
     env: &Env<'_>,
     now: DateTime<Utc>,
-    batch: Vec<Candidate>,
+    batch: &[Instance],
     report: &mut Fired,
 ) -> Result<(), sqlx::Error> {
     // The batch's participants are read once per course, only those the batch is about.
     let mut courses: HashMap<String, Option<CourseStatuses>> = HashMap::new();
-    let mut outgoing = Vec::new();
-    let mut verdicts: Vec<(i64, &'static str)> = Vec::new();
     let mut people: HashMap<&str, Vec<String>> = HashMap::new();
-    for a in &batch {
+    for a in batch.iter().filter(|a| a.kind == SubjectKind::Course) {
         people
             .entry(&a.course_id)
             .or_default()
             .push(a.person_id.clone());
     }
-    for a in &batch {
-        if let Some(rule) = env
-            .rules
-            .action(&a.rule_id)
-            .filter(|r| r.data_group == crate::rules::action::DataGroup::CertificationLearner)
-        {
-            let (state, out) = fire_learner(tx, env, rule, a, now, report).await?;
-            verdicts.push((a.id, state));
-            outgoing.extend(out);
-            continue;
-        }
-        if !courses.contains_key(&a.course_id) {
-            let only = people.get(a.course_id.as_str()).map(Vec::as_slice);
-            let found =
-                status::participants(tx, env.rules, env.tz, now, &a.course_id, only).await?;
-            let found = found.map(|(course, people)| {
-                let by_person = people
-                    .into_iter()
-                    .map(|p| (p.person_id.clone(), p))
-                    .collect::<HashMap<_, _>>();
-                (course, by_person)
-            });
-            courses.insert(a.course_id.clone(), found);
-        }
-        let subject = courses
-            .get(&a.course_id)
-            .and_then(Option::as_ref)
-            .and_then(|(course, people)| people.get(&a.person_id).map(|p| (course, p)));
+    let mut outgoing = Vec::new();
+    let mut states: Vec<(i64, ActionState)> = Vec::new();
+    for a in batch {
         let rule = env.rules.action(&a.rule_id);
-        let verdict = match (rule, subject) {
-            (_, None) => Verdict::Cancel,
-            (None, _) => Verdict::Wait,
-            (Some(rule), Some((course, p))) => judge(rule, a, course, p, now),
+        let m = Moment {
+            state: a.state,
+            cycle: a.cycle,
+            due_at: a.due_at,
+            expires_at: a.expires_at,
+            due_shown: None,
         };
-        match verdict {
-            Verdict::Fire => {
-                let (Some(rule), Some((course, p))) = (rule, subject) else {
-                    continue;
-                };
+        let decision = match a.kind {
+            SubjectKind::Certification => {
+                let learner =
+                    certifications::load(tx, &a.course_id, &a.person_id, Lock::None).await?;
+                let facts =
+                    learner.map_or(Facts::NotAssigned, |l| Facts::Learner { cycle: l.cycle });
+                verdict::verdict(env.rules, rule, &m, &facts, now).decision
+            }
+            SubjectKind::Course => {
+                if !courses.contains_key(&a.course_id) {
+                    let only = people.get(a.course_id.as_str()).map(Vec::as_slice);
+                    let found =
+                        status::participants(tx, env.rules, env.tz, now, &a.course_id, only)
+                            .await?;
+                    let found = found.map(|(course, people)| {
+                        let by_person = people
+                            .into_iter()
+                            .map(|p| (p.person_id.clone(), p))
+                            .collect::<HashMap<_, _>>();
+                        (course, by_person)
+                    });
+                    courses.insert(a.course_id.clone(), found);
+                }
+                let subject = courses
+                    .get(&a.course_id)
+                    .and_then(Option::as_ref)
+                    .and_then(|(course, people)| people.get(&a.person_id).map(|p| (course, p)));
+                let facts = subject.map_or(Facts::NotEnrolled, |(c, p)| participant_facts(c, p));
+                verdict::verdict(env.rules, rule, &m, &facts, now).decision
+            }
+        };
+        let state = match decision {
+            Decision::Fire => {
+                let Some(rule) = rule else { continue };
                 if let Some(due) = a.due_at {
                     let late = now - due;
                     if late > chrono::Duration::minutes(1) {
@@ -221,178 +194,75 @@ async fn fire_batch(
                         );
                     }
                 }
-                let message = compose(tx, env, rule, course, p, a.cycle).await?;
+                let message = match a.kind {
+                    SubjectKind::Course => {
+                        let subject = courses.get(&a.course_id).and_then(Option::as_ref).and_then(
+                            |(course, people)| people.get(&a.person_id).map(|p| (course, p)),
+                        );
+                        match subject {
+                            Some((course, p)) => compose(tx, env, rule, course, p, a.cycle).await?,
+                            None => Err(format!("{} is no longer a participant", a.person_id)),
+                        }
+                    }
+                    SubjectKind::Certification => {
+                        compose_learner(tx, env, rule, &a.course_id, &a.person_id, a.cycle).await?
+                    }
+                };
                 match &message {
                     Ok(_) => report.queued += 1,
                     Err(why) => {
                         report.failed += 1;
-                        tracing::warn!(rule = %a.rule_id, course = %a.course_id, person = %a.person_id, "not sent: {why}");
+                        tracing::warn!(rule = %a.rule_id, subject = %a.course_id, person = %a.person_id, "not sent: {why}");
                     }
                 }
                 outgoing.push(Outgoing {
-                    action: a.id,
-                    rule: a.rule_id.clone(),
-                    course: a.course_id.clone(),
-                    person: a.person_id.clone(),
-                    cycle: a.cycle,
-                    due_at: a.due_at,
+                    instance: a.clone(),
                     message,
                 });
-                verdicts.push((a.id, "fired"));
+                ActionState::Fired
             }
-            Verdict::AwaitApproval => {
+            Decision::AwaitApproval => {
                 report.awaiting_approval += 1;
-                verdicts.push((a.id, "awaiting_approval"));
+                ActionState::AwaitingApproval
             }
-            Verdict::Expire => {
+            Decision::Expire => {
                 report.expired += 1;
-                verdicts.push((a.id, "expired"));
+                ActionState::Expired
             }
-            Verdict::Cancel => verdicts.push((a.id, "cancelled")),
-            Verdict::Wait => verdicts.push((a.id, "waiting")),
-        }
-    }
-    for (id, state) in verdicts {
-        on!(tx, c => sqlx::query("UPDATE actions SET state = $1, recheck = 0, updated_at = $2 WHERE id = $3")
-            .bind(state).bind(now).bind(id).execute(&mut **c).await.map(|_| ()))?;
-    }
-    for o in outgoing {
-        let (state, recipients, subject, message_id, bytes, error) = match o.message {
-            Ok(m) => (
-                "queued",
-                m.recipients,
-                m.subject,
-                m.message_id,
-                Some(m.bytes),
-                None,
-            ),
-            Err(why) => (
-                "failed",
-                String::new(),
-                String::new(),
-                String::new(),
-                None,
-                Some(why),
-            ),
+            Decision::Cancel => ActionState::Cancelled,
+            Decision::Wait => ActionState::Waiting,
         };
-        // A failed row without a message is filled in when `retry` fires the action again.
-        on!(tx, c => sqlx::query(
-            "INSERT INTO deliveries (action_id, rule_id, course_id, person_id, cycle, state, recipients, subject, \
-             message_id, message, attempts, next_attempt_at, last_error, due_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13, $11, $11) \
-             ON CONFLICT (rule_id, course_id, person_id, cycle) DO UPDATE SET state = excluded.state, \
-             recipients = excluded.recipients, subject = excluded.subject, message_id = excluded.message_id, \
-             message = excluded.message, attempts = 0, next_attempt_at = excluded.next_attempt_at, \
-             last_error = excluded.last_error, updated_at = excluded.updated_at \
-             WHERE deliveries.message IS NULL AND deliveries.state = 'failed'",
-        ).bind(o.action).bind(&o.rule).bind(&o.course).bind(&o.person).bind(o.cycle).bind(state)
-            .bind(recipients).bind(subject).bind(message_id).bind(bytes).bind(now).bind(error).bind(o.due_at)
-            .execute(&mut **c).await.map(|_| ()))?;
+        states.push((a.id, state));
+    }
+    actions::set_states(tx, &states, now).await?;
+    for o in &outgoing {
+        let a = &o.instance;
+        let message = match &o.message {
+            Ok(m) => Ok(Message {
+                recipients: &m.recipients,
+                subject: &m.subject,
+                message_id: &m.message_id,
+                bytes: &m.bytes,
+            }),
+            Err(why) => Err(why.as_str()),
+        };
+        outbox::insert(
+            tx,
+            &NewDelivery {
+                action: a.id,
+                rule: &a.rule_id,
+                kind: a.kind,
+                course: &a.course_id,
+                person: &a.person_id,
+                cycle: a.cycle,
+                due_at: a.due_at,
+                message,
+            },
+            now,
+        )
+        .await?;
     }
     Ok(())
-}
-
-/// T2 for one instance whose time may have come.
-fn judge(
-    rule: &ActionRule,
-    a: &Candidate,
-    course: &CourseInfo,
-    p: &ParticipantStatus,
-    now: DateTime<Utc>,
-) -> Verdict {
-    let subject = Subject {
-        course_status: course.status,
-        course_type: &course.type_id,
-        result: p.result,
-        attendance: p.attendance,
-        passing: p.passing,
-    };
-    // A rule that attaches the certificate waits until the cycle's certificate exists.
-    let attachable = !needs_certificate(rule) || p.certificate_number.is_some();
-    let holds =
-        rule.enabled && attachable && conditions::unmet(&rule.conditions, &subject).is_empty();
-    let timely = a.due_at.is_some_and(|d| d <= now);
-    if a.state == "approved" {
-        return if holds { Verdict::Fire } else { Verdict::Wait };
-    }
-    if holds && timely {
-        if rule.execution == Execution::Manual {
-            Verdict::AwaitApproval
-        } else {
-            Verdict::Fire
-        }
-    } else if a.expires_at.is_some_and(|x| x <= now) {
-        Verdict::Expire
-    } else {
-        Verdict::Wait
-    }
-}
-
-/// T2 for a certification_learner rule: the subject is the learner of the certification
-/// named by the instance's course_id; the condition is the learner's status.
-async fn fire_learner(
-    tx: &mut Tx,
-    env: &Env<'_>,
-    rule: &ActionRule,
-    a: &Candidate,
-    now: DateTime<Utc>,
-    report: &mut Fired,
-) -> Result<(&'static str, Option<Outgoing>), sqlx::Error> {
-    let Some((ctx, status, cycle)) = status::learner_context(
-        tx,
-        env.rules,
-        env.office,
-        env.tz,
-        &a.course_id,
-        &a.person_id,
-    )
-    .await?
-    else {
-        return Ok(("cancelled", None));
-    };
-    // The status condition was checked against the status the event carried, when the
-    // instance was made; here the learner must still be in that cycle.
-    let _ = status;
-    let holds = rule.enabled && cycle == a.cycle;
-    let timely = a.state == "approved" || a.due_at.is_some_and(|d| d <= now);
-    if !(holds && timely) {
-        if a.expires_at.is_some_and(|x| x <= now) {
-            report.expired += 1;
-            return Ok(("expired", None));
-        }
-        return Ok(("waiting", None));
-    }
-    if rule.execution == Execution::Manual && a.state != "approved" {
-        report.awaiting_approval += 1;
-        return Ok(("awaiting_approval", None));
-    }
-    let message = compose_message(env, rule, &a.course_id, &a.person_id, "", a.cycle, &ctx);
-    match &message {
-        Ok(_) => report.queued += 1,
-        Err(why) => {
-            report.failed += 1;
-            tracing::warn!(rule = %a.rule_id, certification = %a.course_id, person = %a.person_id, "not sent: {why}");
-        }
-    }
-    Ok((
-        "fired",
-        Some(Outgoing {
-            action: a.id,
-            rule: a.rule_id.clone(),
-            course: a.course_id.clone(),
-            person: a.person_id.clone(),
-            cycle: a.cycle,
-            due_at: a.due_at,
-            message,
-        }),
-    ))
-}
-
-/// Whether the rule's email carries the certificate PDF.
-pub fn needs_certificate(rule: &ActionRule) -> bool {
-    rule.email
-        .attach
-        .contains(&crate::rules::action::Attachment::CertificatePdf)
 }
 
 /// Renders the rule's message for this participant, exactly as it will be sent.
@@ -420,6 +290,134 @@ async fn compose(
     ))
 }
 
+/// Renders the rule's message for a certification learner.
+async fn compose_learner(
+    tx: &mut Tx,
+    env: &Env<'_>,
+    rule: &ActionRule,
+    certification: &str,
+    person: &str,
+    cycle: i64,
+) -> Result<Result<Composed, String>, sqlx::Error> {
+    let Some((ctx, _, _)) =
+        status::learner_context(tx, env.rules, env.office, env.tz, certification, person).await?
+    else {
+        return Ok(Err(format!(
+            "{person} is no longer a learner of {certification}"
+        )));
+    };
+    Ok(compose_message(
+        env,
+        rule,
+        certification,
+        person,
+        "",
+        cycle,
+        &ctx,
+    ))
+}
+
+/// What `preview` shows: the message the rule would send to a subject now, and the verdict
+/// on its instance (or on the conditions, when the rule made no instance yet).
+pub struct Preview {
+    pub message: Result<Composed, String>,
+    pub verdict: verdict::Verdict,
+    /// The instance the verdict is on, if the rule made one.
+    pub instance: Option<i64>,
+}
+
+/// Composes `rule`'s message for a participant (or, for a certification rule, a learner)
+/// as the pass would, and judges it with the pass's verdict; writes nothing.
+pub async fn preview(
+    store: &Store,
+    env: &Env<'_>,
+    rule: &ActionRule,
+    subject: &str,
+    person: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Preview>, sqlx::Error> {
+    let mut tx = store.begin_read().await?;
+    let out = preview_in(&mut tx, env, rule, subject, person, now).await;
+    tx.rollback().await?;
+    out
+}
+
+async fn preview_in(
+    tx: &mut Tx,
+    env: &Env<'_>,
+    rule: &ActionRule,
+    subject: &str,
+    person: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Preview>, sqlx::Error> {
+    let learner_rule = rule.data_group == crate::rules::action::DataGroup::CertificationLearner;
+    let (message, facts_cycle, instance) = if learner_rule {
+        let Some(l) = certifications::load(tx, subject, person, Lock::None).await? else {
+            return Ok(None);
+        };
+        let message = compose_learner(tx, env, rule, subject, person, l.cycle).await?;
+        let instance = actions::find(tx, &rule.id.value, subject, person, l.cycle).await?;
+        (message, l.cycle, instance)
+    } else {
+        let only = [person.to_string()];
+        let Some((course, people)) =
+            status::participants(tx, env.rules, env.tz, now, subject, Some(&only)).await?
+        else {
+            return Ok(None);
+        };
+        let Some(p) = people.into_iter().next() else {
+            return Ok(None);
+        };
+        let message = compose(tx, env, rule, &course, &p, p.cycle).await?;
+        let instance = actions::find(tx, &rule.id.value, subject, person, p.cycle).await?;
+        let facts = participant_facts(&course, &p);
+        let verdict = judge_preview(env, rule, instance.as_ref(), p.cycle, &facts, now);
+        return Ok(Some(Preview {
+            message,
+            verdict,
+            instance: instance.map(|i| i.id),
+        }));
+    };
+    let facts = Facts::Learner { cycle: facts_cycle };
+    let verdict = judge_preview(env, rule, instance.as_ref(), facts_cycle, &facts, now);
+    Ok(Some(Preview {
+        message,
+        verdict,
+        instance: instance.map(|i| i.id),
+    }))
+}
+
+/// The verdict on the instance, or, without one, on a hypothetical instance due now.
+fn judge_preview(
+    env: &Env<'_>,
+    rule: &ActionRule,
+    instance: Option<&Instance>,
+    cycle: i64,
+    facts: &Facts<'_>,
+    now: DateTime<Utc>,
+) -> verdict::Verdict {
+    let shown = instance
+        .and_then(|i| i.due_at)
+        .map(|d| crate::domain::time::local_rfc3339(d, env.tz));
+    let m = match instance {
+        Some(i) => Moment {
+            state: i.state,
+            cycle: i.cycle,
+            due_at: i.due_at,
+            expires_at: i.expires_at,
+            due_shown: shown.as_deref(),
+        },
+        None => Moment {
+            state: ActionState::Waiting,
+            cycle,
+            due_at: Some(now),
+            expires_at: None,
+            due_shown: None,
+        },
+    };
+    verdict::verdict(env.rules, Some(rule), &m, facts, now)
+}
+
 /// The message of `rule` for `person` about `subject` (a course, or a certification), with
 /// the certificate PDF of course type `type_id` when the rule attaches it.
 fn compose_message(
@@ -444,7 +442,7 @@ fn compose_message(
         mail::domain_of(&env.office.from),
     );
     let mut attachments = Vec::new();
-    if needs_certificate(rule) {
+    if verdict::attaches_certificate(rule) {
         let layout = env
             .rules
             .course_types
@@ -476,6 +474,10 @@ fn compose_message(
         subject: rendered.subject,
         message_id,
         bytes: message.formatted(),
+        certificate_pdf: attachments
+            .into_iter()
+            .next()
+            .map(|a| (a.filename, a.bytes)),
     })
 }
 
@@ -490,6 +492,12 @@ pub enum ApproveError {
     Db(#[from] sqlx::Error),
 }
 
+impl crate::store::Retryable for ApproveError {
+    fn retryable(&self) -> bool {
+        matches!(self, ApproveError::Db(e) if crate::store::retryable(e))
+    }
+}
+
 /// `registrar approve`: releases a manual instance awaiting approval; the next pass sends it.
 pub async fn approve(
     store: &Store,
@@ -497,31 +505,26 @@ pub async fn approve(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<(String, String, String), ApproveError> {
-    use crate::store::{Change, Changes, j};
-    let mut tx = store.begin().await?;
-    let row: Option<(String, String, String, String)> = on!(&mut tx, c => sqlx::query_as(
-        "SELECT state, rule_id, course_id, person_id FROM actions WHERE id = $1",
-    ).bind(id).fetch_optional(&mut **c).await)?;
-    let Some((state, rule, course, person)) = row else {
-        return Err(ApproveError::Unknown(id));
-    };
-    if state != "awaiting_approval" {
-        return Err(ApproveError::NotAwaiting(id, state));
-    }
-    on!(&mut tx, c => sqlx::query("UPDATE actions SET state = 'approved', updated_at = $1 WHERE id = $2")
-        .bind(now).bind(id).execute(&mut **c).await.map(|_| ()))?;
-    let mut log = Changes::new(now, actor, "approve");
-    log.push(Change {
-        entity: "action",
-        course_id: Some(course.clone()),
-        person_id: Some(person.clone()),
-        part_id: None,
-        change: "approve",
-        before: j(serde_json::json!({ "action": id, "rule": rule, "state": state })),
-        after: j(serde_json::json!({ "action": id, "rule": rule, "state": "approved" })),
-        event: None,
-    });
-    log.flush(&mut tx).await?;
-    tx.commit().await?;
-    Ok((rule, course, person))
+    crate::store::transact!(store, |tx| {
+        let Some(a) = actions::get(tx, id, Lock::Update).await? else {
+            return Err(ApproveError::Unknown(id));
+        };
+        if a.state != ActionState::AwaitingApproval {
+            return Err(ApproveError::NotAwaiting(id, a.state.to_string()));
+        }
+        actions::set_state(tx, id, ActionState::Approved, now).await?;
+        let mut log = Changes::new(now, actor, "approve");
+        log.push(Change {
+                entity: "action",
+                course_id: Some(a.course_id.clone()),
+                person_id: Some(a.person_id.clone()),
+                part_id: None,
+                change: "approve",
+                before: j(serde_json::json!({ "action": id, "rule": a.rule_id, "state": a.state })),
+                after: j(serde_json::json!({ "action": id, "rule": a.rule_id, "state": ActionState::Approved })),
+                event: None,
+            });
+        log.flush(tx).await?;
+        Ok((a.rule_id, a.course_id, a.person_id))
+    })
 }

@@ -1,26 +1,26 @@
 //! The rule engine (T2): turns recorded events into action instances — one per
-//! (rule, subject, cycle), with its due time stored — and evaluates their conditions.
-//! It never sends: a fired action becomes `due`, and delivery takes it from there.
+//! (rule, subject, cycle), with its due time stored — and evaluates them with the one
+//! [`verdict`]. It never sends: a fired action becomes an outbox row, and delivery takes
+//! it from there.
 
 pub mod conditions;
 pub mod fire;
+pub mod verdict;
 
-use crate::domain::progress::{
-    AttendanceSummary, PassingSummary, attendance_requirement, passing_obligation,
-};
+use crate::domain::progress::{attendance_requirement, passing_obligation};
 use crate::domain::time::local_rfc3339;
-use crate::domain::{CourseStatus, EventKind, enrolment};
+use crate::domain::{ActionState, CourseStatus, DeliveryState, EventKind, SubjectKind, enrolment};
 use crate::rules::RuleSet;
-use crate::rules::action::{ActionRule, DataGroup, Execution, RuleEvent};
+use crate::rules::action::{ActionRule, DataGroup, RuleEvent};
 use crate::rules::timing::{self, Anchor};
-use crate::store::read::{self, CourseInfo, EventRow};
-use crate::store::scan;
-use crate::store::{Store, Tx, on};
+use crate::store::actions::{self, NewAction};
+use crate::store::catalogue::{self, CourseInfo};
+use crate::store::history::{self, EventRow};
+use crate::store::{Lock, Store, Tx, certificates, certifications, enrolments};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use conditions::Subject;
-use sqlx::QueryBuilder;
 use std::collections::{BTreeMap, HashMap};
+use verdict::{Decision, Facts, Moment};
 
 /// Events handled per transaction.
 const EVENT_BATCH: i64 = 1000;
@@ -36,53 +36,52 @@ pub async fn ingest(
     let mut total = 0;
     loop {
         // Usually nothing is new: find out without taking the write lock.
-        if !store
-            .any(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE processed_at IS NULL) OR $1 IS NULL",
-                now,
-            )
-            .await?
-        {
+        if !history::any_unprocessed(store).await? {
             return Ok(total);
         }
-        let mut tx = store.begin().await?;
-        if let Tx::Postgres(c) = &mut tx {
-            // Several processes on one database ingest one at a time, in event order.
-            sqlx::query("SELECT pg_advisory_xact_lock(7468201)")
-                .execute(&mut **c)
-                .await?;
-        }
-        let events = read::unprocessed_events(&mut tx, EVENT_BATCH).await?;
-        if events.is_empty() {
-            tx.rollback().await?;
-            return Ok(total);
-        }
-        apply_events(&mut tx, rules, tz, now, &events).await?;
-        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-        on!(&mut tx, c => {
-            let mut q = QueryBuilder::new("UPDATE events SET processed_at = ");
-            q.push_bind(now).push(" WHERE id IN (");
-            let mut sep = q.separated(", ");
-            for id in &ids {
-                sep.push_bind(*id);
+        let done = crate::store::transact!(store, |tx| {
+            history::take_ingest_turn(tx).await?;
+            let events = history::unprocessed(tx, EVENT_BATCH).await?;
+            if events.is_empty() {
+                return Ok(0);
             }
-            q.push(")");
-            q.build().execute(&mut **c).await?;
-        });
-        tx.commit().await?;
-        total += ids.len() as u64;
+            apply_events(tx, rules, tz, now, &events).await?;
+            let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+            history::mark_processed(tx, &ids, now).await?;
+            Ok::<u64, sqlx::Error>(ids.len() as u64)
+        })?;
+        if done == 0 {
+            return Ok(total);
+        }
+        total += done;
     }
 }
 
-/// An action instance to create.
-struct NewAction<'a> {
-    rule: &'a str,
-    course: &'a str,
-    person: &'a str,
-    cycle: i64,
-    event_at: DateTime<Utc>,
-    due: Option<DateTime<Utc>>,
-    expires: Option<DateTime<Utc>>,
+/// A digest of each rule as it bears on its instances (with the course types, whose
+/// attendance percentages the conditions use).
+pub fn rule_digests(rules: &RuleSet) -> Vec<(String, String)> {
+    let types = format!("{:?}", rules.course_types);
+    rules
+        .actions
+        .iter()
+        .map(|r| {
+            let text = format!("{r:?}{types}");
+            // FNV-1a: stable across runs and builds, which a digest in the database needs.
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in text.bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            (r.id.value.clone(), format!("{h:016x}"))
+        })
+        .collect()
+}
+
+/// Records the rules in force; the waiting instances of rules that changed since they were
+/// last evaluated are evaluated again by the next pass. Returns how many.
+pub async fn sync_rules(store: &Store, rules: &RuleSet) -> Result<u64, sqlx::Error> {
+    let digests = rule_digests(rules);
+    crate::store::transact!(store, |tx| actions::sync_rule_versions(tx, &digests).await)
 }
 
 /// One batch of events: the enrolments they concern are read in bulk, and the new
@@ -95,21 +94,19 @@ async fn apply_events(
     events: &[EventRow],
 ) -> Result<(), sqlx::Error> {
     let mut courses: HashMap<String, Option<CourseInfo>> = HashMap::new();
-    let people = touched(events);
-    let mut enrolments: HashMap<(String, String), read::Enrolment> = HashMap::new();
-    for (course, list) in &people {
-        for (person, e) in read::enrolments_of(tx, course, list).await? {
-            enrolments.insert((course.to_string(), person), e);
+    let (participants, learners) = touched(events);
+    let mut enrolled: HashMap<(String, String), enrolments::Enrolment> = HashMap::new();
+    for (course, list) in &participants {
+        for (person, e) in enrolments::of(tx, course, list, Lock::None).await? {
+            enrolled.insert((course.to_string(), person), e);
         }
     }
     // T2: every change of a subject's state has its waiting instances evaluated again.
-    for (course, list) in &people {
-        on!(tx, c => {
-            let mut q = QueryBuilder::new("UPDATE actions SET recheck = 1 WHERE state = 'waiting' AND recheck = 0 AND course_id = ");
-            q.push_bind(*course).push(" AND person_id IN ");
-            crate::store::push_list(&mut q, list);
-            q.build().execute(&mut **c).await?;
-        });
+    for (course, list) in &participants {
+        actions::recheck_subjects(tx, SubjectKind::Course, course, list).await?;
+    }
+    for (certification, list) in &learners {
+        actions::recheck_subjects(tx, SubjectKind::Certification, certification, list).await?;
     }
     let mut new: Vec<NewAction> = Vec::new();
     for e in events {
@@ -118,7 +115,7 @@ async fn apply_events(
         };
         if kind == EventKind::CertificationStatusChanged {
             // A certification learner's status moved: the instance's subject is the
-            // learner, its course_id the certification (one per rule and cycle).
+            // learner (one per rule and cycle).
             if let (Some(person), Some(cycle)) = (e.person_id.as_deref(), e.cycle) {
                 // The event carries the status it moved to (in part_id); the rule's
                 // conditions are on that status.
@@ -139,7 +136,8 @@ async fn apply_events(
                         timing::due(e.at, rule.timing.offset, rule.timing.at.map(|t| t.0), tz);
                     new.push(NewAction {
                         rule: &rule.id.value,
-                        course: &e.course_id,
+                        kind: SubjectKind::Certification,
+                        subject: &e.course_id,
                         person,
                         cycle,
                         event_at: e.at,
@@ -174,18 +172,42 @@ async fn apply_events(
         let Some(info) = course(tx, &mut courses, &e.course_id).await? else {
             continue;
         };
-        let Some(enrolment) = enrolments.get(&(e.course_id.clone(), person.to_string())) else {
+        let Some(enrolment) = enrolled.get(&(e.course_id.clone(), person.to_string())) else {
             // Removed (D7): nothing of it stays pending.
-            cancel(tx, now, &e.course_id, Some(person), None).await?;
+            actions::cancel(
+                tx,
+                now,
+                SubjectKind::Course,
+                &e.course_id,
+                Some(person),
+                None,
+            )
+            .await?;
             continue;
         };
         if !enrolment::takes_actions(info.status, enrolment.result) {
             // D9: pending actions are cancelled, new ones not created.
-            cancel(tx, now, &e.course_id, Some(person), None).await?;
+            actions::cancel(
+                tx,
+                now,
+                SubjectKind::Course,
+                &e.course_id,
+                Some(person),
+                None,
+            )
+            .await?;
             continue;
         }
         if kind == EventKind::CycleStarted {
-            cancel(tx, now, &e.course_id, Some(person), Some(enrolment.cycle)).await?;
+            actions::cancel(
+                tx,
+                now,
+                SubjectKind::Course,
+                &e.course_id,
+                Some(person),
+                Some(enrolment.cycle),
+            )
+            .await?;
         }
         let Some(trigger) = trigger else { continue };
         let cycle = e.cycle.unwrap_or(enrolment.cycle);
@@ -197,7 +219,9 @@ async fn apply_events(
         let mut triggers = vec![(trigger, e.at)];
         let mut expiry = None;
         if kind == EventKind::CertificateIssued {
-            expiry = read::certificate_expiry(tx, &e.course_id, person, cycle).await?;
+            expiry = certificates::in_force(tx, &e.course_id, person, cycle)
+                .await?
+                .and_then(|c| c.valid_until);
             if let Some(until) = expiry {
                 let soon = rules
                     .course_types
@@ -217,7 +241,8 @@ async fn apply_events(
                 });
                 new.push(NewAction {
                     rule: &rule.id.value,
-                    course: &e.course_id,
+                    kind: SubjectKind::Course,
+                    subject: &e.course_id,
                     person,
                     cycle,
                     event_at,
@@ -229,35 +254,35 @@ async fn apply_events(
             }
         }
     }
-    for chunk in new.chunks(1000) {
-        on!(tx, c => {
-            let mut q = QueryBuilder::new(
-                "INSERT INTO actions (rule_id, course_id, person_id, cycle, state, event_at, due_at, expires_at, created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut b, a| {
-                b.push_bind(a.rule).push_bind(a.course).push_bind(a.person).push_bind(a.cycle).push_bind("waiting")
-                    .push_bind(a.event_at).push_bind(a.due).push_bind(a.expires).push_bind(now).push_bind(now);
-            });
-            q.push(" ON CONFLICT (rule_id, course_id, person_id, cycle) DO NOTHING");
-            q.build().execute(&mut **c).await?;
-        });
-    }
-    Ok(())
+    actions::insert(tx, &new, now).await
 }
 
-/// The participants each batch of events is about, by course.
-fn touched(events: &[EventRow]) -> BTreeMap<&str, Vec<String>> {
-    let mut out: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+/// The subjects a batch of events is about: participants by course, learners by
+/// certification.
+type Touched<'a> = (
+    BTreeMap<&'a str, Vec<String>>,
+    BTreeMap<&'a str, Vec<String>>,
+);
+
+fn touched(events: &[EventRow]) -> Touched<'_> {
+    let (mut participants, mut learners): Touched = Default::default();
     for e in events {
         if let Some(p) = &e.person_id {
-            out.entry(e.course_id.as_str()).or_default().push(p.clone());
+            let side = if e.kind == EventKind::CertificationStatusChanged.as_str() {
+                &mut learners
+            } else {
+                &mut participants
+            };
+            side.entry(e.course_id.as_str())
+                .or_default()
+                .push(p.clone());
         }
     }
-    for list in out.values_mut() {
+    for list in participants.values_mut().chain(learners.values_mut()) {
         list.sort_unstable();
         list.dedup();
     }
-    out
+    (participants, learners)
 }
 
 async fn course<'a>(
@@ -266,7 +291,7 @@ async fn course<'a>(
     id: &str,
 ) -> Result<Option<&'a CourseInfo>, sqlx::Error> {
     if !cache.contains_key(id) {
-        let c = read::course(tx, id).await?;
+        let c = catalogue::course(tx, id, Lock::None).await?;
         cache.insert(id.to_string(), c);
     }
     Ok(cache.get(id).and_then(Option::as_ref))
@@ -310,11 +335,7 @@ async fn anchor_waiting_on_expiry(
     cycle: i64,
     until: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let waiting: Vec<(i64, String)> = on!(tx, c => sqlx::query_as(
-        "SELECT id, rule_id FROM actions WHERE course_id = $1 AND person_id = $2 AND cycle = $3 \
-         AND state = 'waiting' AND due_at IS NULL",
-    ).bind(course).bind(person).bind(cycle).fetch_all(&mut **c).await)?;
-    for (id, rule_id) in waiting {
+    for (id, rule_id) in actions::waiting_without_due(tx, course, person, cycle).await? {
         let Some(rule) = rules.action(&rule_id) else {
             continue;
         };
@@ -325,25 +346,9 @@ async fn anchor_waiting_on_expiry(
         let expires = due
             .zip(rule.expires_after)
             .and_then(|(d, p)| p.add_to(d, tz));
-        on!(tx, c => sqlx::query("UPDATE actions SET due_at = $1, expires_at = $2, recheck = 1, updated_at = $3 WHERE id = $4")
-            .bind(due).bind(expires).bind(now).bind(id).execute(&mut **c).await.map(|_| ()))?;
+        actions::set_due(tx, id, due, expires, now).await?;
     }
     Ok(())
-}
-
-/// Cancels waiting actions of a course, or of one participant (optionally only those of
-/// cycles before `before_cycle`).
-async fn cancel(
-    tx: &mut Tx,
-    now: DateTime<Utc>,
-    course: &str,
-    person: Option<&str>,
-    before_cycle: Option<i64>,
-) -> Result<(), sqlx::Error> {
-    on!(tx, c => sqlx::query(
-        "UPDATE actions SET state = 'cancelled', updated_at = $1 WHERE course_id = $2 \
-         AND ($3 IS NULL OR person_id = $3) AND ($4 IS NULL OR cycle < $4) AND state IN ('waiting', 'awaiting_approval', 'approved')",
-    ).bind(now).bind(course).bind(person).bind(before_cycle).execute(&mut **c).await.map(|_| ()))
 }
 
 /// A course's status or dates changed: D9 for a cancelled course, else new due times for
@@ -360,14 +365,10 @@ async fn course_changed(
         return Ok(());
     };
     if info.status == CourseStatus::Cancelled {
-        return cancel(tx, now, course_id, None, None).await;
+        return actions::cancel(tx, now, SubjectKind::Course, course_id, None, None).await;
     }
-    on!(tx, c => sqlx::query("UPDATE actions SET recheck = 1 WHERE course_id = $1 AND state = 'waiting'")
-        .bind(course_id).execute(&mut **c).await.map(|_| ()))?;
-    let waiting: Vec<(i64, String, DateTime<Utc>)> = on!(tx, c => sqlx::query_as(
-        "SELECT id, rule_id, event_at FROM actions WHERE course_id = $1 AND state = 'waiting'",
-    ).bind(course_id).fetch_all(&mut **c).await)?;
-    for (id, rule_id, event_at) in waiting {
+    actions::recheck_course(tx, course_id).await?;
+    for (id, rule_id, event_at) in actions::waiting_of_course(tx, course_id).await? {
         let Some(rule) = rules.action(&rule_id) else {
             continue;
         };
@@ -379,8 +380,7 @@ async fn course_changed(
         let expires = due
             .zip(rule.expires_after)
             .and_then(|(d, p)| p.add_to(d, tz));
-        on!(tx, c => sqlx::query("UPDATE actions SET due_at = $1, expires_at = $2, updated_at = $3 WHERE id = $4")
-            .bind(due).bind(expires).bind(now).bind(id).execute(&mut **c).await.map(|_| ()))?;
+        actions::set_due(tx, id, due, expires, now).await?;
     }
     Ok(())
 }
@@ -455,35 +455,44 @@ pub async fn plan_each(
     mut emit: impl FnMut(PlanItem),
 ) -> Result<u64, sqlx::Error> {
     let mut tx = store.begin_read().await?;
-    let courses = scan::courses_with_actions(&mut tx, rule_filter).await?;
+    let subjects = actions::subjects_with_actions(&mut tx, rule_filter).await?;
     let mut shown: HashMap<DateTime<Utc>, String> = HashMap::new();
     let mut count = 0;
-    for batch in courses.chunks(PLAN_BATCH) {
-        let actions = scan::actions(&mut tx, batch, rule_filter).await?;
-        // Subjects are only needed for instances still waiting.
-        let waiting: Vec<String> = {
-            let mut v: Vec<String> = actions
+    for batch in subjects.chunks(PLAN_BATCH) {
+        let rows = actions::plan_rows(&mut tx, batch, rule_filter).await?;
+        let evaluated = |a: &actions::PlanRow| {
+            a.delivery.is_none() && matches!(a.state, ActionState::Waiting | ActionState::Approved)
+        };
+        // Subjects are only needed for instances still to be evaluated.
+        let courses: Vec<String> = {
+            let mut v: Vec<String> = rows
                 .iter()
-                .filter(|a| a.state == "waiting")
+                .filter(|a| evaluated(a) && a.kind == SubjectKind::Course)
                 .map(|a| a.course_id.clone())
                 .collect();
             v.dedup();
             v
         };
-        let (infos, enrolments, progress) = if waiting.is_empty() {
+        let learner_keys: Vec<(String, String)> = rows
+            .iter()
+            .filter(|a| evaluated(a) && a.kind == SubjectKind::Certification)
+            .map(|a| (a.course_id.clone(), a.person_id.clone()))
+            .collect();
+        let (infos, enrolled, progress) = if courses.is_empty() {
             Default::default()
         } else {
             (
-                scan::courses(&mut tx, &waiting).await?,
-                scan::enrolments(&mut tx, &waiting).await?,
-                scan::progress(&mut tx, &waiting).await?,
+                catalogue::courses(&mut tx, &courses).await?,
+                enrolments::of_courses(&mut tx, &courses).await?,
+                enrolments::progress_of_courses(&mut tx, &courses).await?,
             )
         };
+        let learners = certifications::states(&mut tx, &learner_keys).await?;
         let certificates =
-            if waiting.is_empty() || !rules.actions.iter().any(fire::needs_certificate) {
+            if courses.is_empty() || !rules.actions.iter().any(verdict::attaches_certificate) {
                 Default::default()
             } else {
-                scan::certificates(&mut tx, &waiting).await?
+                certificates::in_force_of_courses(&mut tx, &courses).await?
             };
         let parts: HashMap<&str, Vec<crate::domain::progress::PartRule>> = infos
             .iter()
@@ -491,140 +500,84 @@ pub async fn plan_each(
             .collect();
         let (no_progress, no_marks, no_results) =
             (Default::default(), HashMap::new(), HashMap::new());
-        // D1 and D2 once per participant, however many rules wait for them (instances come
-        // course by course, so the cache is per course).
-        let mut summaries: HashMap<String, (AttendanceSummary, PassingSummary)> = HashMap::new();
-        let mut summaries_of = String::new();
-        for a in actions {
-            if a.course_id != summaries_of {
-                summaries.clear();
-                summaries_of.clone_from(&a.course_id);
-            }
-            let mut reasons = Vec::new();
+        for a in rows {
             let due = a.due_at.map(|d| {
                 shown
                     .entry(d)
                     .or_insert_with(|| local_rfc3339(d, tz))
                     .clone()
             });
-            let state = match a.state.as_str() {
-                "cancelled" => PlanState::Cancelled,
-                "expired" => PlanState::Expired,
-                "due" => PlanState::Due,
-                "retrying" => PlanState::Retrying,
-                "failed" => PlanState::Failed,
-                "awaiting_approval" => PlanState::AwaitingApproval,
-                _ => {
-                    let rule = rules.action(&a.rule_id);
-                    let course = infos.get(&a.course_id);
-                    let enrolment = enrolments
-                        .get(&a.course_id)
-                        .and_then(|m| m.get(&a.person_id));
-                    match (rule, course, enrolment) {
-                        (Some(rule), _, _)
-                            if rule.data_group == DataGroup::CertificationLearner =>
-                        {
-                            let wanted: Vec<&str> = rule
-                                .conditions
-                                .certification_status
-                                .iter()
-                                .flatten()
-                                .map(|s| s.as_str())
-                                .collect();
-                            reasons.push(format!(
-                                "waits until the learner's certification status is {}",
-                                crate::domain::one_of(&wanted)
-                            ));
-                            PlanState::Waiting
-                        }
-                        (None, _, _) => {
-                            reasons.push(format!(
-                                "rule {} is no longer in the rules directory",
-                                a.rule_id
-                            ));
-                            PlanState::Waiting
-                        }
-                        (Some(_), None, _) | (Some(_), _, None) => {
-                            reasons.push("the participant is no longer enrolled".into());
-                            PlanState::Waiting
-                        }
-                        (Some(rule), Some(course), Some(e)) => {
-                            let summary = summaries.get(&a.person_id).copied();
-                            let (attendance, passing) = summary.unwrap_or_else(|| {
-                                let percent = rules
-                                    .course_types
-                                    .get(&course.type_id)
-                                    .map_or(100, |t| t.attendance_percent);
-                                let p: &read::Progress =
-                                    progress.get(&a.course_id).unwrap_or(&no_progress);
-                                let course_parts = parts
-                                    .get(a.course_id.as_str())
-                                    .map_or(&[][..], Vec::as_slice);
-                                (
-                                    attendance_requirement(
-                                        course_parts,
-                                        p.marks.get(&a.person_id).unwrap_or(&no_marks),
-                                        percent,
-                                    ),
-                                    passing_obligation(
-                                        course_parts,
-                                        p.part_results.get(&a.person_id).unwrap_or(&no_results),
-                                    ),
-                                )
-                            });
-                            if summary.is_none() {
-                                summaries.insert(a.person_id.clone(), (attendance, passing));
-                            }
-                            let subject = Subject {
-                                course_status: course.status,
-                                course_type: &course.type_id,
-                                result: e.result,
-                                attendance,
-                                passing,
-                            };
-                            let attachable = !fire::needs_certificate(rule)
-                                || certificates.contains(&(
-                                    a.course_id.clone(),
-                                    a.person_id.clone(),
-                                    a.cycle,
-                                ));
-                            // Said only when nothing else holds the email back: the
-                            // certificate follows once the conditions are met.
-                            let waits_for_certificate = (!attachable).then(|| {
-                                format!(
-                                    "waits for the certificate of cycle {} (the email attaches it; issued when {})",
-                                    a.cycle,
-                                    rules
+            let (state, reasons) = match (a.state, a.delivery) {
+                (_, Some(DeliveryState::Retrying)) => (PlanState::Retrying, Vec::new()),
+                (_, Some(DeliveryState::Failed)) => (PlanState::Failed, Vec::new()),
+                (_, Some(_)) => (PlanState::Due, Vec::new()),
+                (ActionState::Cancelled, None) => (PlanState::Cancelled, Vec::new()),
+                (ActionState::Expired, None) => (PlanState::Expired, Vec::new()),
+                (ActionState::Fired, None) => (PlanState::Due, Vec::new()),
+                (ActionState::AwaitingApproval, None) => (PlanState::AwaitingApproval, Vec::new()),
+                (ActionState::Waiting | ActionState::Approved, None) => {
+                    let facts = match a.kind {
+                        SubjectKind::Certification => learners
+                            .get(&(a.course_id.clone(), a.person_id.clone()))
+                            .map_or(Facts::NotAssigned, |(_, cycle)| Facts::Learner {
+                                cycle: *cycle,
+                            }),
+                        SubjectKind::Course => {
+                            match (
+                                infos.get(&a.course_id),
+                                enrolled.get(&a.course_id).and_then(|m| m.get(&a.person_id)),
+                            ) {
+                                (Some(course), Some(e)) => {
+                                    let percent = rules
                                         .course_types
                                         .get(&course.type_id)
-                                        .and_then(|t| t.certificate.as_ref())
-                                        .map_or("the course type's certificate block says", |c| {
-                                            match c.issue_on {
-                                                crate::rules::IssueOn::Completion => {
-                                                    "the participant completes"
-                                                }
-                                                crate::rules::IssueOn::Passed => "the result is passed",
-                                            }
-                                        })
-                                )
-                            });
-                            evaluate(
-                                rule,
-                                &subject,
-                                waits_for_certificate,
-                                a.due_at,
-                                due.as_deref(),
-                                a.expires_at,
-                                now,
-                                &mut reasons,
-                            )
+                                        .map_or(100, |t| t.attendance_percent);
+                                    let p: &enrolments::Progress =
+                                        progress.get(&a.course_id).unwrap_or(&no_progress);
+                                    let course_parts = parts
+                                        .get(a.course_id.as_str())
+                                        .map_or(&[][..], Vec::as_slice);
+                                    Facts::Participant {
+                                        course,
+                                        result: e.result,
+                                        cycle: e.cycle,
+                                        completed: e.completed_at.is_some(),
+                                        attendance: attendance_requirement(
+                                            course_parts,
+                                            p.marks.get(&a.person_id).unwrap_or(&no_marks),
+                                            percent,
+                                        ),
+                                        passing: passing_obligation(
+                                            course_parts,
+                                            p.part_results.get(&a.person_id).unwrap_or(&no_results),
+                                        ),
+                                        certificate: certificates.contains(&(
+                                            a.course_id.clone(),
+                                            a.person_id.clone(),
+                                            a.cycle,
+                                        )),
+                                    }
+                                }
+                                _ => Facts::NotEnrolled,
+                            }
                         }
-                    }
+                    };
+                    let v = verdict::verdict(
+                        rules,
+                        rules.action(&a.rule_id),
+                        &Moment {
+                            state: a.state,
+                            cycle: a.cycle,
+                            due_at: a.due_at,
+                            expires_at: a.expires_at,
+                            due_shown: due.as_deref(),
+                        },
+                        &facts,
+                        now,
+                    );
+                    (PlanState::from(v.decision), v.reasons)
                 }
             };
-            if state != PlanState::Waiting && state != PlanState::Expired {
-                reasons.clear();
-            }
             emit(PlanItem {
                 id: a.id,
                 rule: a.rule_id,
@@ -645,43 +598,14 @@ pub async fn plan_each(
     Ok(count)
 }
 
-/// T2 for one waiting instance: due when its time has come and its conditions hold;
-/// expired when `expires_after` has passed with conditions unmet; else waiting, with why.
-#[allow(clippy::too_many_arguments)]
-fn evaluate(
-    rule: &ActionRule,
-    subject: &Subject<'_>,
-    waits_for_certificate: Option<String>,
-    due_at: Option<DateTime<Utc>>,
-    due_shown: Option<&str>,
-    expires_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-    reasons: &mut Vec<String>,
-) -> PlanState {
-    let mut unmet = conditions::unmet(&rule.conditions, subject);
-    if unmet.is_empty() {
-        unmet.extend(waits_for_certificate);
-    }
-    if !rule.enabled {
-        reasons.push("the rule is disabled (enabled: false)".into());
-    }
-    match due_at {
-        None => reasons.push("due time not known yet (waiting for its anchor)".into()),
-        Some(d) if d > now => reasons.push(format!("due {}", due_shown.unwrap_or_default())),
-        Some(_) => {}
-    }
-    let timely = due_at.is_some_and(|d| d <= now);
-    if timely && unmet.is_empty() && rule.enabled {
-        if rule.execution == Execution::Manual {
-            PlanState::AwaitingApproval
-        } else {
-            PlanState::Due
+impl From<Decision> for PlanState {
+    fn from(d: Decision) -> PlanState {
+        match d {
+            Decision::Fire => PlanState::Due,
+            Decision::AwaitApproval => PlanState::AwaitingApproval,
+            Decision::Expire => PlanState::Expired,
+            Decision::Wait => PlanState::Waiting,
+            Decision::Cancel => PlanState::Cancelled,
         }
-    } else if expires_at.is_some_and(|x| x <= now) && !unmet.is_empty() {
-        reasons.extend(unmet);
-        PlanState::Expired
-    } else {
-        reasons.extend(unmet);
-        PlanState::Waiting
     }
 }

@@ -5,9 +5,9 @@
 
 use super::ApiState;
 use super::errors::ApiError;
+use crate::change::{Applied, Work, WriteError};
 use crate::import::apply_rows;
 use crate::import::kinds::Row;
-use crate::store::write::{Applied, Work, WriteError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Marks applied per transaction at most.
@@ -36,33 +36,26 @@ pub fn start(state: ApiState) -> mpsc::Sender<(Row, Reply)> {
 async fn apply_batch(state: &ApiState, batch: Vec<(Row, Reply)>) {
     let (rows, replies): (Vec<Row>, Vec<Reply>) = batch.into_iter().unzip();
     let rules = state.rules();
-    let result: Result<Vec<Result<Applied, ApiError>>, sqlx::Error> = async {
-        let mut work = Work::new(
-            &rules,
-            state.config.timezone,
-            chrono::Utc::now(),
-            "api",
-            "api attendance",
-        );
-        let mut tx = state.store.begin().await?;
-        let rows: Vec<(u64, Row)> = rows
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| (i as u64, r))
-            .collect();
-        let outcomes = apply_rows(&mut work, &mut tx, rows).await?;
-        work.finish(&mut tx).await?;
-        tx.commit().await?;
-        Ok(outcomes
-            .into_iter()
-            .map(|(_, o)| match o {
-                Ok(a) => Ok(a),
-                Err(WriteError::Sql(e)) => Err(e.into()),
-                Err(e) => Err(e.into()),
-            })
-            .collect())
-    }
-    .await;
+    let rows: Vec<(u64, Row)> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (i as u64, r))
+        .collect();
+    let now = chrono::Utc::now();
+    let result: Result<Vec<Result<Applied, ApiError>>, sqlx::Error> =
+        crate::store::transact!(state.store, |tx| {
+            let mut work = Work::new(&rules, state.config.timezone, now, "api", "api attendance");
+            let outcomes = apply_rows(&mut work, tx, rows.clone()).await?;
+            work.finish(tx).await?;
+            Ok(outcomes
+                .into_iter()
+                .map(|(_, o)| match o {
+                    Ok(a) => Ok(a),
+                    Err(WriteError::Sql(e)) => Err(e.into()),
+                    Err(e) => Err(e.into()),
+                })
+                .collect())
+        });
     match result {
         Ok(answers) => {
             state.wake.notify_one();

@@ -2,7 +2,7 @@
 //! one entry per bad item of a bulk request), with the status that says whose mistake it
 //! was. Malformed input is always a 4xx; a 500 means the database failed.
 
-use crate::store::write::WriteError;
+use crate::change::WriteError;
 use axum::Json;
 use axum::extract::FromRequest;
 use axum::extract::rejection::JsonRejection;
@@ -17,6 +17,8 @@ pub struct ApiError {
     pub message: String,
     /// One entry per bad item: `{ "index"?, "field"?, "message" }`.
     pub errors: Vec<Value>,
+    /// Made from a database error that is worth running the transaction again for.
+    retryable: bool,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             code,
             message: message.into(),
             errors: Vec::new(),
+            retryable: false,
         }
     }
 
@@ -57,23 +60,27 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> ApiError {
-        tracing::error!("database error in an API request: {e}");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            "the database could not complete the request; try again",
-        )
+        let retryable = crate::store::retryable(&e);
+        if retryable {
+            tracing::debug!("database conflict in an API request (run again): {e}");
+        } else {
+            tracing::error!("database error in an API request: {e}");
+        }
+        ApiError {
+            retryable,
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database could not complete the request; try again",
+            )
+        }
     }
 }
 
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> ApiError {
         match e {
-            WriteError::Refused {
-                message,
-                missing: true,
-                ..
-            } => ApiError::not_found(message),
+            WriteError::Missing { message, .. } => ApiError::not_found(message),
             WriteError::Refused { message, .. } => ApiError::conflict(message),
             WriteError::Sql(e) => e.into(),
         }
@@ -115,4 +122,10 @@ impl From<JsonRejection> for ApiError {
 
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such resource (see /api/v1/openapi.json)")
+}
+
+impl crate::store::Retryable for ApiError {
+    fn retryable(&self) -> bool {
+        self.retryable
+    }
 }

@@ -5,9 +5,9 @@
 
 use super::ApiState;
 use super::errors::{ApiError, Body};
+use crate::change::{Applied, Work, WriteError};
 use crate::import::kinds::{self, Row};
 use crate::import::{Kind, apply_rows};
-use crate::store::write::{Applied, Work, WriteError};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -119,46 +119,44 @@ async fn apply(
     source: &str,
 ) -> Result<Vec<Applied>, ApiError> {
     let rules = state.rules();
-    let mut work = Work::new(&rules, state.config.timezone, Utc::now(), "api", source);
-    let mut tx = state.store.begin().await?;
-    let outcomes = apply_rows(&mut work, &mut tx, rows).await?;
-    let mut applied = Vec::new();
-    let mut refused = Vec::new();
-    let mut all_missing = true;
-    for (i, o) in outcomes {
-        match o {
-            Ok(a) => applied.push(a),
-            Err(WriteError::Refused {
-                column,
-                message,
-                missing,
-            }) => {
-                all_missing &= missing;
-                refused.push(json!({"index": i, "field": column, "message": message}));
+    let now = Utc::now();
+    let applied = crate::store::transact!(state.store, |tx| {
+        let mut work = Work::new(&rules, state.config.timezone, now, "api", source);
+        let outcomes = apply_rows(&mut work, tx, rows.clone()).await?;
+        let mut applied = Vec::new();
+        let mut refused = Vec::new();
+        let mut all_missing = true;
+        for (i, o) in outcomes {
+            match o {
+                Ok(a) => applied.push(a),
+                Err(WriteError::Sql(e)) => return Err(e.into()),
+                Err(e) => {
+                    all_missing &= matches!(e, WriteError::Missing { .. });
+                    refused
+                        .push(json!({"index": i, "field": e.column(), "message": e.to_string()}));
+                }
             }
-            Err(WriteError::Sql(e)) => return Err(e.into()),
         }
-    }
-    if !refused.is_empty() {
-        tx.rollback().await?;
-        let message = if refused.len() == 1 {
-            refused[0]["message"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        } else {
-            format!("{} item(s) refused; nothing was changed", refused.len())
-        };
-        let mut e = if all_missing {
-            ApiError::not_found(message)
-        } else {
-            ApiError::conflict(message)
-        };
-        e.errors = refused;
-        return Err(e);
-    }
-    work.finish(&mut tx).await?;
-    tx.commit().await?;
+        if !refused.is_empty() {
+            let message = if refused.len() == 1 {
+                refused[0]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            } else {
+                format!("{} item(s) refused; nothing was changed", refused.len())
+            };
+            let mut e = if all_missing {
+                ApiError::not_found(message)
+            } else {
+                ApiError::conflict(message)
+            };
+            e.errors = refused;
+            return Err(e);
+        }
+        work.finish(tx).await?;
+        Ok(applied)
+    })?;
     state.wake.notify_one();
     Ok(applied)
 }
@@ -375,36 +373,33 @@ pub async fn post_participant_action(
     State(s): State<ApiState>,
     Path((course, person, action)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
+    if !matches!(action.as_str(), "reset" | "reassign" | "equivalency") {
+        return Err(ApiError::not_found(format!(
+            "unknown participant action {action:?} (reset, reassign or equivalency)"
+        )));
+    }
     let rules = s.rules();
-    let mut work = Work::new(
-        &rules,
-        s.config.timezone,
-        Utc::now(),
-        "api",
-        &format!("api {action}"),
-    );
-    let mut tx = s.store.begin().await?;
-    let answer = match action.as_str() {
-        "reset" => work
-            .reset(&mut tx, &course, &person)
-            .await
-            .map(|cycle| json!({"cycle": cycle})),
-        "reassign" => work
-            .reassign(&mut tx, &course, &person)
-            .await
-            .map(|cycle| json!({"cycle": cycle})),
-        "equivalency" => work
-            .equivalency(&mut tx, &course, &person)
-            .await
-            .map(|_| json!({"completed_via": "equivalency"})),
-        _ => {
-            return Err(ApiError::not_found(format!(
-                "unknown participant action {action:?} (reset, reassign or equivalency)"
-            )));
-        }
-    }?;
-    work.finish(&mut tx).await?;
-    tx.commit().await?;
+    let now = Utc::now();
+    let source = format!("api {action}");
+    let answer = crate::store::transact!(s.store, |tx| {
+        let mut work = Work::new(&rules, s.config.timezone, now, "api", &source);
+        let answer = match action.as_str() {
+            "reset" => work
+                .reset(tx, &course, &person)
+                .await
+                .map(|cycle| json!({"cycle": cycle})),
+            "reassign" => work
+                .reassign(tx, &course, &person)
+                .await
+                .map(|cycle| json!({"cycle": cycle})),
+            _ => work
+                .equivalency(tx, &course, &person)
+                .await
+                .map(|_| json!({"completed_via": "equivalency"})),
+        }?;
+        work.finish(tx).await?;
+        Ok::<_, WriteError>(answer)
+    })?;
     s.wake.notify_one();
     Ok(Json(answer).into_response())
 }
@@ -415,11 +410,13 @@ pub async fn delete_enrolment(
     Path((course, person)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let rules = s.rules();
-    let mut work = Work::new(&rules, s.config.timezone, Utc::now(), "api", "api remove");
-    let mut tx = s.store.begin().await?;
-    work.remove(&mut tx, &course, &person).await?;
-    work.finish(&mut tx).await?;
-    tx.commit().await?;
+    let now = Utc::now();
+    crate::store::transact!(s.store, |tx| {
+        let mut work = Work::new(&rules, s.config.timezone, now, "api", "api remove");
+        work.remove(tx, &course, &person).await?;
+        work.finish(tx).await?;
+        Ok::<_, WriteError>(())
+    })?;
     s.wake.notify_one();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -452,7 +449,7 @@ pub async fn post_certification_action(
     Path((certification, person, action)): Path<(String, String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    use crate::store::certifications::{self, CertError, Command};
+    use crate::change::certifications::{self, CertError, Command};
     let body = optional_json(&body)?;
     let reason = body["reason"].as_str().unwrap_or_default().to_string();
     let word = action.replace('-', "_");
@@ -491,11 +488,7 @@ pub async fn post_certification_action(
                     .into_response(),
             )
         }
-        Err(CertError::Refused(why))
-            if why.starts_with("unknown") || why.contains("is not assigned") =>
-        {
-            Err(ApiError::not_found(why))
-        }
+        Err(CertError::Missing(why)) => Err(ApiError::not_found(why)),
         Err(CertError::Refused(why)) => Err(ApiError::conflict(why)),
         Err(CertError::Db(e)) => Err(e.into()),
     }

@@ -3,8 +3,9 @@
 
 use super::ApiState;
 use super::errors::ApiError;
+use crate::domain::DeliveryState;
 use crate::domain::time::local_rfc3339;
-use crate::store::{Tx, on};
+use crate::store::{actions, certificates, outbox};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -81,17 +82,13 @@ pub async fn deliveries(
     State(s): State<ApiState>,
     Query(q): Query<DeliveriesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    const STATES: [&str; 5] = ["queued", "sending", "sent", "retrying", "failed"];
-    if let Some(state) = &q.state
-        && !STATES.contains(&state.as_str())
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("state {state:?} is not one of {}", STATES.join(", ")),
-        ));
-    }
-    let rows = crate::delivery::list(&s.store, q.state.as_deref()).await?;
+    let state = q
+        .state
+        .as_deref()
+        .map(str::parse::<DeliveryState>)
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e))?;
+    let rows = crate::delivery::list(&s.store, state).await?;
     Ok(Json(json!(rows)))
 }
 
@@ -101,27 +98,27 @@ pub async fn verify(
     Path(code): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    type Row = (
-        String,
-        String,
-        String,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    );
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
-    let row: Option<Row> = if code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
+    let row = if code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
         None
     } else {
         let mut tx = s.store.begin_read().await?;
-        let row = certificate(&mut tx, &code).await?;
+        let row = certificates::by_code(&mut tx, &code).await?;
         tx.rollback().await?;
         row
     };
-    let Some((number, name, course, issued, until, revoked)) = row else {
+    let Some(certificates::Verified {
+        number,
+        full_name: name,
+        course_name: course,
+        issued_at: issued,
+        valid_until: until,
+        revoked_at: revoked,
+    }) = row
+    else {
         let e = ApiError::not_found("no certificate has this verification code");
         return Ok(if wants_json {
             e.into_response()
@@ -179,27 +176,6 @@ pub async fn verify(
     Ok(Html(page(title, &body, colour)).into_response())
 }
 
-async fn certificate(
-    tx: &mut Tx,
-    code: &str,
-) -> Result<
-    Option<(
-        String,
-        String,
-        String,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    )>,
-    sqlx::Error,
-> {
-    on!(tx, c => sqlx::query_as(
-        "SELECT cert.number, p.full_name, co.name, cert.issued_at, cert.valid_until, cert.revoked_at \
-         FROM certificates cert JOIN people p ON p.id = cert.person_id JOIN courses co ON co.id = cert.course_id \
-         WHERE cert.verification_code = $1",
-    ).bind(code).fetch_optional(&mut **c).await)
-}
-
 fn page(title: &str, body: &str, colour: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
@@ -210,14 +186,7 @@ fn page(title: &str, body: &str, colour: &str) -> String {
 
 /// GET /healthz: the database answers and the scheduler loop is alive.
 pub async fn healthz(State(s): State<ApiState>) -> Response {
-    let db = match s.store.begin_read().await {
-        Ok(mut tx) => {
-            let ok = on!(&mut tx, c => sqlx::query_scalar::<_, i64>("SELECT CAST(1 AS BIGINT)").fetch_one(&mut **c).await).is_ok();
-            let _ = tx.rollback().await;
-            ok
-        }
-        Err(_) => false,
-    };
+    let db = s.store.ping().await;
     let beat = s.scheduler_beat.load(Ordering::Relaxed);
     let limit = (s.config.scheduler.interval.as_millis() as i64).max(30_000) * 3;
     let scheduler = beat > 0 && Utc::now().timestamp_millis() - beat <= limit;
@@ -240,15 +209,12 @@ pub async fn healthz(State(s): State<ApiState>) -> Response {
 pub async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let now = Utc::now();
     let mut tx = s.store.begin_read().await?;
-    let by_state: Vec<(String, i64)> = on!(&mut tx, c => sqlx::query_as(
-        "SELECT state, COUNT(*) FROM deliveries GROUP BY state",
-    ).fetch_all(&mut **c).await)?;
-    let (depth, oldest): (i64, Option<DateTime<Utc>>) = on!(&mut tx, c => sqlx::query_as(
-        "SELECT COUNT(*), MIN(next_attempt_at) FROM deliveries WHERE state IN ('queued', 'retrying') AND next_attempt_at <= $1",
-    ).bind(now).fetch_one(&mut **c).await)?;
-    let oldest_due: Option<DateTime<Utc>> = on!(&mut tx, c => sqlx::query_scalar(
-        "SELECT MIN(due_at) FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1",
-    ).bind(now).fetch_one(&mut **c).await)?;
+    let outbox::Figures {
+        by_state,
+        ready: depth,
+        oldest_ready: oldest,
+    } = outbox::figures(&mut tx, now).await?;
+    let oldest_due = actions::oldest_due(&mut tx, now).await?;
     tx.rollback().await?;
     let lag = [oldest, oldest_due]
         .into_iter()

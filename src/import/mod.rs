@@ -6,8 +6,8 @@ pub mod kinds;
 
 pub use kinds::Kind;
 
+use crate::change::{Tally, Work, WriteError};
 use crate::rules::RuleSet;
-use crate::store::write::{Tally, Work, WriteError};
 use crate::store::{Store, Tx};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -57,8 +57,31 @@ pub struct Options<'a> {
     pub progress: Option<&'a dyn Fn(u64, u64)>,
 }
 
-/// Imports `path` as `kind`.
+/// Imports `path` as `kind`. When PostgreSQL aborts the import's transaction as a
+/// deadlock victim (a parallel change locked the same rows in another order), the file is
+/// imported again from the start.
 pub async fn import_file(
+    store: &Store,
+    kind: Kind,
+    path: &Path,
+    opts: &Options<'_>,
+) -> anyhow::Result<Report> {
+    use crate::store::Retryable;
+    let mut attempt = 1;
+    loop {
+        match import_once(store, kind, path, opts).await {
+            Err(e) if e.retryable() && attempt < crate::store::TRANSACT_ATTEMPTS => {
+                tracing::info!(
+                    "the database aborted the import (a parallel change); importing again"
+                );
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn import_once(
     store: &Store,
     kind: Kind,
     path: &Path,
@@ -248,16 +271,14 @@ async fn apply_chunk(
     for (line, outcome) in outcomes {
         match outcome {
             Ok(a) => work.tally.count(a),
-            Err(WriteError::Refused {
-                column, message, ..
-            }) => {
+            Err(WriteError::Sql(e)) => return Err(e.into()),
+            Err(e) => {
                 report.errors.push(RowError {
                     line,
-                    column: column.map(str::to_string),
-                    message,
+                    column: e.column().map(str::to_string),
+                    message: e.to_string(),
                 });
             }
-            Err(WriteError::Sql(e)) => return Err(e.into()),
         }
     }
     work.flush(tx).await?;
@@ -265,7 +286,7 @@ async fn apply_chunk(
 }
 
 /// The outcome of each row, by its position (line or index) in the input.
-pub type Outcomes = Vec<(u64, Result<crate::store::write::Applied, WriteError>)>;
+pub type Outcomes = Vec<(u64, Result<crate::change::Applied, WriteError>)>;
 
 /// Applies parsed rows (any kinds): marks and enrolments in bulk, the others one by one.
 /// Used by `import` and by the HTTP API, so both apply the same rules the same way.
@@ -322,6 +343,16 @@ pub async fn apply_rows(
         outcomes.push((line, result));
     }
     outcomes.sort_by_key(|(line, _)| *line);
+    // A database error ends the transaction (PostgreSQL refuses every later statement):
+    // it is the caller's error, not one row's.
+    if let Some(pos) = outcomes
+        .iter()
+        .position(|(_, o)| matches!(o, Err(WriteError::Sql(_))))
+    {
+        if let (_, Err(WriteError::Sql(e))) = outcomes.swap_remove(pos) {
+            return Err(e);
+        }
+    }
     Ok(outcomes)
 }
 

@@ -1,14 +1,35 @@
-//! The database: one `Store` with SQLite and PostgreSQL behind it. Both run the same SQL
-//! (`$N` placeholders work in both); each body is written once and compiled per backend
-//! by the `on!` macro. Migrations are embedded and applied by `Store::open`.
+//! The database: one `Store` with SQLite and PostgreSQL behind it, and every SQL
+//! statement of the application. Each table family has one module that holds every
+//! statement touching it:
+//!
+//! | module | tables |
+//! |---|---|
+//! | [`catalogue`] | `courses`, `parts`, `people` |
+//! | [`enrolments`] | `enrolments`, `attendance`, `part_results` |
+//! | [`certificates`] | `certificates`, `certificate_sequences` |
+//! | [`certifications`] | `certification_learners` |
+//! | [`actions`] | `actions`, `rule_versions` |
+//! | [`outbox`] | `deliveries`, `instances` |
+//! | [`history`] | `history`, `events` (filled from history by a trigger) |
+//!
+//! Both backends run the same SQL (`$N` placeholders work in both); each body is written
+//! once and compiled per backend by the `on!` macro. Migrations are embedded and applied
+//! by `Store::open`.
+//!
+//! Concurrency (several processes and many API requests on one PostgreSQL database): a
+//! state change locks what it reads before it decides ([`Lock`]), inserts with
+//! `ON CONFLICT`, and [`transact!`] runs it again when PostgreSQL aborts it as a
+//! deadlock victim or a serialization failure. SQLite has one writer (`BEGIN IMMEDIATE`).
 
+pub mod actions;
+pub mod catalogue;
+pub mod certificates;
 pub mod certifications;
-mod log;
-pub mod read;
-pub mod scan;
-pub mod write;
+pub mod enrolments;
+pub mod history;
+pub mod outbox;
 
-pub use log::{Change, Changes, Json, j};
+pub use history::{Change, Changes, Json, j};
 
 use crate::config::{DatabaseUrl, redact_url};
 use chrono::{DateTime, Utc};
@@ -147,7 +168,11 @@ impl Store {
 
     /// Whether `sql` (a `SELECT EXISTS (...)` style query with `now` as $1, if used) finds
     /// anything: a cheap read before taking the write lock for work that is usually absent.
-    pub async fn any(&self, sql: &'static str, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    pub(crate) async fn any(
+        &self,
+        sql: &'static str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
         match self {
             Store::Sqlite(p) => {
                 sqlx::query_scalar::<_, bool>(sql)
@@ -170,6 +195,20 @@ impl Store {
             Store::Sqlite(p) => Tx::Sqlite(p.begin().await?),
             Store::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
+    }
+
+    /// Whether the database answers (for /healthz).
+    pub async fn ping(&self) -> bool {
+        match self {
+            Store::Sqlite(p) => sqlx::query_scalar::<_, i64>("SELECT CAST(1 AS BIGINT)")
+                .fetch_one(p)
+                .await
+                .is_ok(),
+            Store::Postgres(p) => sqlx::query_scalar::<_, i64>("SELECT CAST(1 AS BIGINT)")
+                .fetch_one(p)
+                .await
+                .is_ok(),
+        }
     }
 
     pub async fn close(&self) {
@@ -196,6 +235,136 @@ impl Tx {
     }
 }
 
+/// Runs `body` (with `tx` bound to a fresh writing transaction) and commits it; when
+/// PostgreSQL aborts it as a deadlock victim or a serialization failure, runs it again (at
+/// most [`TRANSACT_ATTEMPTS`] times, after a short random pause). An `Err` from `body`
+/// rolls back. `body` must start from scratch each time, and its error type must convert
+/// from `sqlx::Error` and say whether it is worth another attempt ([`Retryable`]).
+///
+/// A macro rather than a function taking an async closure: the body's future then stays
+/// an ordinary `Send` future that axum handlers and spawned tasks accept.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! store_transact {
+    ($store:expr, |$tx:ident| $body:expr) => {{
+        let store_: &$crate::store::Store = &$store;
+        let mut attempt_: u32 = 1;
+        loop {
+            let outcome_ = match store_.begin().await {
+                Err(e) => Err(e.into()),
+                Ok(mut t_) => {
+                    let r_ = async {
+                        let $tx = &mut t_;
+                        $body
+                    }
+                    .await;
+                    $crate::store::settle(t_, r_).await
+                }
+            };
+            match $crate::store::again(outcome_, &mut attempt_).await {
+                ::std::ops::ControlFlow::Break(r_) => break r_,
+                ::std::ops::ControlFlow::Continue(()) => {}
+            }
+        }
+    }};
+}
+pub use crate::store_transact as transact;
+
+/// Commits on `Ok`, rolls back on `Err` (for [`transact!`]).
+#[doc(hidden)]
+pub async fn settle<T, E: From<sqlx::Error>>(tx: Tx, r: Result<T, E>) -> Result<T, E> {
+    match r {
+        Ok(v) => tx.commit().await.map(|()| v).map_err(E::from),
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// Whether [`transact!`] runs the body again: after a retryable error, while attempts
+/// remain (pausing first).
+#[doc(hidden)]
+pub async fn again<T, E: Retryable>(
+    outcome: Result<T, E>,
+    attempt: &mut u32,
+) -> std::ops::ControlFlow<Result<T, E>> {
+    match outcome {
+        Err(e) if e.retryable() && *attempt < TRANSACT_ATTEMPTS => {
+            tracing::debug!(
+                "transaction attempt {attempt} aborted by the database; running it again"
+            );
+            *attempt += 1;
+            tokio::time::sleep(retry_pause(*attempt)).await;
+            std::ops::ControlFlow::Continue(())
+        }
+        other => std::ops::ControlFlow::Break(other),
+    }
+}
+
+/// How often [`transact!`] tries a transaction the database aborted.
+pub const TRANSACT_ATTEMPTS: u32 = 8;
+
+/// 5-50 ms, growing with the attempt, with jitter so that two victims do not collide again.
+fn retry_pause(attempt: u32) -> Duration {
+    let mut b = [0u8; 2];
+    let jitter = getrandom::fill(&mut b).map_or(0, |()| u64::from(u16::from_le_bytes(b)) % 10);
+    Duration::from_millis(5 * u64::from(attempt.min(8)) + jitter)
+}
+
+/// Whether an error is the database's "run me again": a serialization failure (40001) or
+/// a deadlock victim (40P01) on PostgreSQL, a busy database on SQLite.
+pub fn retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => matches!(
+            d.code().as_deref(),
+            Some("40001") | Some("40P01") | Some("5") | Some("517")
+        ),
+        _ => false,
+    }
+}
+
+/// Errors that may carry a database error worth a second attempt.
+pub trait Retryable {
+    fn retryable(&self) -> bool;
+}
+
+impl Retryable for sqlx::Error {
+    fn retryable(&self) -> bool {
+        retryable(self)
+    }
+}
+
+impl Retryable for anyhow::Error {
+    fn retryable(&self) -> bool {
+        self.downcast_ref::<sqlx::Error>().is_some_and(retryable)
+    }
+}
+
+/// How a state change locks the row it reads before deciding on it (PostgreSQL; SQLite's
+/// single writer makes every read in a writing transaction a locked one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// A plain read.
+    None,
+    /// `FOR SHARE`: others may read-lock too, nobody may change the row until we commit
+    /// (a mark holds its course this way, so that a change of the course's parts waits).
+    Share,
+    /// `FOR UPDATE`: we are going to change the row, or decide on its current value.
+    Update,
+}
+
+impl Lock {
+    /// The clause to append to a SELECT on this backend.
+    pub(crate) fn clause(self, tx: &Tx) -> &'static str {
+        match (tx, self) {
+            (Tx::Sqlite(_), _) | (_, Lock::None) => "",
+            (Tx::Postgres(_), Lock::Share) => " FOR SHARE",
+            (Tx::Postgres(_), Lock::Update) => " FOR UPDATE",
+        }
+    }
+}
+
 /// Appends `(id, id, ...)` as bound parameters, for `... IN` lists of caller keys.
 pub(crate) fn push_list<DB: sqlx::Database>(q: &mut sqlx::QueryBuilder<DB>, ids: &[String])
 where
@@ -212,4 +381,43 @@ where
 /// Parses a word stored in the database; a bad one is a decode error, not a panic.
 pub(crate) fn word<T: FromStr<Err = String>>(s: &str) -> Result<T, sqlx::Error> {
     s.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))
+}
+
+/// Wide reads on SQLite: sqlx's cost per row and per column dominates reads of millions
+/// of rows, so `plan` reads one text value per course (each row's fields joined by U+001F,
+/// which no id may contain; the rows by U+001E) and splits it here.
+pub(crate) mod packed {
+    /// Separates the fields of a row (char(31)).
+    pub const SEP: char = '\u{1f}';
+    /// Separates rows aggregated into one (char(30)).
+    pub const ROW: char = '\u{1e}';
+
+    pub fn bad(what: &str) -> sqlx::Error {
+        sqlx::Error::Decode(format!("malformed {what} row").into())
+    }
+
+    /// The rows of the aggregated values, each split into exactly `N` fields.
+    pub fn rows<'a, const N: usize>(
+        groups: &'a [String],
+        what: &'static str,
+    ) -> impl Iterator<Item = Result<[&'a str; N], sqlx::Error>> + 'a {
+        groups.iter().flat_map(|g| g.split(ROW)).map(move |r| {
+            let f: Vec<&str> = r.split(SEP).collect();
+            <[&str; N]>::try_from(f).map_err(|_| bad(what))
+        })
+    }
+
+    /// An RFC 3339 text as SQLite stores it; empty is `None`.
+    pub fn time(s: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&chrono::Utc)))
+            .map_err(|_| bad("timestamp"))
+    }
+
+    pub fn int(s: &str, what: &str) -> Result<i64, sqlx::Error> {
+        s.parse().map_err(|_| bad(what))
+    }
 }

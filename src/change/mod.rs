@@ -1,67 +1,74 @@
 //! State changes. A `Work` is one unit of work inside one transaction: it applies the
-//! domain rules, writes the rows, and buffers the history (D10) and engine events that
-//! go with them. `finish` settles completion (D3) for every enrolment the work touched.
+//! domain rules, asks the store to write the rows, and buffers the history (D10) and
+//! engine events that go with them. `finish` settles completion (D3) for every enrolment
+//! the work touched. There is no SQL here: every statement is in `store`, by table.
+//!
+//! Under concurrency (PostgreSQL) a `Work` locks before it reads what it decides on: the
+//! course row `FOR SHARE` when it changes a participant (`FOR UPDATE` when it changes the
+//! course or its parts), the enrolment rows `FOR UPDATE` in person order, and only then
+//! the marks and part results. Run a `Work` through [`crate::store::transact!`],
+//! which runs it again when the database picks it as a deadlock victim.
 
 mod attendance;
 mod certificates;
+pub mod certifications;
 mod lifecycle;
 
-use super::read::{self, CourseInfo};
-use super::{Change, Changes, Tx, j, on};
 use crate::domain::input::{CourseInput, EnrolmentInput, PartInput, PersonInput};
 use crate::domain::{CompletedVia, EventKind, Outcome, enrolment, progress};
 use crate::rules::RuleSet;
+use crate::store::catalogue::{self, CourseInfo};
+use crate::store::enrolments::{self, Enrolment, Progress};
+use crate::store::{Change, Changes, Lock, Retryable, Tx, j};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
-use sqlx::QueryBuilder;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Why one change was not made.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    /// Refused by a domain rule or a missing reference; `column` names the input field.
+    /// Refused by a domain rule; `column` names the input field.
+    #[error("{message}")]
     Refused {
         column: Option<&'static str>,
         message: String,
-        /// The refusal is about something that does not exist (an unknown course, person
-        /// or enrolment), not a rule: the HTTP API answers 404 rather than 409.
-        missing: bool,
     },
-    Sql(sqlx::Error),
+    /// About something that does not exist (an unknown course, person or enrolment): the
+    /// HTTP API answers 404 rather than 409.
+    #[error("{message}")]
+    Missing {
+        column: Option<&'static str>,
+        message: String,
+    },
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
 }
 
-impl From<sqlx::Error> for WriteError {
-    fn from(e: sqlx::Error) -> Self {
-        WriteError::Sql(e)
-    }
-}
-
-impl std::fmt::Display for WriteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl WriteError {
+    /// The input field a refusal is about, if any.
+    pub fn column(&self) -> Option<&'static str> {
         match self {
-            WriteError::Refused { message, .. } => f.write_str(message),
-            WriteError::Sql(e) => write!(f, "database error: {e}"),
+            WriteError::Refused { column, .. } | WriteError::Missing { column, .. } => *column,
+            WriteError::Sql(_) => None,
         }
     }
 }
 
-pub(crate) fn refused(column: Option<&'static str>, message: String) -> WriteError {
-    WriteError::Refused {
-        column,
-        message,
-        missing: false,
+impl Retryable for WriteError {
+    fn retryable(&self) -> bool {
+        matches!(self, WriteError::Sql(e) if crate::store::retryable(e))
     }
+}
+
+pub(crate) fn refused(column: Option<&'static str>, message: String) -> WriteError {
+    WriteError::Refused { column, message }
 }
 
 /// A refusal because a referenced course, person or enrolment does not exist.
 pub(crate) fn missing(column: Option<&'static str>, message: String) -> WriteError {
-    WriteError::Refused {
-        column,
-        message,
-        missing: true,
-    }
+    WriteError::Missing { column, message }
 }
 
 /// What a change did.
@@ -99,6 +106,7 @@ pub struct Work<'r> {
     pub now: DateTime<Utc>,
     pub log: Changes,
     pub tally: Tally,
+    /// Courses read in this unit of work (their rows locked for it).
     courses: HashMap<String, Option<Arc<CourseInfo>>>,
     /// Enrolments whose completion must be re-checked, by course.
     touched: BTreeMap<String, BTreeSet<String>>,
@@ -126,7 +134,8 @@ impl<'r> Work<'r> {
         }
     }
 
-    /// The course with its parts, cached for this unit of work.
+    /// The course with its parts, cached for this unit of work; its row is held `FOR SHARE`
+    /// until the transaction ends, so its parts cannot change under a decision on them.
     pub async fn course(
         &mut self,
         tx: &mut Tx,
@@ -135,7 +144,18 @@ impl<'r> Work<'r> {
         if let Some(c) = self.courses.get(id) {
             return Ok(c.clone());
         }
-        let c = read::course(tx, id).await?.map(Arc::new);
+        let c = catalogue::course(tx, id, Lock::Share).await?.map(Arc::new);
+        self.courses.insert(id.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// The course, its row locked `FOR UPDATE` for a change of the course or its parts.
+    async fn course_to_change(
+        &mut self,
+        tx: &mut Tx,
+        id: &str,
+    ) -> Result<Option<Arc<CourseInfo>>, sqlx::Error> {
+        let c = catalogue::course(tx, id, Lock::Update).await?.map(Arc::new);
         self.courses.insert(id.to_string(), c.clone());
         Ok(c)
     }
@@ -177,47 +197,61 @@ impl<'r> Work<'r> {
                 ),
             ));
         }
-        let fields = serde_json::to_string(&c.fields).unwrap_or_else(|_| "{}".into());
         let after = json!({"name": c.name, "type": c.type_id, "status": c.status, "start": c.start,
                            "end": c.end, "location": c.location, "fields": c.fields});
-        let before = self.course(tx, &c.id).await?;
-        let before_json = before.as_ref().map(|b| {
-            json!({"name": b.name, "type": b.type_id, "status": b.status, "start": b.start, "end": b.end,
-                   "location": b.location, "fields": serde_json::from_str::<serde_json::Value>(&b.fields).unwrap_or_default()})
-        });
-        if before_json.as_ref() == Some(&after) {
+        let mut before = self.course_to_change(tx, &c.id).await?;
+        if before.is_none() {
+            if catalogue::insert_course(tx, c, self.now).await? {
+                self.courses.remove(&c.id);
+                self.log.push(Change {
+                    entity: "course",
+                    course_id: Some(c.id.clone()),
+                    person_id: None,
+                    part_id: None,
+                    change: "created",
+                    before: None,
+                    after: j(after),
+                    event: None,
+                });
+                return Ok(Applied::Created);
+            }
+            // Created by a parallel change that committed first: this one updates it.
+            before = self.course_to_change(tx, &c.id).await?;
+        }
+        let Some(b) = before else {
+            return Err(WriteError::Sql(sqlx::Error::RowNotFound));
+        };
+        let before_json = json!({"name": b.name, "type": b.type_id, "status": b.status, "start": b.start, "end": b.end,
+            "location": b.location, "fields": serde_json::from_str::<serde_json::Value>(&b.fields).unwrap_or_default()});
+        if before_json == after {
             return Ok(Applied::Unchanged);
         }
-        on!(tx, t => sqlx::query(
-            "INSERT INTO courses (id, name, type_id, status, start_at, end_at, location, fields, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, type_id = excluded.type_id, status = excluded.status, \
-             start_at = excluded.start_at, end_at = excluded.end_at, location = excluded.location, \
-             fields = excluded.fields, updated_at = excluded.updated_at",
-        ).bind(&c.id).bind(&c.name).bind(&c.type_id).bind(c.status.as_str()).bind(c.start).bind(c.end)
-         .bind(&c.location).bind(&fields).bind(self.now).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        catalogue::update_course(tx, c, self.now).await?;
         self.courses.remove(&c.id);
-        let created = before.is_none();
         self.log.push(Change {
             entity: "course",
             course_id: Some(c.id.clone()),
             person_id: None,
             part_id: None,
-            change: if created { "created" } else { "updated" },
-            before: before_json.map(Into::into),
+            change: "updated",
+            before: j(before_json),
             after: j(after),
             // Status and dates drive D9 and due times: the engine re-evaluates the course.
-            event: (!created).then_some((EventKind::CourseChanged, None)),
+            event: Some((EventKind::CourseChanged, None)),
         });
-        Ok(if created {
-            Applied::Created
-        } else {
-            Applied::Updated
-        })
+        Ok(Applied::Updated)
     }
 
     pub async fn upsert_part(&mut self, tx: &mut Tx, p: &PartInput) -> Result<Applied, WriteError> {
-        let course = self.known_course(tx, &p.course_id).await?;
+        let course = self
+            .course_to_change(tx, &p.course_id)
+            .await?
+            .ok_or_else(|| {
+                missing(
+                    Some("course_id"),
+                    format!("unknown course {:?}", p.course_id),
+                )
+            })?;
         let after = json!({"name": p.name, "start": p.start, "end": p.end,
             "attendance_required": p.attendance_required, "passing_required": p.passing_required,
             "min_minutes": p.min_minutes});
@@ -229,15 +263,7 @@ impl<'r> Work<'r> {
         if before.as_ref() == Some(&after) {
             return Ok(Applied::Unchanged);
         }
-        on!(tx, t => sqlx::query(
-            "INSERT INTO parts (course_id, id, name, start_at, end_at, attendance_required, passing_required, min_minutes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (course_id, id) DO UPDATE SET name = excluded.name, start_at = excluded.start_at, \
-             end_at = excluded.end_at, attendance_required = excluded.attendance_required, \
-             passing_required = excluded.passing_required, min_minutes = excluded.min_minutes",
-        ).bind(&p.course_id).bind(&p.id).bind(&p.name).bind(p.start).bind(p.end)
-         .bind(p.attendance_required).bind(p.passing_required).bind(p.min_minutes.map(i64::from))
-         .execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        catalogue::upsert_part(tx, p).await?;
         self.courses.remove(&p.course_id);
         self.touched_courses.insert(p.course_id.clone());
         let created = before.is_none();
@@ -263,41 +289,46 @@ impl<'r> Work<'r> {
         tx: &mut Tx,
         p: &PersonInput,
     ) -> Result<Applied, WriteError> {
-        let fields = serde_json::to_string(&p.fields).unwrap_or_else(|_| "{}".into());
         let email = p.email.as_ref().map(|e| e.as_str().to_string());
         let after = json!({"full_name": p.full_name, "email": email, "first_name": p.first_name,
                            "locale": p.locale, "fields": p.fields});
-        let before = read::person(tx, &p.id).await?.map(|b| {
-            json!({"full_name": b.full_name, "email": b.email, "first_name": b.first_name, "locale": b.locale,
-                   "fields": serde_json::from_str::<serde_json::Value>(&b.fields).unwrap_or_default()})
-        });
-        if before.as_ref() == Some(&after) {
+        let mut before = catalogue::person(tx, &p.id, Lock::Update).await?;
+        if before.is_none() {
+            if catalogue::insert_person(tx, p, self.now).await? {
+                self.log.push(Change {
+                    entity: "person",
+                    course_id: None,
+                    person_id: Some(p.id.clone()),
+                    part_id: None,
+                    change: "created",
+                    before: None,
+                    after: j(after),
+                    event: None,
+                });
+                return Ok(Applied::Created);
+            }
+            before = catalogue::person(tx, &p.id, Lock::Update).await?;
+        }
+        let Some(b) = before else {
+            return Err(WriteError::Sql(sqlx::Error::RowNotFound));
+        };
+        let before = json!({"full_name": b.full_name, "email": b.email, "first_name": b.first_name, "locale": b.locale,
+                   "fields": serde_json::from_str::<serde_json::Value>(&b.fields).unwrap_or_default()});
+        if before == after {
             return Ok(Applied::Unchanged);
         }
-        on!(tx, t => sqlx::query(
-            "INSERT INTO people (id, full_name, email, first_name, locale, fields, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (id) DO UPDATE SET full_name = excluded.full_name, email = excluded.email, \
-             first_name = excluded.first_name, locale = excluded.locale, fields = excluded.fields, \
-             updated_at = excluded.updated_at",
-        ).bind(&p.id).bind(&p.full_name).bind(&email).bind(&p.first_name).bind(&p.locale)
-         .bind(&fields).bind(self.now).execute(&mut **t).await.map(|r| r.rows_affected()))?;
-        let created = before.is_none();
+        catalogue::update_person(tx, p, self.now).await?;
         self.log.push(Change {
             entity: "person",
             course_id: None,
             person_id: Some(p.id.clone()),
             part_id: None,
-            change: if created { "created" } else { "updated" },
-            before: before.map(Into::into),
+            change: "updated",
+            before: j(before),
             after: j(after),
             event: None,
         });
-        Ok(if created {
-            Applied::Created
-        } else {
-            Applied::Updated
-        })
+        Ok(Applied::Updated)
     }
 
     pub async fn upsert_enrolment(
@@ -336,6 +367,51 @@ impl<'r> Work<'r> {
         Ok(grouped)
     }
 
+    /// The enrolments of `people` in `course`, locked; with `walk_ins`, the known people
+    /// among the others are enrolled first as walk-ins (D6). Returns the enrolments and
+    /// whom this call enrolled.
+    async fn lock_participants(
+        &mut self,
+        tx: &mut Tx,
+        course: &str,
+        people: &[String],
+        new: impl Fn(&str) -> Option<bool>,
+    ) -> Result<(HashMap<String, Enrolment>, BTreeSet<String>), sqlx::Error> {
+        let mut found = enrolments::lock(tx, course, people).await?;
+        let absent: Vec<String> = people
+            .iter()
+            .filter(|p| !found.contains_key(*p))
+            .cloned()
+            .collect();
+        if absent.is_empty() {
+            return Ok((found, BTreeSet::new()));
+        }
+        let known = catalogue::existing_people(tx, &absent).await?;
+        let to_enrol: Vec<(String, bool)> = known
+            .into_iter()
+            .filter_map(|p| new(&p).map(|walk_in| (p, walk_in)))
+            .collect();
+        let created = enrolments::insert(tx, course, &to_enrol, self.now).await?;
+        // All of them are ours now (ours, or committed by a parallel change); lock and read.
+        let enrolled: Vec<String> = to_enrol.into_iter().map(|(p, _)| p).collect();
+        found.extend(enrolments::lock(tx, course, &enrolled).await?);
+        for person in &created {
+            let walk_in = found.get(person).is_some_and(|e| e.walk_in);
+            self.touch(course, person);
+            self.log.push(Change {
+                entity: "enrolment",
+                course_id: Some(course.to_string()),
+                person_id: Some(person.clone()),
+                part_id: None,
+                change: if walk_in { "walk_in_added" } else { "added" },
+                before: None,
+                after: j(json!({"result": Outcome::Registered, "walk_in": walk_in, "cycle": 1})),
+                event: Some((EventKind::ParticipantAdded, Some(1))),
+            });
+        }
+        Ok((found, created))
+    }
+
     /// Upserts enrolments in bulk: a handful of statements per course, whatever the
     /// number of rows. Returns one outcome per row, in order.
     pub async fn upsert_enrolments(
@@ -355,17 +431,34 @@ impl<'r> Work<'r> {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            let (existing, known) = read::enrolled_and_known(tx, course, &people).await?;
-            let mut new: Vec<(String, bool)> = Vec::new();
-            let mut created: BTreeSet<&str> = BTreeSet::new();
+            // The first row of a person decides how a new enrolment is made.
+            let mut walk_in: HashMap<&str, bool> = HashMap::new();
+            for &i in &idxs {
+                walk_in
+                    .entry(rows[i].person_id.as_str())
+                    .or_insert(rows[i].walk_in.unwrap_or(false));
+            }
+            let (mut existing, created) = self
+                .lock_participants(tx, course, &people, |p| walk_in.get(p).copied())
+                .await?;
+            let mut reported: BTreeSet<&str> = BTreeSet::new();
             for &i in &idxs {
                 let r = &rows[i];
-                out[i] = Some(match existing.get(&r.person_id) {
+                out[i] = Some(match existing.get_mut(&r.person_id) {
+                    None => Err(missing(
+                        Some("person_id"),
+                        format!("unknown person {:?}", r.person_id),
+                    )),
+                    Some(_) if created.contains(&r.person_id) => {
+                        if reported.insert(&r.person_id) {
+                            Ok(Applied::Created)
+                        } else {
+                            Ok(Applied::Unchanged)
+                        }
+                    }
                     Some(e) => match r.walk_in {
                         Some(w) if w != e.walk_in => {
-                            on!(tx, t => sqlx::query(
-                                "UPDATE enrolments SET walk_in = $1, updated_at = $2 WHERE course_id = $3 AND person_id = $4",
-                            ).bind(w).bind(self.now).bind(course).bind(&r.person_id).execute(&mut **t).await.map(|_| ()))?;
+                            enrolments::set_walk_in(tx, course, &r.person_id, w, self.now).await?;
                             self.log.push(Change {
                                 entity: "enrolment",
                                 course_id: Some(course.to_string()),
@@ -376,62 +469,18 @@ impl<'r> Work<'r> {
                                 after: j(json!({"walk_in": w})),
                                 event: None,
                             });
+                            e.walk_in = w;
                             Ok(Applied::Updated)
                         }
                         _ => Ok(Applied::Unchanged),
                     },
-                    None if !known.contains(&r.person_id) => Err(missing(
-                        Some("person_id"),
-                        format!("unknown person {:?}", r.person_id),
-                    )),
-                    None if created.insert(&r.person_id) => {
-                        new.push((r.person_id.clone(), r.walk_in.unwrap_or(false)));
-                        Ok(Applied::Created)
-                    }
-                    None => Ok(Applied::Unchanged),
                 });
             }
-            self.insert_enrolments(tx, course, &new).await?;
         }
         Ok(out
             .into_iter()
             .map(|o| o.unwrap_or(Ok(Applied::Unchanged)))
             .collect())
-    }
-
-    /// Creates enrolments (result `registered`, cycle 1) and raises `participant_added`.
-    async fn insert_enrolments(
-        &mut self,
-        tx: &mut Tx,
-        course: &str,
-        people: &[(String, bool)],
-    ) -> Result<(), sqlx::Error> {
-        for chunk in people.chunks(400) {
-            on!(tx, t => {
-                let mut q = QueryBuilder::new(
-                    "INSERT INTO enrolments (course_id, person_id, result, walk_in, cycle, created_at, updated_at) ",
-                );
-                q.push_values(chunk, |mut b, (person, walk_in)| {
-                    b.push_bind(course.to_string()).push_bind(person.clone()).push_bind(Outcome::Registered.as_str())
-                        .push_bind(*walk_in).push_bind(1_i64).push_bind(self.now).push_bind(self.now);
-                });
-                q.build().execute(&mut **t).await?;
-            });
-        }
-        for (person, walk_in) in people {
-            self.touch(course, person);
-            self.log.push(Change {
-                entity: "enrolment",
-                course_id: Some(course.to_string()),
-                person_id: Some(person.clone()),
-                part_id: None,
-                change: if *walk_in { "walk_in_added" } else { "added" },
-                before: None,
-                after: j(json!({"result": Outcome::Registered, "walk_in": walk_in, "cycle": 1})),
-                event: Some((EventKind::ParticipantAdded, Some(1))),
-            });
-        }
-        Ok(())
     }
 
     /// Writes buffered history and events.
@@ -443,7 +492,7 @@ impl<'r> Work<'r> {
     /// writes the history. Call once before committing.
     pub async fn finish(&mut self, tx: &mut Tx) -> Result<(), sqlx::Error> {
         for course in std::mem::take(&mut self.touched_courses) {
-            let people = read::incomplete_people(tx, &course).await?;
+            let people = enrolments::incomplete_people(tx, &course).await?;
             self.touched.entry(course).or_default().extend(people);
         }
         for (course_id, people) in std::mem::take(&mut self.touched) {
@@ -452,8 +501,8 @@ impl<'r> Work<'r> {
             };
             let people: Vec<String> = people.into_iter().collect();
             for chunk in people.chunks(500) {
-                let enrolments = read::enrolments_of(tx, &course_id, chunk).await?;
-                let progress = read::progress(tx, &course_id, chunk).await?;
+                let enrolments = enrolments::lock(tx, &course_id, chunk).await?;
+                let progress = enrolments::progress(tx, &course_id, chunk).await?;
                 self.settle(tx, &course, chunk, &enrolments, &progress)
                     .await?;
             }
@@ -463,14 +512,15 @@ impl<'r> Work<'r> {
     }
 
     /// D3 for `people` of `course`, given their enrolments and their current marks and
-    /// part results: sets completion where it first holds.
+    /// part results (read while the enrolments are locked): sets completion where it first
+    /// holds.
     async fn settle(
         &mut self,
         tx: &mut Tx,
         course: &CourseInfo,
         people: &[String],
-        enrolments: &HashMap<String, read::Enrolment>,
-        progress: &read::Progress,
+        enrolments: &HashMap<String, Enrolment>,
+        progress: &Progress,
     ) -> Result<(), sqlx::Error> {
         let percent = self
             .rules
@@ -516,20 +566,19 @@ impl<'r> Work<'r> {
         }
         if !completers.is_empty() {
             self.tally.completed += completers.len() as u64;
-            on!(tx, t => {
-                let mut q = QueryBuilder::new("UPDATE enrolments SET completed_at = ");
-                q.push_bind(self.now).push(", completed_via = ").push_bind(CompletedVia::Requirements.as_str())
-                    .push(", updated_at = ").push_bind(self.now)
-                    .push(" WHERE completed_at IS NULL AND course_id = ").push_bind(course.id.clone())
-                    .push(" AND person_id IN ");
-                super::push_list(&mut q, &completers);
-                q.build().execute(&mut **t).await?;
-            });
+            enrolments::complete(
+                tx,
+                &course.id,
+                &completers,
+                CompletedVia::Requirements,
+                self.now,
+            )
+            .await?;
         }
         // D5: completion, or a passed result, may make a certificate due.
         let completed: std::collections::HashSet<&str> =
             completers.iter().map(String::as_str).collect();
-        let mine: HashMap<String, read::Enrolment> = people
+        let mine: HashMap<String, Enrolment> = people
             .iter()
             .filter_map(|p| enrolments.get(p).map(|e| (p.clone(), e.clone())))
             .collect();

@@ -6,8 +6,8 @@ use super::{Applied, Work, WriteError, missing, refused};
 use crate::domain::enrolment::{self, ResultChange};
 use crate::domain::input::ResultInput;
 use crate::domain::{CompletedVia, EventKind, Outcome};
-use crate::store::read::{self, Enrolment};
-use crate::store::{Change, Tx, j, on};
+use crate::store::enrolments::{self, Enrolment};
+use crate::store::{Change, Lock, Tx, certificates, j};
 use serde_json::json;
 
 impl Work<'_> {
@@ -18,7 +18,7 @@ impl Work<'_> {
         person: &str,
     ) -> Result<Enrolment, WriteError> {
         self.known_course(tx, course).await?;
-        match read::enrolment(tx, course, person).await? {
+        match enrolments::one(tx, course, person, Lock::Update).await? {
             Some(e) => Ok(e),
             None => Err(not_enrolled(tx, course, person).await?),
         }
@@ -40,10 +40,16 @@ impl Work<'_> {
         if change == ResultChange::Unchanged && score_comment_same {
             return Ok(Applied::Unchanged);
         }
-        on!(tx, t => sqlx::query(
-            "UPDATE enrolments SET result = $1, score = $2, comment = $3, updated_at = $4 WHERE course_id = $5 AND person_id = $6",
-        ).bind(r.result.as_str()).bind(r.score).bind(&r.comment).bind(self.now).bind(&r.course_id).bind(&r.person_id)
-         .execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        enrolments::set_result(
+            tx,
+            &r.course_id,
+            &r.person_id,
+            r.result,
+            r.score,
+            r.comment.as_deref(),
+            self.now,
+        )
+        .await?;
         let cycle = if change == ResultChange::Reset {
             e.cycle + 1
         } else {
@@ -101,25 +107,16 @@ impl Work<'_> {
     ) -> Result<i64, WriteError> {
         let cycle = e.cycle + 1;
         let (course, person) = (&e.course_id, &e.person_id);
-        on!(tx, t => sqlx::query(
-            "UPDATE enrolments SET cycle = $1, result = $2, score = NULL, completed_at = NULL, completed_via = NULL, \
-             updated_at = $3 WHERE course_id = $4 AND person_id = $5",
-        ).bind(cycle).bind(Outcome::Registered.as_str()).bind(self.now).bind(course).bind(person).execute(&mut **t).await.map(|r| r.rows_affected()))?;
-        let revoked: Vec<String> = on!(tx, t => sqlx::query_scalar(
-            "UPDATE certificates SET revoked_at = $1 WHERE course_id = $2 AND person_id = $3 AND cycle = $4 \
-             AND revoked_at IS NULL RETURNING number",
-        ).bind(self.now).bind(course).bind(person).bind(e.cycle).fetch_all(&mut **t).await)?;
+        enrolments::start_cycle(tx, course, person, cycle, self.now).await?;
+        let revoked = certificates::revoke(tx, course, person, e.cycle, self.now).await?;
         let mut cleared = serde_json::Value::Null;
         if clear_progress {
-            let progress = read::progress(tx, course, std::slice::from_ref(person)).await?;
+            let progress = enrolments::progress(tx, course, std::slice::from_ref(person)).await?;
             cleared = json!({
                 "attendance": progress.marks.get(person).map(|m| m.iter().map(|(k, v)| (k.clone(), json!({"status": v.mark, "minutes": v.minutes}))).collect::<serde_json::Map<_, _>>()),
                 "part_results": progress.part_results.get(person),
             });
-            on!(tx, t => sqlx::query("DELETE FROM attendance WHERE course_id = $1 AND person_id = $2")
-                .bind(course).bind(person).execute(&mut **t).await.map(|r| r.rows_affected()))?;
-            on!(tx, t => sqlx::query("DELETE FROM part_results WHERE course_id = $1 AND person_id = $2")
-                .bind(course).bind(person).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+            enrolments::clear_progress(tx, course, person).await?;
         }
         self.log.push(Change {
             entity: "enrolment",
@@ -162,9 +159,14 @@ impl Work<'_> {
                 ),
             ));
         }
-        on!(tx, t => sqlx::query(
-            "UPDATE enrolments SET completed_at = $1, completed_via = $2, updated_at = $1 WHERE course_id = $3 AND person_id = $4",
-        ).bind(self.now).bind(CompletedVia::Equivalency.as_str()).bind(course).bind(person).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        enrolments::complete(
+            tx,
+            course,
+            &[person.to_string()],
+            CompletedVia::Equivalency,
+            self.now,
+        )
+        .await?;
         self.tally.completed += 1;
         self.log.push(Change {
             entity: "enrolment",
@@ -198,13 +200,7 @@ impl Work<'_> {
         let start = course.first_start();
         enrolment::check_removal(start, self.now, course_id, person, &self.local(start))
             .map_err(|d| refused(None, d.0))?;
-        for sql in [
-            "DELETE FROM attendance WHERE course_id = $1 AND person_id = $2",
-            "DELETE FROM part_results WHERE course_id = $1 AND person_id = $2",
-            "DELETE FROM enrolments WHERE course_id = $1 AND person_id = $2",
-        ] {
-            on!(tx, t => sqlx::query(sql).bind(course_id).bind(person).execute(&mut **t).await.map(|r| r.rows_affected()))?;
-        }
+        enrolments::delete(tx, course_id, person).await?;
         self.log.push(Change {
             entity: "enrolment",
             course_id: Some(course_id.to_string()),

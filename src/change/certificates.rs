@@ -7,11 +7,12 @@
 use super::Work;
 use crate::domain::{EventKind, Outcome};
 use crate::rules::IssueOn;
-use crate::store::read::{CourseInfo, Enrolment};
-use crate::store::{Change, Tx, j, on};
+use crate::store::catalogue::CourseInfo;
+use crate::store::certificates::{self, NewCertificate};
+use crate::store::enrolments::Enrolment;
+use crate::store::{Change, Tx, j};
 use chrono::Datelike;
 use serde_json::json;
-use sqlx::QueryBuilder;
 use std::collections::{HashMap, HashSet};
 
 impl Work<'_> {
@@ -48,35 +49,32 @@ impl Work<'_> {
         }
         due.sort_unstable();
         let people: Vec<String> = due.iter().map(|(p, _)| p.to_string()).collect();
-        let existing: Vec<(String, i64)> = on!(tx, c => {
-            let mut q = QueryBuilder::new("SELECT person_id, cycle FROM certificates WHERE course_id = ");
-            q.push_bind(course.id.clone()).push(" AND person_id IN ");
-            crate::store::push_list(&mut q, &people);
-            q.build_query_as().fetch_all(&mut **c).await?
-        });
-        let existing: HashSet<(&str, i64)> =
-            existing.iter().map(|(p, c)| (p.as_str(), *c)).collect();
-        due.retain(|d| !existing.contains(d));
+        let existing = certificates::issued_among(tx, &course.id, &people).await?;
+        due.retain(|(p, c)| !existing.contains(&(p.to_string(), *c)));
         if due.is_empty() {
             return Ok(());
         }
         let prefix = spec.prefix(&course.type_id);
         let year = i64::from(self.now.with_timezone(&self.tz).year());
         let count = due.len() as i64;
-        let last: i64 = on!(tx, c => sqlx::query_scalar(
-            "INSERT INTO certificate_sequences (prefix, year, last) VALUES ($1, $2, $3) \
-             ON CONFLICT (prefix, year) DO UPDATE SET last = certificate_sequences.last + excluded.last \
-             RETURNING last",
-        ).bind(&prefix).bind(year).bind(count).fetch_one(&mut **c).await)?;
+        let last = certificates::reserve_numbers(tx, &prefix, year, count).await?;
         let valid_until = spec.validity.and_then(|p| p.add_to(self.now, self.tz));
         for (i, (person, cycle)) in due.iter().enumerate() {
             let number = format!("{prefix}-{year}-{:06}", last - count + 1 + i as i64);
             let code = verification_code()?;
-            on!(tx, c => sqlx::query(
-                "INSERT INTO certificates (course_id, person_id, cycle, number, verification_code, issued_at, valid_until) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            ).bind(course.id.clone()).bind(person.to_string()).bind(*cycle).bind(&number).bind(&code)
-                .bind(self.now).bind(valid_until).execute(&mut **c).await.map(|_| ()))?;
+            certificates::insert(
+                tx,
+                &NewCertificate {
+                    course: &course.id,
+                    person,
+                    cycle: *cycle,
+                    number: &number,
+                    code: &code,
+                    issued_at: self.now,
+                    valid_until,
+                },
+            )
+            .await?;
             self.log.push(Change {
                 entity: "certificate",
                 course_id: Some(course.id.clone()),

@@ -5,8 +5,8 @@ use super::{Applied, Work, WriteError, missing, refused};
 use crate::domain::EventKind;
 use crate::domain::input::{MarkInput, PartResultInput};
 use crate::domain::progress::GivenMark;
-use crate::store::read;
-use crate::store::{Change, Json, Tx, j, on};
+use crate::store::enrolments::{self, MarkRow};
+use crate::store::{Change, Json, Lock, Tx, catalogue, j};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -57,20 +57,17 @@ impl Work<'_> {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            let (enrolments, known) = read::enrolled_and_known(tx, course, &people).await?;
-            let walk_ins: Vec<(String, bool)> = known.iter().map(|p| (p.clone(), true)).collect();
-            self.insert_enrolments(tx, course, &walk_ins).await?;
-            let mut enrolments = enrolments;
-            for (person, _) in &walk_ins {
-                enrolments.insert(person.clone(), read::Enrolment::new_walk_in(course, person));
-            }
-            let cycles: HashMap<String, i64> = enrolments
+            // D6: a known person without an enrolment is enrolled as a walk-in first.
+            let (enrolled, _) = self
+                .lock_participants(tx, course, &people, |_| Some(true))
+                .await?;
+            let cycles: HashMap<String, i64> = enrolled
                 .values()
                 .map(|e| (e.person_id.clone(), e.cycle))
                 .collect();
             // The marks before this call; updated below to the marks after it, so that
             // completion (D3) is settled here without reading them again.
-            let mut state = read::progress(tx, course, &people).await?;
+            let mut state = enrolments::progress(tx, course, &people).await?;
 
             // The last mark for a key wins within one call.
             let mut latest: HashMap<(&str, &str), usize> = HashMap::new();
@@ -151,29 +148,22 @@ impl Work<'_> {
             changed.sort_unstable();
             if let Some(info) = self.course(tx, course).await? {
                 let touched: Vec<String> = touched.into_iter().collect();
-                self.settle(tx, &info, &touched, &enrolments, &state)
-                    .await?;
+                self.settle(tx, &info, &touched, &enrolled, &state).await?;
             }
-            for chunk in changed.chunks(1000) {
-                on!(tx, t => {
-                    let mut q = sqlx::QueryBuilder::new(
-                        "INSERT INTO attendance (course_id, person_id, part_id, status, minutes) ",
-                    );
-                    q.push_values(chunk, |mut b, &i| {
-                        let r = &rows[i];
-                        b.push_bind(r.course_id.clone())
-                            .push_bind(r.person_id.clone())
-                            .push_bind(r.part_id.clone())
-                            .push_bind(r.mark.as_str())
-                            .push_bind(r.minutes.map(i64::from));
-                    });
-                    q.push(
-                        " ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET status = excluded.status, \
-                         minutes = excluded.minutes",
-                    );
-                    q.build().execute(&mut **t).await?;
-                });
-            }
+            let marks: Vec<MarkRow> = changed
+                .iter()
+                .map(|&i| {
+                    let r = &rows[i];
+                    (
+                        r.course_id.as_str(),
+                        r.person_id.as_str(),
+                        r.part_id.as_str(),
+                        r.mark,
+                        r.minutes,
+                    )
+                })
+                .collect();
+            enrolments::upsert_marks(tx, &marks).await?;
         }
         Ok(out
             .into_iter()
@@ -194,19 +184,14 @@ impl Work<'_> {
                 format!("course {:?} has no part {:?}", r.course_id, r.part_id),
             ));
         }
-        let Some(e) = read::enrolment(tx, &r.course_id, &r.person_id).await? else {
+        let Some(e) = enrolments::one(tx, &r.course_id, &r.person_id, Lock::Update).await? else {
             return Err(not_enrolled(tx, &r.course_id, &r.person_id).await?);
         };
-        let before: Option<bool> = on!(tx, t => sqlx::query_scalar(
-            "SELECT passed FROM part_results WHERE course_id = $1 AND person_id = $2 AND part_id = $3",
-        ).bind(&r.course_id).bind(&r.person_id).bind(&r.part_id).fetch_optional(&mut **t).await)?;
+        let before = enrolments::part_result(tx, &r.course_id, &r.person_id, &r.part_id).await?;
         if before == Some(r.passed) {
             return Ok(Applied::Unchanged);
         }
-        on!(tx, t => sqlx::query(
-            "INSERT INTO part_results (course_id, person_id, part_id, passed) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET passed = excluded.passed",
-        ).bind(&r.course_id).bind(&r.person_id).bind(&r.part_id).bind(r.passed).execute(&mut **t).await.map(|r| r.rows_affected()))?;
+        enrolments::set_part_result(tx, &r.course_id, &r.person_id, &r.part_id, r.passed).await?;
         self.touch(&r.course_id, &r.person_id);
         self.log.push(Change {
             entity: "part_result",
@@ -233,12 +218,14 @@ pub(super) async fn not_enrolled(
     course: &str,
     person: &str,
 ) -> Result<WriteError, sqlx::Error> {
-    Ok(if read::person(tx, person).await?.is_none() {
-        missing(Some("person_id"), format!("unknown person {person:?}"))
-    } else {
-        missing(
-            Some("person_id"),
-            format!("{person} is not enrolled in course {course}"),
-        )
-    })
+    Ok(
+        if catalogue::person(tx, person, Lock::None).await?.is_none() {
+            missing(Some("person_id"), format!("unknown person {person:?}"))
+        } else {
+            missing(
+                Some("person_id"),
+                format!("{person} is not enrolled in course {course}"),
+            )
+        },
+    )
 }

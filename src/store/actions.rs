@@ -1,0 +1,472 @@
+//! The tables `actions` (action instances, T2/T3: one per rule, subject and cycle, with
+//! its due time stored and indexed) and `rule_versions` (a digest of each rule the
+//! instances were last evaluated against).
+//!
+//! Consistency: instances are created with `ON CONFLICT DO NOTHING` on the dedup key, by
+//! one process at a time (the engine's turn, [`super::history::take_ingest_turn`]). The
+//! firing pass claims instances with `FOR UPDATE SKIP LOCKED` (PostgreSQL), so two
+//! processes never evaluate the same instance at once. A change of a subject marks its
+//! waiting instances for re-evaluation (`recheck = 1`) with an UPDATE that waits for a
+//! pass evaluating them and applies after it, so no change is missed.
+
+use super::{Lock, Store, Tx, on, packed, push_list, word};
+use crate::domain::{ActionState, DeliveryState, SubjectKind};
+use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
+
+/// An action instance to create.
+pub struct NewAction<'a> {
+    pub rule: &'a str,
+    pub kind: SubjectKind,
+    /// The course, or for a certification learner the certification.
+    pub subject: &'a str,
+    pub person: &'a str,
+    pub cycle: i64,
+    pub event_at: DateTime<Utc>,
+    pub due: Option<DateTime<Utc>>,
+    pub expires: Option<DateTime<Utc>>,
+}
+
+/// Creates instances; one that exists already (same rule, subject and cycle) stays as it is.
+pub async fn insert(
+    tx: &mut Tx,
+    new: &[NewAction<'_>],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for chunk in new.chunks(1000) {
+        on!(tx, c => {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO actions (rule_id, subject_kind, course_id, person_id, cycle, state, event_at, due_at, expires_at, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, a| {
+                b.push_bind(a.rule).push_bind(a.kind.as_str()).push_bind(a.subject).push_bind(a.person).push_bind(a.cycle)
+                    .push_bind(ActionState::Waiting.as_str()).push_bind(a.event_at).push_bind(a.due).push_bind(a.expires)
+                    .push_bind(now).push_bind(now);
+            });
+            q.push(" ON CONFLICT (rule_id, course_id, person_id, cycle) DO NOTHING");
+            q.build().execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// T2: the subjects' waiting instances are evaluated again at the next pass. Waits for a
+/// pass evaluating them right now, and applies after it.
+pub async fn recheck_subjects(
+    tx: &mut Tx,
+    kind: SubjectKind,
+    subject: &str,
+    people: &[String],
+) -> Result<(), sqlx::Error> {
+    for chunk in people.chunks(500) {
+        on!(tx, c => {
+            let mut q = QueryBuilder::new("UPDATE actions SET recheck = 1 WHERE state = 'waiting' AND subject_kind = ");
+            q.push_bind(kind.as_str()).push(" AND course_id = ").push_bind(subject).push(" AND person_id IN ");
+            push_list(&mut q, chunk);
+            q.build().execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// Cancels the pending instances of a course, or of one participant (only those of cycles
+/// before `before_cycle`, if given).
+pub async fn cancel(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    kind: SubjectKind,
+    subject: &str,
+    person: Option<&str>,
+    before_cycle: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    on!(tx, c => sqlx::query(
+        "UPDATE actions SET state = 'cancelled', updated_at = $1 WHERE subject_kind = $2 AND course_id = $3 \
+         AND ($4 IS NULL OR person_id = $4) AND ($5 IS NULL OR cycle < $5) \
+         AND state IN ('waiting', 'awaiting_approval', 'approved')",
+    ).bind(now).bind(kind.as_str()).bind(subject).bind(person).bind(before_cycle).execute(&mut **c).await.map(|_| ()))
+}
+
+/// The waiting instances of a participant's cycle that have no due time yet: (id, rule).
+pub async fn waiting_without_due(
+    tx: &mut Tx,
+    course: &str,
+    person: &str,
+    cycle: i64,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT id, rule_id FROM actions WHERE subject_kind = 'course' AND course_id = $1 AND person_id = $2 \
+         AND cycle = $3 AND state = 'waiting' AND due_at IS NULL",
+    ).bind(course).bind(person).bind(cycle).fetch_all(&mut **c).await)
+}
+
+/// The waiting instances of a course: (id, rule, event time).
+pub async fn waiting_of_course(
+    tx: &mut Tx,
+    course: &str,
+) -> Result<Vec<(i64, String, DateTime<Utc>)>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT id, rule_id, event_at FROM actions WHERE subject_kind = 'course' AND course_id = $1 AND state = 'waiting'",
+    ).bind(course).fetch_all(&mut **c).await)
+}
+
+/// Every waiting instance of a course is evaluated again at the next pass.
+pub async fn recheck_course(tx: &mut Tx, course: &str) -> Result<(), sqlx::Error> {
+    on!(tx, c => sqlx::query(
+        "UPDATE actions SET recheck = 1 WHERE subject_kind = 'course' AND course_id = $1 AND state = 'waiting'",
+    ).bind(course).execute(&mut **c).await.map(|_| ()))
+}
+
+/// A new due time (and expiry) for one instance, to be evaluated at it.
+pub async fn set_due(
+    tx: &mut Tx,
+    id: i64,
+    due: Option<DateTime<Utc>>,
+    expires: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    on!(tx, c => sqlx::query("UPDATE actions SET due_at = $1, expires_at = $2, recheck = 1, updated_at = $3 WHERE id = $4")
+        .bind(due).bind(expires).bind(now).bind(id).execute(&mut **c).await.map(|_| ()))
+}
+
+/// An instance as the firing pass and `approve` see it.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: i64,
+    pub rule_id: String,
+    pub kind: SubjectKind,
+    pub course_id: String,
+    pub person_id: String,
+    pub cycle: i64,
+    pub state: ActionState,
+    pub due_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct InstanceRow {
+    id: i64,
+    rule_id: String,
+    subject_kind: String,
+    course_id: String,
+    person_id: String,
+    cycle: i64,
+    state: String,
+    due_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<InstanceRow> for Instance {
+    type Error = sqlx::Error;
+    fn try_from(r: InstanceRow) -> Result<Instance, sqlx::Error> {
+        Ok(Instance {
+            kind: word(&r.subject_kind)?,
+            state: word(&r.state)?,
+            id: r.id,
+            rule_id: r.rule_id,
+            course_id: r.course_id,
+            person_id: r.person_id,
+            cycle: r.cycle,
+            due_at: r.due_at,
+            expires_at: r.expires_at,
+        })
+    }
+}
+
+const INSTANCE: &str =
+    "id, rule_id, subject_kind, course_id, person_id, cycle, state, due_at, expires_at";
+
+/// Whether the firing pass has anything to do (a cheap read before the write lock).
+pub async fn any_to_fire(store: &Store, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    store
+        .any(
+            "SELECT EXISTS (SELECT 1 FROM actions WHERE state = 'approved') \
+             OR EXISTS (SELECT 1 FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1)",
+            now,
+        )
+        .await
+}
+
+/// Up to `limit` instances to evaluate now: approved manual ones first (few), then the due
+/// ones oldest first. On PostgreSQL rows another process is evaluating are skipped.
+pub async fn candidates(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Instance>, sqlx::Error> {
+    let lock = match tx {
+        Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+        Tx::Sqlite(_) => "",
+    };
+    let mut rows: Vec<InstanceRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {INSTANCE} FROM actions WHERE state = 'approved' ORDER BY id LIMIT $1{lock}"
+    ))).bind(limit).fetch_all(&mut **c).await)?;
+    if (rows.len() as i64) < limit {
+        let more: Vec<InstanceRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INSTANCE} FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1 \
+             ORDER BY due_at, id LIMIT $2{lock}"
+        ))).bind(now).bind(limit - rows.len() as i64).fetch_all(&mut **c).await)?;
+        rows.extend(more);
+    }
+    rows.into_iter().map(Instance::try_from).collect()
+}
+
+/// Records the outcome of evaluating instances: their new state, evaluated (`recheck = 0`).
+pub async fn set_states(
+    tx: &mut Tx,
+    states: &[(i64, ActionState)],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for (id, state) in states {
+        on!(tx, c => sqlx::query("UPDATE actions SET state = $1, recheck = 0, updated_at = $2 WHERE id = $3")
+            .bind(state.as_str()).bind(now).bind(*id).execute(&mut **c).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// Whether instances evaluated with conditions unmet and unchanged since have run out of
+/// time (`expires_after`).
+pub async fn any_to_expire(store: &Store, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    store
+        .any(
+            "SELECT EXISTS (SELECT 1 FROM actions WHERE state = 'waiting' AND recheck = 0 AND expires_at <= $1)",
+            now,
+        )
+        .await
+}
+
+/// Expires them; returns how many.
+pub async fn expire_unchanged(tx: &mut Tx, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    on!(tx, c => sqlx::query(
+        "UPDATE actions SET state = 'expired', updated_at = $1 \
+         WHERE state = 'waiting' AND recheck = 0 AND expires_at <= $1",
+    ).bind(now).execute(&mut **c).await.map(|r| r.rows_affected()))
+}
+
+/// One instance by id, locked as `lock` says.
+pub async fn get(tx: &mut Tx, id: i64, lock: Lock) -> Result<Option<Instance>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {INSTANCE} FROM actions WHERE id = $1{}",
+        lock.clause(tx)
+    );
+    let row: Option<InstanceRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id).fetch_optional(&mut **c).await)?;
+    row.map(Instance::try_from).transpose()
+}
+
+/// The instance of a rule for a subject's cycle, if the rule made one.
+pub async fn find(
+    tx: &mut Tx,
+    rule: &str,
+    course: &str,
+    person: &str,
+    cycle: i64,
+) -> Result<Option<Instance>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {INSTANCE} FROM actions WHERE rule_id = $1 AND course_id = $2 AND person_id = $3 AND cycle = $4"
+    );
+    let row: Option<InstanceRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(rule).bind(course).bind(person).bind(cycle).fetch_optional(&mut **c).await)?;
+    row.map(Instance::try_from).transpose()
+}
+
+pub async fn set_state(
+    tx: &mut Tx,
+    id: i64,
+    state: ActionState,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    on!(tx, c => sqlx::query("UPDATE actions SET state = $1, updated_at = $2 WHERE id = $3")
+        .bind(state.as_str()).bind(now).bind(id).execute(&mut **c).await.map(|_| ()))
+}
+
+/// The earliest due time after `now` of an instance the timer will evaluate.
+pub async fn next_due(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    on!(tx, c => sqlx::query_scalar(
+        "SELECT MIN(due_at) FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at > $1",
+    ).bind(now).fetch_one(&mut **c).await)
+}
+
+/// The oldest due time at or before `now` of an instance not evaluated yet (lag metric).
+pub async fn oldest_due(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    on!(tx, c => sqlx::query_scalar(
+        "SELECT MIN(due_at) FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1",
+    ).bind(now).fetch_one(&mut **c).await)
+}
+
+/// Records the digest of every rule in force; the waiting instances of a rule whose digest
+/// changed (edited, enabled, disabled) are evaluated again at the next pass, so that what
+/// `plan` says of them is what the pass does.
+pub async fn sync_rule_versions(
+    tx: &mut Tx,
+    digests: &[(String, String)],
+) -> Result<u64, sqlx::Error> {
+    let known: Vec<(String, String)> = on!(tx, c => sqlx::query_as(
+        "SELECT rule_id, digest FROM rule_versions",
+    ).fetch_all(&mut **c).await)?;
+    let known: std::collections::HashMap<String, String> = known.into_iter().collect();
+    let mut changed = 0;
+    for (rule, digest) in digests {
+        if known.get(rule) == Some(digest) {
+            continue;
+        }
+        on!(tx, c => sqlx::query(
+            "INSERT INTO rule_versions (rule_id, digest) VALUES ($1, $2) \
+             ON CONFLICT (rule_id) DO UPDATE SET digest = excluded.digest",
+        ).bind(rule).bind(digest).execute(&mut **c).await.map(|_| ()))?;
+        if known.contains_key(rule) {
+            changed += on!(tx, c => sqlx::query(
+                "UPDATE actions SET recheck = 1 WHERE rule_id = $1 AND state = 'waiting' AND recheck = 0",
+            ).bind(rule).execute(&mut **c).await?.rows_affected());
+        }
+    }
+    Ok(changed)
+}
+
+/// The courses (and certifications) that have action instances (of `rule`, if given), in
+/// id order.
+pub async fn subjects_with_actions(
+    tx: &mut Tx,
+    rule: Option<&str>,
+) -> Result<Vec<String>, sqlx::Error> {
+    on!(tx, c => sqlx::query_scalar(
+        "SELECT DISTINCT course_id FROM actions WHERE ($1 IS NULL OR rule_id = $1) ORDER BY course_id",
+    ).bind(rule).fetch_all(&mut **c).await)
+}
+
+/// An action instance as `plan` reads it, with the state of its delivery if it fired.
+#[derive(Debug, Clone)]
+pub struct PlanRow {
+    pub id: i64,
+    pub rule_id: String,
+    pub kind: SubjectKind,
+    pub course_id: String,
+    pub person_id: String,
+    pub cycle: i64,
+    pub state: ActionState,
+    pub delivery: Option<DeliveryState>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The instances of `subjects` (of `rule`, if given) not yet sent, ordered by subject, due
+/// time, person and rule.
+pub async fn plan_rows(
+    tx: &mut Tx,
+    subjects: &[String],
+    rule: Option<&str>,
+) -> Result<Vec<PlanRow>, sqlx::Error> {
+    const FROM: &str = " FROM actions a LEFT JOIN deliveries d ON d.action_id = a.id \
+        WHERE (d.state IS NULL OR d.state <> 'sent') AND a.course_id IN ";
+    let mut out = Vec::new();
+    match tx {
+        Tx::Sqlite(c) => {
+            // One row per course, its instances joined by char(30): the per-row cost of
+            // crossing from SQLite's thread dominates a read of millions of rows.
+            let mut q = QueryBuilder::new(format!(
+                "SELECT group_concat(a.id || char(31) || a.rule_id || char(31) || a.subject_kind || char(31) || a.course_id \
+                 || char(31) || a.person_id || char(31) || a.cycle || char(31) || a.state || char(31) || COALESCE(d.state, '') \
+                 || char(31) || COALESCE(a.due_at, '') || char(31) || COALESCE(a.expires_at, ''), char(30)){FROM}"
+            ));
+            push_list(&mut q, subjects);
+            q.push(" AND (")
+                .push_bind(rule)
+                .push(" IS NULL OR a.rule_id = ")
+                .push_bind(rule)
+                .push(") GROUP BY a.course_id");
+            let groups: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
+            for r in packed::rows::<10>(&groups, "action") {
+                let [
+                    id,
+                    rule_id,
+                    kind,
+                    course_id,
+                    person_id,
+                    cycle,
+                    state,
+                    delivery,
+                    due,
+                    expires,
+                ] = r?;
+                out.push(PlanRow {
+                    id: packed::int(id, "action")?,
+                    rule_id: rule_id.to_string(),
+                    kind: word(kind)?,
+                    course_id: course_id.to_string(),
+                    person_id: person_id.to_string(),
+                    cycle: packed::int(cycle, "action")?,
+                    state: word(state)?,
+                    delivery: if delivery.is_empty() {
+                        None
+                    } else {
+                        Some(word(delivery)?)
+                    },
+                    due_at: packed::time(due)?,
+                    expires_at: packed::time(expires)?,
+                });
+            }
+        }
+        Tx::Postgres(c) => {
+            #[derive(sqlx::FromRow)]
+            struct Row {
+                id: i64,
+                rule_id: String,
+                subject_kind: String,
+                course_id: String,
+                person_id: String,
+                cycle: i64,
+                state: String,
+                delivery: Option<String>,
+                due_at: Option<DateTime<Utc>>,
+                expires_at: Option<DateTime<Utc>>,
+            }
+            let mut q = QueryBuilder::new(format!(
+                "SELECT a.id, a.rule_id, a.subject_kind, a.course_id, a.person_id, a.cycle, a.state, d.state AS delivery, \
+                 a.due_at, a.expires_at{FROM}"
+            ));
+            push_list(&mut q, subjects);
+            q.push(" AND (")
+                .push_bind(rule)
+                .push("::text IS NULL OR a.rule_id = ")
+                .push_bind(rule)
+                .push(")");
+            let rows: Vec<Row> = q.build_query_as().fetch_all(&mut **c).await?;
+            for r in rows {
+                out.push(PlanRow {
+                    id: r.id,
+                    rule_id: r.rule_id,
+                    kind: word(&r.subject_kind)?,
+                    course_id: r.course_id,
+                    person_id: r.person_id,
+                    cycle: r.cycle,
+                    state: word(&r.state)?,
+                    delivery: r.delivery.as_deref().map(word).transpose()?,
+                    due_at: r.due_at,
+                    expires_at: r.expires_at,
+                });
+            }
+        }
+    }
+    out.sort_unstable_by(|a, b| {
+        (
+            &a.course_id,
+            a.due_at.is_none(),
+            a.due_at,
+            &a.person_id,
+            &a.rule_id,
+        )
+            .cmp(&(
+                &b.course_id,
+                b.due_at.is_none(),
+                b.due_at,
+                &b.person_id,
+                &b.rule_id,
+            ))
+    });
+    Ok(out)
+}

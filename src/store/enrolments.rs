@@ -1,0 +1,482 @@
+//! The tables `enrolments`, `attendance` and `part_results`: the participants of a course
+//! and their progress.
+//!
+//! Consistency: every change of a participant first locks the enrolment row ([`lock`]:
+//! `SELECT ... FOR UPDATE`, rows in person order) and only then reads the participant's
+//! marks and part results. Two changes of one participant therefore run one after the
+//! other, and the second reads what the first committed: completion (D3), the cycle (D4)
+//! and the certificate (D5) are decided on the state that includes every change, whichever
+//! transaction commits last. New enrolments are inserted with `ON CONFLICT DO NOTHING`.
+
+use super::{Lock, Tx, on, packed, push_list, word};
+use crate::domain::progress::GivenMark;
+use crate::domain::{CompletedVia, Mark, Outcome};
+use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
+use std::collections::{BTreeSet, HashMap};
+
+/// An enrolment row.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    pub course_id: String,
+    pub person_id: String,
+    pub result: Outcome,
+    pub score: Option<f64>,
+    pub comment: Option<String>,
+    pub walk_in: bool,
+    pub cycle: i64,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub completed_via: Option<CompletedVia>,
+}
+
+impl Enrolment {
+    /// A new enrolment as created by [`insert`]: registered, cycle 1.
+    pub fn new(course: &str, person: &str, walk_in: bool) -> Enrolment {
+        Enrolment {
+            course_id: course.to_string(),
+            person_id: person.to_string(),
+            result: Outcome::Registered,
+            score: None,
+            comment: None,
+            walk_in,
+            cycle: 1,
+            completed_at: None,
+            completed_via: None,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EnrolmentRow {
+    course_id: String,
+    person_id: String,
+    result: String,
+    score: Option<f64>,
+    comment: Option<String>,
+    walk_in: bool,
+    cycle: i64,
+    completed_at: Option<DateTime<Utc>>,
+    completed_via: Option<String>,
+}
+
+impl TryFrom<EnrolmentRow> for Enrolment {
+    type Error = sqlx::Error;
+    fn try_from(r: EnrolmentRow) -> Result<Self, sqlx::Error> {
+        Ok(Enrolment {
+            result: word(&r.result)?,
+            completed_via: r.completed_via.as_deref().map(word).transpose()?,
+            course_id: r.course_id,
+            person_id: r.person_id,
+            score: r.score,
+            comment: r.comment,
+            walk_in: r.walk_in,
+            cycle: r.cycle,
+            completed_at: r.completed_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "SELECT course_id, person_id, result, score, comment, walk_in, cycle, completed_at, completed_via FROM enrolments ";
+
+/// The enrolments of `course` among `people`, by person id, locked as `lock` says (rows
+/// are locked in person order, so that two bulk changes never wait for each other in a
+/// circle).
+pub async fn of(
+    tx: &mut Tx,
+    course: &str,
+    people: &[String],
+    lock: Lock,
+) -> Result<HashMap<String, Enrolment>, sqlx::Error> {
+    let mut out = HashMap::new();
+    let mut sorted: Vec<&String> = people.iter().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let sorted: Vec<String> = sorted.into_iter().cloned().collect();
+    let clause = lock.clause(tx);
+    for chunk in sorted.chunks(500) {
+        let rows: Vec<EnrolmentRow> = on!(tx, c => {
+            let mut q = QueryBuilder::new(COLUMNS);
+            q.push("WHERE course_id = ").push_bind(course.to_string()).push(" AND person_id IN ");
+            push_list(&mut q, chunk);
+            if !clause.is_empty() {
+                q.push(" ORDER BY person_id").push(clause);
+            }
+            q.build_query_as().fetch_all(&mut **c).await?
+        });
+        for r in rows {
+            let e = Enrolment::try_from(r)?;
+            out.insert(e.person_id.clone(), e);
+        }
+    }
+    Ok(out)
+}
+
+/// [`of`] with every row locked `FOR UPDATE`: what a change of these participants reads.
+pub async fn lock(
+    tx: &mut Tx,
+    course: &str,
+    people: &[String],
+) -> Result<HashMap<String, Enrolment>, sqlx::Error> {
+    of(tx, course, people, Lock::Update).await
+}
+
+/// One enrolment, locked as `lock` says.
+pub async fn one(
+    tx: &mut Tx,
+    course: &str,
+    person: &str,
+    lock: Lock,
+) -> Result<Option<Enrolment>, sqlx::Error> {
+    Ok(of(tx, course, &[person.to_string()], lock)
+        .await?
+        .into_values()
+        .next())
+}
+
+/// Creates enrolments (result `registered`, cycle 1) unless they exist; returns the people
+/// this call enrolled. One enrolled at the same moment by another transaction is waited
+/// for and not returned.
+pub async fn insert(
+    tx: &mut Tx,
+    course: &str,
+    people: &[(String, bool)],
+    now: DateTime<Utc>,
+) -> Result<BTreeSet<String>, sqlx::Error> {
+    let mut created = BTreeSet::new();
+    for chunk in people.chunks(400) {
+        let rows: Vec<String> = on!(tx, t => {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO enrolments (course_id, person_id, result, walk_in, cycle, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, (person, walk_in)| {
+                b.push_bind(course.to_string()).push_bind(person.clone()).push_bind(Outcome::Registered.as_str())
+                    .push_bind(*walk_in).push_bind(1_i64).push_bind(now).push_bind(now);
+            });
+            q.push(" ON CONFLICT (course_id, person_id) DO NOTHING RETURNING person_id");
+            q.build_query_scalar().fetch_all(&mut **t).await?
+        });
+        created.extend(rows);
+    }
+    Ok(created)
+}
+
+pub async fn set_walk_in(
+    tx: &mut Tx,
+    course: &str,
+    person: &str,
+    walk_in: bool,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    on!(tx, t => sqlx::query(
+        "UPDATE enrolments SET walk_in = $1, updated_at = $2 WHERE course_id = $3 AND person_id = $4",
+    ).bind(walk_in).bind(now).bind(course).bind(person).execute(&mut **t).await.map(|_| ()))
+}
+
+/// D3: completion of `people` of `course` (those not complete yet).
+pub async fn complete(
+    tx: &mut Tx,
+    course: &str,
+    people: &[String],
+    via: CompletedVia,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for chunk in people.chunks(500) {
+        on!(tx, t => {
+            let mut q = QueryBuilder::new("UPDATE enrolments SET completed_at = ");
+            q.push_bind(now).push(", completed_via = ").push_bind(via.as_str())
+                .push(", updated_at = ").push_bind(now)
+                .push(" WHERE completed_at IS NULL AND course_id = ").push_bind(course.to_string())
+                .push(" AND person_id IN ");
+            push_list(&mut q, chunk);
+            q.build().execute(&mut **t).await?;
+        });
+    }
+    Ok(())
+}
+
+pub async fn set_result(
+    tx: &mut Tx,
+    course: &str,
+    person: &str,
+    result: Outcome,
+    score: Option<f64>,
+    comment: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    on!(tx, t => sqlx::query(
+        "UPDATE enrolments SET result = $1, score = $2, comment = $3, updated_at = $4 WHERE course_id = $5 AND person_id = $6",
+    ).bind(result.as_str()).bind(score).bind(comment).bind(now).bind(course).bind(person)
+     .execute(&mut **t).await.map(|_| ()))
+}
+
+/// D4: a new cycle, result `registered`, completion cleared; the caller holds the row.
+pub async fn start_cycle(
+    tx: &mut Tx,
+    course: &str,
+    person: &str,
+    cycle: i64,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    on!(tx, t => sqlx::query(
+        "UPDATE enrolments SET cycle = $1, result = $2, score = NULL, completed_at = NULL, completed_via = NULL, \
+         updated_at = $3 WHERE course_id = $4 AND person_id = $5",
+    ).bind(cycle).bind(Outcome::Registered.as_str()).bind(now).bind(course).bind(person).execute(&mut **t).await.map(|_| ()))
+}
+
+/// Clears a participant's attendance marks and part results (reassign; the history keeps them).
+pub async fn clear_progress(tx: &mut Tx, course: &str, person: &str) -> Result<(), sqlx::Error> {
+    for sql in [
+        "DELETE FROM attendance WHERE course_id = $1 AND person_id = $2",
+        "DELETE FROM part_results WHERE course_id = $1 AND person_id = $2",
+    ] {
+        on!(tx, t => sqlx::query(sql).bind(course).bind(person).execute(&mut **t).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// D7: deletes the booking with its marks and part results (the history keeps them).
+pub async fn delete(tx: &mut Tx, course: &str, person: &str) -> Result<(), sqlx::Error> {
+    clear_progress(tx, course, person).await?;
+    on!(tx, t => sqlx::query("DELETE FROM enrolments WHERE course_id = $1 AND person_id = $2")
+        .bind(course).bind(person).execute(&mut **t).await.map(|_| ()))
+}
+
+/// Every enrolment of a course with the participant's full name and email, ordered by
+/// name: one query for the whole course (or only the people in `only`).
+pub async fn participants_of_course(
+    tx: &mut Tx,
+    course: &str,
+    only: Option<&[String]>,
+) -> Result<Vec<(Enrolment, String, Option<String>)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        e: EnrolmentRow,
+        full_name: String,
+        email: Option<String>,
+    }
+    let rows: Vec<Row> = on!(tx, c => {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT e.course_id, e.person_id, e.result, e.score, e.comment, e.walk_in, e.cycle, e.completed_at, e.completed_via, \
+             p.full_name, p.email FROM enrolments e JOIN people p ON p.id = e.person_id WHERE e.course_id = ",
+        );
+        q.push_bind(course);
+        if let Some(only) = only {
+            q.push(" AND e.person_id IN ");
+            push_list(&mut q, only);
+        }
+        q.push(" ORDER BY p.full_name, p.id");
+        q.build_query_as().fetch_all(&mut **c).await?
+    });
+    rows.into_iter()
+        .map(|r| Ok((Enrolment::try_from(r.e)?, r.full_name, r.email)))
+        .collect()
+}
+
+/// The people of a course's incomplete enrolments (to re-check after its parts change).
+pub async fn incomplete_people(tx: &mut Tx, course: &str) -> Result<Vec<String>, sqlx::Error> {
+    on!(tx, c => sqlx::query_scalar(
+        "SELECT person_id FROM enrolments WHERE course_id = $1 AND completed_at IS NULL ORDER BY person_id",
+    ).bind(course).fetch_all(&mut **c).await)
+}
+
+/// Whether `person` completed (D3) a course of type `course_type` at or after `since`
+/// (a certification's training step).
+pub async fn completed_course_of_type(
+    tx: &mut Tx,
+    person: &str,
+    course_type: &str,
+    since: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    on!(tx, c => sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM enrolments e JOIN courses c ON c.id = e.course_id \
+         WHERE e.person_id = $1 AND c.type_id = $2 AND e.completed_at >= $3)",
+    ).bind(person).bind(course_type).bind(since).fetch_one(&mut **c).await)
+}
+
+/// Attendance marks and part results of some participants of a course.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub marks: HashMap<String, HashMap<String, GivenMark>>,
+    pub part_results: HashMap<String, HashMap<String, bool>>,
+}
+
+/// The marks and part results of `people` of `course` (read after their enrolments are
+/// locked, so that they include every committed change).
+pub async fn progress(
+    tx: &mut Tx,
+    course: &str,
+    people: &[String],
+) -> Result<Progress, sqlx::Error> {
+    let mut out = Progress::default();
+    for chunk in people.chunks(500) {
+        let marks: Vec<(String, String, String, Option<i64>)> = on!(tx, c => {
+            let mut q = QueryBuilder::new("SELECT person_id, part_id, status, minutes FROM attendance WHERE course_id = ");
+            q.push_bind(course.to_string()).push(" AND person_id IN ");
+            push_list(&mut q, chunk);
+            q.build_query_as().fetch_all(&mut **c).await?
+        });
+        for (person, part, status, minutes) in marks {
+            let mark: Mark = word(&status)?;
+            out.marks.entry(person).or_default().insert(
+                part,
+                GivenMark {
+                    mark,
+                    minutes: minutes.and_then(|m| u32::try_from(m).ok()),
+                },
+            );
+        }
+        let results: Vec<(String, String, bool)> = on!(tx, c => {
+            let mut q = QueryBuilder::new("SELECT person_id, part_id, passed FROM part_results WHERE course_id = ");
+            q.push_bind(course.to_string()).push(" AND person_id IN ");
+            push_list(&mut q, chunk);
+            q.build_query_as().fetch_all(&mut **c).await?
+        });
+        for (person, part, passed) in results {
+            out.part_results
+                .entry(person)
+                .or_default()
+                .insert(part, passed);
+        }
+    }
+    Ok(out)
+}
+
+/// A mark to write: (course, person, part, mark, minutes).
+pub type MarkRow<'a> = (&'a str, &'a str, &'a str, Mark, Option<u32>);
+
+/// Writes attendance marks (the enrolments locked by the caller).
+pub async fn upsert_marks(tx: &mut Tx, marks: &[MarkRow<'_>]) -> Result<(), sqlx::Error> {
+    for chunk in marks.chunks(1000) {
+        on!(tx, t => {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO attendance (course_id, person_id, part_id, status, minutes) ",
+            );
+            q.push_values(chunk, |mut b, (course, person, part, mark, minutes)| {
+                b.push_bind(course.to_string())
+                    .push_bind(person.to_string())
+                    .push_bind(part.to_string())
+                    .push_bind(mark.as_str())
+                    .push_bind(minutes.map(i64::from));
+            });
+            q.push(
+                " ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET status = excluded.status, \
+                 minutes = excluded.minutes",
+            );
+            q.build().execute(&mut **t).await?;
+        });
+    }
+    Ok(())
+}
+
+/// The recorded part result, if any.
+pub async fn part_result(
+    tx: &mut Tx,
+    course: &str,
+    person: &str,
+    part: &str,
+) -> Result<Option<bool>, sqlx::Error> {
+    on!(tx, t => sqlx::query_scalar(
+        "SELECT passed FROM part_results WHERE course_id = $1 AND person_id = $2 AND part_id = $3",
+    ).bind(course).bind(person).bind(part).fetch_optional(&mut **t).await)
+}
+
+pub async fn set_part_result(
+    tx: &mut Tx,
+    course: &str,
+    person: &str,
+    part: &str,
+    passed: bool,
+) -> Result<(), sqlx::Error> {
+    on!(tx, t => sqlx::query(
+        "INSERT INTO part_results (course_id, person_id, part_id, passed) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (course_id, person_id, part_id) DO UPDATE SET passed = excluded.passed",
+    ).bind(course).bind(person).bind(part).bind(passed).execute(&mut **t).await.map(|_| ()))
+}
+
+/// For `plan`: the result, cycle and completion of every enrolment of `courses`, by course
+/// and person.
+pub async fn of_courses(
+    tx: &mut Tx,
+    courses: &[String],
+) -> Result<HashMap<String, HashMap<String, Enrolment>>, sqlx::Error> {
+    type Row = (String, String, String, i64, Option<DateTime<Utc>>);
+    let rows: Vec<Row> = match tx {
+        Tx::Sqlite(c) => {
+            let mut q = QueryBuilder::new(
+                "SELECT group_concat(course_id || char(31) || person_id || char(31) || result || char(31) || cycle \
+                 || char(31) || COALESCE(completed_at, ''), char(30)) FROM enrolments WHERE course_id IN ",
+            );
+            push_list(&mut q, courses);
+            q.push(" GROUP BY course_id");
+            let groups: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
+            packed::rows::<5>(&groups, "enrolment")
+                .map(|r| {
+                    let [course, person, result, cycle, completed] = r?;
+                    Ok((
+                        course.to_string(),
+                        person.to_string(),
+                        result.to_string(),
+                        packed::int(cycle, "enrolment")?,
+                        packed::time(completed)?,
+                    ))
+                })
+                .collect::<Result<_, sqlx::Error>>()?
+        }
+        Tx::Postgres(c) => {
+            let mut q = QueryBuilder::new(
+                "SELECT course_id, person_id, result, cycle, completed_at FROM enrolments WHERE course_id IN ",
+            );
+            push_list(&mut q, courses);
+            q.build_query_as().fetch_all(&mut **c).await?
+        }
+    };
+    let mut out: HashMap<String, HashMap<String, Enrolment>> = HashMap::new();
+    for (course, person, result, cycle, completed_at) in rows {
+        let mut e = Enrolment::new(&course, &person, false);
+        e.result = word(&result)?;
+        e.cycle = cycle;
+        e.completed_at = completed_at;
+        out.entry(course).or_default().insert(person, e);
+    }
+    Ok(out)
+}
+
+/// For `plan`: marks and part results of every participant of `courses`, by course.
+pub async fn progress_of_courses(
+    tx: &mut Tx,
+    courses: &[String],
+) -> Result<HashMap<String, Progress>, sqlx::Error> {
+    let marks: Vec<(String, String, String, String, Option<i64>)> = on!(tx, c => {
+        let mut q = QueryBuilder::new("SELECT course_id, person_id, part_id, status, minutes FROM attendance WHERE course_id IN ");
+        push_list(&mut q, courses);
+        q.build_query_as().fetch_all(&mut **c).await?
+    });
+    let results: Vec<(String, String, String, bool)> = on!(tx, c => {
+        let mut q = QueryBuilder::new("SELECT course_id, person_id, part_id, passed FROM part_results WHERE course_id IN ");
+        push_list(&mut q, courses);
+        q.build_query_as().fetch_all(&mut **c).await?
+    });
+    let mut out: HashMap<String, Progress> = HashMap::new();
+    for (course, person, part, status, minutes) in marks {
+        let mark = GivenMark {
+            mark: word(&status)?,
+            minutes: minutes.and_then(|m| u32::try_from(m).ok()),
+        };
+        out.entry(course)
+            .or_default()
+            .marks
+            .entry(person)
+            .or_default()
+            .insert(part, mark);
+    }
+    for (course, person, part, passed) in results {
+        out.entry(course)
+            .or_default()
+            .part_results
+            .entry(person)
+            .or_default()
+            .insert(part, passed);
+    }
+    Ok(out)
+}

@@ -1,0 +1,318 @@
+//! The tables `deliveries` (the outbox, SPEC §6: one row per fired action instance,
+//! holding the exact message; never deleted) and `instances` (the registrar processes
+//! that deliver, with their heartbeats).
+//!
+//! Consistency: a delivery row is created in the transaction that fires its instance; the
+//! unique keys on the action and on (rule, subject, person, cycle) make a second row for
+//! one dedup key impossible. Messages are claimed with `UPDATE ... WHERE id IN (SELECT ...
+//! FOR UPDATE SKIP LOCKED)` (PostgreSQL) and every later update names the claiming process
+//! (`WHERE state = 'sending' AND claimed_by = $me`), so a row released by another process
+//! is never marked by the one that lost it. Heartbeats are judged by the database's clock.
+
+use super::{Store, Tx, on, push_list};
+use crate::domain::{DeliveryState, SubjectKind};
+use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
+
+/// A new outbox row: the message, or why there is none (the delivery then fails with that
+/// reason, and `retry` fires its action again).
+pub struct NewDelivery<'a> {
+    pub action: i64,
+    pub rule: &'a str,
+    pub kind: SubjectKind,
+    pub course: &'a str,
+    pub person: &'a str,
+    pub cycle: i64,
+    pub due_at: Option<DateTime<Utc>>,
+    pub message: Result<Message<'a>, &'a str>,
+}
+
+pub struct Message<'a> {
+    pub recipients: &'a str,
+    pub subject: &'a str,
+    pub message_id: &'a str,
+    pub bytes: &'a [u8],
+}
+
+/// Queues a message (or records why there is none). A failed row without a message is
+/// filled in when `retry` fires the action again; any other existing row stays.
+pub async fn insert(
+    tx: &mut Tx,
+    d: &NewDelivery<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let (state, recipients, subject, message_id, bytes, error) = match &d.message {
+        Ok(m) => (
+            DeliveryState::Queued,
+            m.recipients,
+            m.subject,
+            m.message_id,
+            Some(m.bytes),
+            None,
+        ),
+        Err(why) => (DeliveryState::Failed, "", "", "", None, Some(*why)),
+    };
+    on!(tx, c => sqlx::query(
+        "INSERT INTO deliveries (action_id, rule_id, subject_kind, course_id, person_id, cycle, state, recipients, subject, \
+         message_id, message, attempts, next_attempt_at, last_error, due_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $14, $12, $12) \
+         ON CONFLICT (rule_id, course_id, person_id, cycle) DO UPDATE SET state = excluded.state, \
+         recipients = excluded.recipients, subject = excluded.subject, message_id = excluded.message_id, \
+         message = excluded.message, attempts = 0, next_attempt_at = excluded.next_attempt_at, \
+         last_error = excluded.last_error, updated_at = excluded.updated_at \
+         WHERE deliveries.message IS NULL AND deliveries.state = 'failed'",
+    ).bind(d.action).bind(d.rule).bind(d.kind.as_str()).bind(d.course).bind(d.person).bind(d.cycle).bind(state.as_str())
+        .bind(recipients).bind(subject).bind(message_id).bind(bytes).bind(now).bind(error).bind(d.due_at)
+        .execute(&mut **c).await.map(|_| ()))
+}
+
+/// Whether any message is ready to send at `now` (a cheap read before the write lock).
+pub async fn any_ready(store: &Store, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    store
+        .any(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE state IN ('queued', 'retrying') AND next_attempt_at <= $1)",
+            now,
+        )
+        .await
+}
+
+/// A message claimed for sending.
+#[derive(sqlx::FromRow)]
+pub struct Claimed {
+    pub id: i64,
+    pub rule_id: String,
+    pub course_id: String,
+    pub person_id: String,
+    pub cycle: i64,
+    pub recipients: String,
+    pub message: Option<Vec<u8>>,
+    pub attempts: i64,
+}
+
+/// Marks up to `limit` ready messages `sending` for process `me`. On PostgreSQL rows
+/// another process holds are skipped; SQLite has one writer.
+pub async fn claim(
+    tx: &mut Tx,
+    me: &str,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let lock = match tx {
+        Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+        Tx::Sqlite(_) => "",
+    };
+    on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE deliveries SET state = 'sending', claimed_by = $1, claimed_at = $2, attempts = attempts + 1, updated_at = $3 \
+         WHERE id IN (SELECT id FROM deliveries WHERE state IN ('queued', 'retrying') AND next_attempt_at <= $3 \
+         ORDER BY next_attempt_at, id LIMIT $4{lock}) \
+         RETURNING id, rule_id, course_id, person_id, cycle, recipients, message, attempts"
+    ))).bind(me).bind(Utc::now()).bind(now).bind(limit).fetch_all(&mut **c).await)
+}
+
+/// Records messages the server accepted (still claimed by `me`).
+pub async fn mark_sent(
+    tx: &mut Tx,
+    me: &str,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for chunk in ids.chunks(500) {
+        on!(tx, c => {
+            let mut q = QueryBuilder::new("UPDATE deliveries SET state = 'sent', sent_at = ");
+            q.push_bind(now).push(", updated_at = ").push_bind(now)
+                .push(", last_error = NULL, next_attempt_at = NULL WHERE state = 'sending' AND claimed_by = ")
+                .push_bind(me).push(" AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// Records a failed attempt (still claimed by `me`): `retrying` with the next attempt's
+/// time, or `failed`.
+pub async fn mark_unsent(
+    tx: &mut Tx,
+    me: &str,
+    id: i64,
+    state: DeliveryState,
+    next: Option<DateTime<Utc>>,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    on!(tx, c => sqlx::query(
+        "UPDATE deliveries SET state = $1, next_attempt_at = $2, last_error = $3, updated_at = $4 \
+         WHERE id = $5 AND state = 'sending' AND claimed_by = $6",
+    ).bind(state.as_str()).bind(next).bind(error).bind(now).bind(id).bind(me).execute(&mut **c).await.map(|_| ()))
+}
+
+/// Records that process `id` is alive, stamped with the database's clock.
+pub async fn heartbeat(store: &Store, id: &str, host: &str, pid: i64) -> Result<(), sqlx::Error> {
+    let mut tx = store.begin().await?;
+    on!(&mut tx, c => sqlx::query(
+        "INSERT INTO instances (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP) \
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = CURRENT_TIMESTAMP",
+    ).bind(id).bind(host).bind(pid).execute(&mut **c).await.map(|_| ()))?;
+    tx.commit().await
+}
+
+/// Forgets a process (on a clean exit).
+pub async fn leave(store: &Store, id: &str) -> Result<(), sqlx::Error> {
+    let mut tx = store.begin().await?;
+    on!(&mut tx, c => sqlx::query("DELETE FROM instances WHERE id = $1")
+        .bind(id).execute(&mut **c).await.map(|_| ()))?;
+    tx.commit().await
+}
+
+/// A registrar process as recorded: id, host, pid, and whether its heartbeat is older than
+/// `stale_seconds` by the database's clock.
+pub async fn processes(
+    tx: &mut Tx,
+    stale_seconds: i64,
+) -> Result<Vec<(String, String, i64, bool)>, sqlx::Error> {
+    let rows: Vec<(String, String, i64, f64)> = match tx {
+        Tx::Sqlite(c) => {
+            sqlx::query_as(
+                "SELECT id, host, pid, CAST((julianday('now') - julianday(heartbeat_at)) * 86400.0 AS REAL) FROM instances",
+            )
+            .fetch_all(&mut **c)
+            .await?
+        }
+        Tx::Postgres(c) => {
+            sqlx::query_as(
+                "SELECT id, host, pid, CAST(EXTRACT(EPOCH FROM (CURRENT_TIMESTAMP - heartbeat_at)) AS DOUBLE PRECISION) FROM instances",
+            )
+            .fetch_all(&mut **c)
+            .await?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(id, host, pid, age)| (id, host, pid, age > stale_seconds as f64))
+        .collect())
+}
+
+/// Queues again the messages claimed by any process not in `alive`; returns how many.
+pub async fn release_unless_claimed_by(
+    tx: &mut Tx,
+    alive: &[String],
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    on!(tx, c => {
+        let mut q = QueryBuilder::new(
+            "UPDATE deliveries SET state = 'queued', claimed_by = NULL, next_attempt_at = ",
+        );
+        q.push_bind(now).push(", updated_at = ").push_bind(now)
+            .push(" WHERE state = 'sending' AND (claimed_by IS NULL OR claimed_by NOT IN ");
+        push_list(&mut q, alive);
+        q.push(")");
+        Ok(q.build().execute(&mut **c).await?.rows_affected())
+    })
+}
+
+pub async fn forget_processes(tx: &mut Tx, ids: &[String]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    on!(tx, c => {
+        let mut q = QueryBuilder::new("DELETE FROM instances WHERE id IN ");
+        push_list(&mut q, ids);
+        q.build().execute(&mut **c).await.map(|_| ())
+    })
+}
+
+/// One row of `registrar deliveries`.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: i64,
+    /// The action instance it delivers (`registrar plan`'s id).
+    pub action: i64,
+    pub state: String,
+    pub rule: String,
+    pub course: String,
+    pub person: String,
+    pub cycle: i64,
+    pub recipients: String,
+    pub subject: String,
+    pub message_id: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// The outbox, oldest first, optionally of one state.
+pub async fn list(
+    store: &Store,
+    state: Option<DeliveryState>,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    let mut tx = store.begin_read().await?;
+    let rows = on!(&mut tx, c => sqlx::query_as(
+        "SELECT id, action_id AS action, state, rule_id AS rule, course_id AS course, person_id AS person, cycle, \
+         recipients, subject, message_id, attempts, next_attempt_at, last_error, created_at, sent_at FROM deliveries \
+         WHERE ($1 IS NULL OR state = $1) ORDER BY id",
+    ).bind(state.map(DeliveryState::as_str)).fetch_all(&mut **c).await)?;
+    tx.rollback().await?;
+    Ok(rows)
+}
+
+/// A delivery as `retry` sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ForRetry {
+    pub state: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub has_message: bool,
+    pub action_id: i64,
+    pub course_id: String,
+    pub person_id: String,
+}
+
+/// One delivery, locked for a change.
+pub async fn for_retry(tx: &mut Tx, id: i64) -> Result<Option<ForRetry>, sqlx::Error> {
+    let lock = super::Lock::Update.clause(tx);
+    let sql = format!(
+        "SELECT state, sent_at, message IS NOT NULL AS has_message, action_id, course_id, person_id \
+         FROM deliveries WHERE id = $1{lock}"
+    );
+    on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut **c).await)
+}
+
+/// Queues a delivery for an attempt at `now`, its attempts counted afresh.
+pub async fn requeue(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    on!(tx, c => sqlx::query(
+        "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = $1, last_error = NULL, updated_at = $1 WHERE id = $2",
+    ).bind(now).bind(id).execute(&mut **c).await.map(|_| ()))
+}
+
+/// Outbox figures for `/metrics`: rows by state, messages ready now, the oldest ready time.
+pub struct Figures {
+    pub by_state: Vec<(String, i64)>,
+    pub ready: i64,
+    pub oldest_ready: Option<DateTime<Utc>>,
+}
+
+pub async fn figures(tx: &mut Tx, now: DateTime<Utc>) -> Result<Figures, sqlx::Error> {
+    let by_state: Vec<(String, i64)> = on!(tx, c => sqlx::query_as(
+        "SELECT state, COUNT(*) FROM deliveries GROUP BY state",
+    ).fetch_all(&mut **c).await)?;
+    let (ready, oldest_ready): (i64, Option<DateTime<Utc>>) = on!(tx, c => sqlx::query_as(
+        "SELECT COUNT(*), MIN(next_attempt_at) FROM deliveries WHERE state IN ('queued', 'retrying') AND next_attempt_at <= $1",
+    ).bind(now).fetch_one(&mut **c).await)?;
+    Ok(Figures {
+        by_state,
+        ready,
+        oldest_ready,
+    })
+}
+
+/// When the next queued or retrying message is due.
+pub async fn next_attempt(tx: &mut Tx) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    on!(tx, c => sqlx::query_scalar(
+        "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('queued', 'retrying')",
+    ).fetch_one(&mut **c).await)
+}
