@@ -290,3 +290,176 @@ fn d5_t2_the_certificate_email_waits_for_the_certificate_and_plan_says_so() {
         "waits for the certificate of cycle 2 (the email attaches it; issued when the participant completes)"
     );
 }
+
+/// Extra rules beside the example office's: a manual rule, a rule that is disabled later,
+/// and a certification-learner rule due a day after the recertification window opens.
+const EXTRA_RULES: &str = "kind: action
+id: result-passed-manual
+name: Manual notice
+execution: manual
+data_group: course_participant
+event: result_recorded
+process: send_email
+email: { template: result-passed, subject: \"Checked result {{course.name}}\" }
+timing: { anchor: event }
+conditions: { result: [passed] }
+---
+kind: action
+id: later-disabled
+name: Later disabled
+data_group: course_participant
+event: participant_added
+process: send_email
+email: { template: survey, subject: \"Follow-up {{course.name}}\" }
+timing: { anchor: course_end, offset: 7 days }
+conditions: { result: [not_finished] }
+expires_after: 10 days
+---
+kind: action
+id: window-follow-up
+name: Window follow-up
+data_group: certification_learner
+event: certification_status_changed
+process: send_email
+email: { template: certification-window-open, subject: \"Still time to renew {{certification.name}}\" }
+timing: { anchor: event, offset: 1 day }
+conditions: { certification_status: [recertifying] }
+";
+
+/// `plan` at `now`, then one pass at `now`: every instance `plan` called due got its
+/// delivery in that pass, and every other instance kept the state `plan` gave it.
+fn plan_then_pass_agree(office: &Office, now: &str) -> usize {
+    let before = office.plan(now);
+    let delivered = |o: &Office| -> std::collections::HashSet<i64> {
+        o.deliveries()
+            .iter()
+            .filter_map(|d| d["action"].as_i64())
+            .collect()
+    };
+    let had = delivered(office);
+    office.run(now, &["tick"]);
+    let fired: std::collections::HashSet<i64> =
+        delivered(office).difference(&had).copied().collect();
+    let after = office.plan(now);
+    let mut due = 0;
+    for item in &before {
+        let id = item["id"].as_i64().expect("id");
+        if item["state"] == "due" && !had.contains(&id) {
+            assert!(
+                fired.contains(&id),
+                "{now}: plan called {item} due; the pass did not fire it"
+            );
+            due += 1;
+        } else if !had.contains(&id) {
+            assert!(
+                !fired.contains(&id),
+                "{now}: the pass fired {item}, which plan did not call due"
+            );
+            let later = after.iter().find(|a| a["id"] == item["id"]);
+            assert_eq!(
+                later.map(|a| &a["state"]),
+                Some(&item["state"]),
+                "{now}: {item} became {later:?}"
+            );
+        }
+    }
+    for id in &fired {
+        assert!(
+            before
+                .iter()
+                .any(|i| i["id"].as_i64() == Some(*id) && i["state"] == "due"),
+            "{now}: action {id} was fired without plan calling it due"
+        );
+    }
+    due
+}
+
+async fn t2_plan_and_the_pass_agree_on(office: Office) {
+    let rules = office.dir.path().join("rules");
+    common::copy_dir(&common::repo().join("rules"), &rules);
+    std::fs::write(rules.join("zz-extra.yaml"), EXTRA_RULES).expect("extra rules");
+    office.edit_config(
+        &format!("rules: {}", common::repo().join("rules").display()),
+        "rules: rules",
+    );
+    office.example(AFTER_COURSE);
+    // A certification learner: anne completed the course; certified on approval.
+    for action in ["assign", "approve"] {
+        office.run(
+            "2026-03-25T10:00:00+01:00",
+            &[
+                "certification",
+                action,
+                "--certification",
+                "first-aid-responder",
+                "--person",
+                "anne",
+            ],
+        );
+    }
+    let mut due = 0;
+    // Certificates, result notices, the manual notice awaiting approval, cancelled
+    // instances of the deregistered participant.
+    due += plan_then_pass_agree(&office, AFTER_COURSE);
+    // daan is deregistered (D9): plan and the pass cancel what waited for him.
+    office.import(
+        "2026-03-26T10:00:00+01:00",
+        "results",
+        office.csv(
+            "daan.csv",
+            "course_id,person_id,result\nehbo-2026-03,daan,deregistered\n",
+        ),
+    );
+    // Surveys the day after attendance, at 10:00.
+    due += plan_then_pass_agree(&office, "2026-03-29T10:00:00+02:00");
+    // The follow-up rule is disabled while sanne's instance waits: past its expiry, plan
+    // and the pass both call it expired.
+    let extra = std::fs::read_to_string(rules.join("zz-extra.yaml")).expect("rules");
+    std::fs::write(
+        rules.join("zz-extra.yaml"),
+        extra.replace(
+            "name: Later disabled\n",
+            "name: Later disabled\nenabled: false\n",
+        ),
+    )
+    .expect("rules");
+    let plan = office.plan("2026-04-15T12:00:00+02:00");
+    assert_eq!(
+        find(&plan, "later-disabled", "sanne").expect("sanne")["state"],
+        "expired",
+        "{plan:?}"
+    );
+    due += plan_then_pass_agree(&office, "2026-04-15T12:00:00+02:00");
+    // The recertification window opens (the pass moves anne on and her window email is
+    // due at once); the follow-up is due a day later.
+    office.run("2027-12-27T12:00:00+01:00", &["tick"]);
+    let plan = office.plan("2027-12-28T12:30:00+01:00");
+    assert_eq!(
+        find(&plan, "window-follow-up", "anne").expect("follow-up")["state"],
+        "due",
+        "{plan:?}"
+    );
+    due += plan_then_pass_agree(&office, "2027-12-28T12:30:00+01:00");
+    assert!(due >= 10, "only {due} instances were due over the timeline");
+    // Every state was seen along the way.
+    let plan = office.plan("2027-12-28T12:30:00+01:00");
+    for state in ["waiting", "awaiting_approval", "cancelled", "expired"] {
+        assert!(
+            plan.iter().any(|i| i["state"] == state),
+            "no {state} instance in {plan:?}"
+        );
+    }
+    office.cleanup().await;
+}
+
+#[tokio::test]
+async fn t2_what_plan_calls_due_is_what_the_pass_fires_and_no_other() {
+    let extra = format!(
+        "{}mail:\n  transport: file\n  outbox: outbox\n",
+        common::office::OFFICE
+    );
+    t2_plan_and_the_pass_agree_on(Office::new(&extra)).await;
+    if let Some(pg) = Office::postgres(&extra).await {
+        t2_plan_and_the_pass_agree_on(pg).await;
+    }
+}

@@ -4,10 +4,10 @@
 mod common;
 
 use common::{TestDb, at, rules, tz};
+use registrar::change::{Applied, Work, WriteError};
 use registrar::domain::input::*;
 use registrar::domain::{CourseStatus, EmailAddress, Mark, Outcome};
 use registrar::rules::RuleSet;
-use registrar::change::{Applied, Work, WriteError};
 use registrar::store::{Lock, catalogue, certificates, enrolments, history};
 use registrar::store::{Store, Tx, on};
 use std::collections::BTreeMap;
@@ -120,7 +120,10 @@ async fn office(store: &Store, rules: &RuleSet) {
 }
 
 async fn enrolment(store: &Store, person: &str) -> Option<enrolments::Enrolment> {
-    common::read(store, async |tx| enrolments::one(tx, "c1", person, Lock::None).await).await
+    common::read(store, async |tx| {
+        enrolments::one(tx, "c1", person, Lock::None).await
+    })
+    .await
 }
 
 async fn marks(store: &Store, person: &str, m: &[(&str, Mark)]) {
@@ -188,7 +191,10 @@ async fn create_upsert_and_query_work_the_same_on_every_backend() {
         let people = enrolments::participants_of_course(&mut tx, "c1", None)
             .await
             .expect("read");
-        let names: Vec<&str> = people.iter().map(|(e, _, _)| e.person_id.as_str()).collect();
+        let names: Vec<&str> = people
+            .iter()
+            .map(|(e, _, _)| e.person_id.as_str())
+            .collect();
         assert_eq!(
             names,
             ["anne", "jan", "zoe"],
@@ -528,10 +534,7 @@ async fn d9_deregistered_and_cancelled_are_recorded_as_events_for_the_engine() {
             "{}",
             db.name
         );
-        let events = common::read(&db.store, async |tx| {
-            history::unprocessed(tx, 1000).await
-        })
-        .await;
+        let events = common::read(&db.store, async |tx| history::unprocessed(tx, 1000).await).await;
         assert!(
             events
                 .iter()

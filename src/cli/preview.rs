@@ -109,15 +109,15 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     let reasons = preview.verdict.reasons.join("; ");
     match preview.verdict.decision {
         Decision::Fire => println!("  Due now: the next pass sends it to {who}{instance}."),
-        Decision::AwaitApproval => println!(
-            "  Due now, and waits for `registrar approve` (execution: manual){instance}."
-        ),
+        Decision::AwaitApproval => {
+            println!("  Due now, and waits for `registrar approve` (execution: manual){instance}.")
+        }
         Decision::Wait => println!(
             "  Not sent as things stand: {reasons}{instance}; this is a preview all the same"
         ),
-        Decision::Expire => println!(
-            "  Not sent: its time ran out (expires_after) while {reasons}{instance}"
-        ),
+        Decision::Expire => {
+            println!("  Not sent: its time ran out (expires_after) while {reasons}{instance}")
+        }
         Decision::Cancel => println!("  Not sent: {reasons}{instance}"),
     }
     Ok(ExitCode::SUCCESS)

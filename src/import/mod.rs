@@ -348,10 +348,9 @@ pub async fn apply_rows(
     if let Some(pos) = outcomes
         .iter()
         .position(|(_, o)| matches!(o, Err(WriteError::Sql(_))))
+        && let (_, Err(WriteError::Sql(e))) = outcomes.swap_remove(pos)
     {
-        if let (_, Err(WriteError::Sql(e))) = outcomes.swap_remove(pos) {
-            return Err(e);
-        }
+        return Err(e);
     }
     Ok(outcomes)
 }

@@ -1,6 +1,7 @@
 //! Test helpers: a fresh database per test on each backend, and the example office.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod http;
 pub mod office;
 pub mod smtp;

@@ -59,6 +59,25 @@ impl Office {
         }
     }
 
+    /// The office's database, opened as registrar opens it.
+    pub async fn store(&self) -> registrar::store::Store {
+        let config = registrar::config::Config::load(&self.config()).expect("config");
+        registrar::store::Store::open(&config.database)
+            .await
+            .expect("database")
+    }
+
+    /// Rules of the test's own (in the office directory), with the repository's templates.
+    pub fn own_rules_only(&self, rules: &str) {
+        let r = self.dir.path().join("rules");
+        std::fs::create_dir_all(&r).expect("rules");
+        std::fs::write(r.join("rules.yaml"), rules).expect("rules");
+        self.edit_config(
+            &format!("rules: {}", super::repo().join("rules").display()),
+            "rules: rules",
+        );
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("config.yaml")
     }
