@@ -35,11 +35,13 @@ pub async fn course_participants(
     now: DateTime<Utc>,
     course_id: &str,
 ) -> Result<Option<(CourseInfo, Vec<ParticipantStatus>)>, sqlx::Error> {
-    participants(tx, rules, tz, now, course_id, None).await
+    participants(tx, rules, tz, now, course_id, None, Lock::None).await
 }
 
 /// [`course_participants`], of only the people in `only` when given (an empty list
-/// reads nobody).
+/// reads nobody). With `Lock::Share` the course row and the enrolments of `only` are held
+/// until the transaction ends: the firing pass decides on facts no change can alter
+/// before it commits (a change waits, and is then evaluated again).
 pub async fn participants(
     tx: &mut Tx,
     rules: &RuleSet,
@@ -47,10 +49,14 @@ pub async fn participants(
     now: DateTime<Utc>,
     course_id: &str,
     only: Option<&[String]>,
+    lock: Lock,
 ) -> Result<Option<(CourseInfo, Vec<ParticipantStatus>)>, sqlx::Error> {
-    let Some(course) = catalogue::course(tx, course_id, Lock::None).await? else {
+    let Some(course) = catalogue::course(tx, course_id, lock).await? else {
         return Ok(None);
     };
+    if let (Some(only), Lock::Share | Lock::Update) = (only, lock) {
+        enrolments::of(tx, course_id, only, lock).await?;
+    }
     let course_type = rules.course_types.get(&course.type_id);
     let percent = course_type.map_or(100, |t| t.attendance_percent);
     let parts = course.part_rules();
@@ -116,7 +122,7 @@ pub async fn email_context(
 ) -> Result<Option<serde_json::Value>, sqlx::Error> {
     let one = [person_id.to_string()];
     let Some((course, participants)) =
-        participants(tx, rules, tz, now, course_id, Some(&one)).await?
+        participants(tx, rules, tz, now, course_id, Some(&one), Lock::None).await?
     else {
         return Ok(None);
     };

@@ -69,6 +69,16 @@ timing: { anchor: course_start, offset: -1 days }
 conditions: { course_type: [safety] }
 ---
 kind: action
+id: passed-notice
+name: Passed
+data_group: course_participant
+event: participant_added
+process: send_email
+email: { template: result-passed, subject: \"Passed {{course.name}}\", to: participant }
+timing: { anchor: event, offset: 0 days }
+conditions: { course_type: [first-aid], result: [passed] }
+---
+kind: action
 id: learner-welcome
 name: Learner
 data_group: certification_learner
@@ -538,6 +548,78 @@ fn a_course_and_a_certification_with_the_same_id_do_not_touch_each_others_emails
             );
         }
         api.stop();
+        tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(office.cleanup());
+    }
+}
+
+#[test]
+fn t2_a_change_that_lands_while_a_pass_evaluates_its_subject_is_never_missed() {
+    let smtp = SmtpServer::start();
+    for office in offices(smtp.port) {
+        let name = backend(&office);
+        let before = smtp.count();
+        let people: Vec<String> = (1..=300).map(|i| format!("r{i:03}")).collect();
+        first_aid(&office, &[], false);
+        let mut csv = String::from("id,full_name,email\n");
+        for p in &people {
+            csv.push_str(&format!("{p},Person {p},{p}@example.nl\n"));
+        }
+        office.import(NOW, "people", office.csv("people.csv", &csv));
+        // Two daemons on one database: while one evaluates a participant's notice, the
+        // other records the result that makes it due (and turns it into a re-evaluation).
+        let (a, b) = (Running::start(&office), Running::start(&office));
+        let ports = [a.port, b.port];
+        let jobs: Vec<Box<dyn FnOnce() -> (u16, u16) + Send>> = people
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let p = p.clone();
+                let (first, second) = (ports[i % 2], ports[(i + 1) % 2]);
+                Box::new(move || {
+                    let enrolled = call(
+                        first,
+                        "PUT",
+                        &format!("/api/v1/courses/fa/enrolments/{p}"),
+                        None,
+                    );
+                    let passed = call(
+                        second,
+                        "PUT",
+                        &format!("/api/v1/courses/fa/results/{p}"),
+                        Some(&json!({"result": "passed"})),
+                    );
+                    (enrolled.status, passed.status)
+                }) as Box<dyn FnOnce() -> (u16, u16) + Send>
+            })
+            .collect();
+        let statuses = in_parallel(16, jobs);
+        assert!(
+            statuses.iter().all(|(e, r)| *e == 201 && *r == 200),
+            "{name}: {statuses:?}"
+        );
+        let notices = |s: &SmtpServer| {
+            s.received()
+                .into_iter()
+                .skip(before)
+                .filter(|m| m.header("Subject").is_some_and(|s| s.starts_with("Passed")))
+                .count()
+        };
+        wait_for(Duration::from_secs(30), || notices(&smtp) >= 300);
+        let waiting: Vec<Value> = a
+            .call("GET", "/api/v1/plan?rule=passed-notice", None)
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        a.stop();
+        b.stop();
+        assert_eq!(
+            notices(&smtp),
+            300,
+            "{name}: every passed participant got the notice; still in the plan: {waiting:?}"
+        );
         tokio::runtime::Runtime::new()
             .expect("runtime")
             .block_on(office.cleanup());

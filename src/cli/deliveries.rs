@@ -89,7 +89,7 @@ fn print_table(app: &App, rows: &[DeliveryRow]) {
             clip(&detail, 90)
         );
     }
-    let count = |s: &str| rows.iter().filter(|r| r.state == s).count();
+    let count = |s: &str| rows.iter().filter(|r| r.state.as_str() == s).count();
     println!(
         "{} deliveries: {} sent, {} queued, {} sending, {} retrying, {} failed",
         rows.len(),

@@ -151,8 +151,9 @@ async fn fire_batch(
         };
         let decision = match a.kind {
             SubjectKind::Certification => {
+                // Held until this batch commits: a change of the learner waits for it.
                 let learner =
-                    certifications::load(tx, &a.course_id, &a.person_id, Lock::None).await?;
+                    certifications::load(tx, &a.course_id, &a.person_id, Lock::Share).await?;
                 let facts =
                     learner.map_or(Facts::NotAssigned, |l| Facts::Learner { cycle: l.cycle });
                 verdict::verdict(env.rules, rule, &m, &facts, now).decision
@@ -160,9 +161,16 @@ async fn fire_batch(
             SubjectKind::Course => {
                 if !courses.contains_key(&a.course_id) {
                     let only = people.get(a.course_id.as_str()).map(Vec::as_slice);
-                    let found =
-                        status::participants(tx, env.rules, env.tz, now, &a.course_id, only)
-                            .await?;
+                    let found = status::participants(
+                        tx,
+                        env.rules,
+                        env.tz,
+                        now,
+                        &a.course_id,
+                        only,
+                        Lock::Share,
+                    )
+                    .await?;
                     let found = found.map(|(course, people)| {
                         let by_person = people
                             .into_iter()
@@ -361,7 +369,8 @@ async fn preview_in(
     } else {
         let only = [person.to_string()];
         let Some((course, people)) =
-            status::participants(tx, env.rules, env.tz, now, subject, Some(&only)).await?
+            status::participants(tx, env.rules, env.tz, now, subject, Some(&only), Lock::None)
+                .await?
         else {
             return Ok(None);
         };

@@ -7,7 +7,9 @@ pub mod conditions;
 pub mod fire;
 pub mod verdict;
 
-use crate::domain::progress::{attendance_requirement, passing_obligation};
+use crate::domain::progress::{
+    AttendanceSummary, PassingSummary, attendance_requirement, passing_obligation,
+};
 use crate::domain::time::local_rfc3339;
 use crate::domain::{ActionState, CourseStatus, DeliveryState, EventKind, SubjectKind, enrolment};
 use crate::rules::RuleSet;
@@ -500,7 +502,15 @@ pub async fn plan_each(
             .collect();
         let (no_progress, no_marks, no_results) =
             (Default::default(), HashMap::new(), HashMap::new());
+        // D1 and D2 once per participant, however many rules wait for them (instances come
+        // course by course, so the cache is per course).
+        let mut summaries: HashMap<String, (AttendanceSummary, PassingSummary)> = HashMap::new();
+        let mut summaries_of = String::new();
         for a in rows {
+            if a.course_id != summaries_of {
+                summaries.clear();
+                summaries_of.clone_from(&a.course_id);
+            }
             let due = a.due_at.map(|d| {
                 shown
                     .entry(d)
@@ -528,29 +538,42 @@ pub async fn plan_each(
                                 enrolled.get(&a.course_id).and_then(|m| m.get(&a.person_id)),
                             ) {
                                 (Some(course), Some(e)) => {
-                                    let percent = rules
-                                        .course_types
-                                        .get(&course.type_id)
-                                        .map_or(100, |t| t.attendance_percent);
-                                    let p: &enrolments::Progress =
-                                        progress.get(&a.course_id).unwrap_or(&no_progress);
-                                    let course_parts = parts
-                                        .get(a.course_id.as_str())
-                                        .map_or(&[][..], Vec::as_slice);
+                                    let cached = summaries.get(&a.person_id).copied();
+                                    let (attendance, passing) = cached.unwrap_or_else(|| {
+                                        let percent = rules
+                                            .course_types
+                                            .get(&course.type_id)
+                                            .map_or(100, |t| t.attendance_percent);
+                                        let p: &enrolments::Progress =
+                                            progress.get(&a.course_id).unwrap_or(&no_progress);
+                                        let course_parts = parts
+                                            .get(a.course_id.as_str())
+                                            .map_or(&[][..], Vec::as_slice);
+                                        (
+                                            attendance_requirement(
+                                                course_parts,
+                                                p.marks.get(&a.person_id).unwrap_or(&no_marks),
+                                                percent,
+                                            ),
+                                            passing_obligation(
+                                                course_parts,
+                                                p.part_results
+                                                    .get(&a.person_id)
+                                                    .unwrap_or(&no_results),
+                                            ),
+                                        )
+                                    });
+                                    if cached.is_none() {
+                                        summaries
+                                            .insert(a.person_id.clone(), (attendance, passing));
+                                    }
                                     Facts::Participant {
                                         course,
                                         result: e.result,
                                         cycle: e.cycle,
                                         completed: e.completed_at.is_some(),
-                                        attendance: attendance_requirement(
-                                            course_parts,
-                                            p.marks.get(&a.person_id).unwrap_or(&no_marks),
-                                            percent,
-                                        ),
-                                        passing: passing_obligation(
-                                            course_parts,
-                                            p.part_results.get(&a.person_id).unwrap_or(&no_results),
-                                        ),
+                                        attendance,
+                                        passing,
                                         certificate: certificates.contains(&(
                                             a.course_id.clone(),
                                             a.person_id.clone(),

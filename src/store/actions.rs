@@ -5,9 +5,10 @@
 //! Consistency: instances are created with `ON CONFLICT DO NOTHING` on the dedup key, by
 //! one process at a time (the engine's turn, [`super::history::take_ingest_turn`]). The
 //! firing pass claims instances with `FOR UPDATE SKIP LOCKED` (PostgreSQL), so two
-//! processes never evaluate the same instance at once. A change of a subject marks its
-//! waiting instances for re-evaluation (`recheck = 1`) with an UPDATE that waits for a
-//! pass evaluating them and applies after it, so no change is missed.
+//! processes never evaluate the same instance at once, and holds the subjects' rows
+//! `FOR SHARE` while it decides, so a change of a subject commits before the pass reads it
+//! or after the pass recorded its verdict; the change then marks the subject's waiting
+//! instances for re-evaluation (`recheck = 1`). No change is missed.
 
 use super::{Lock, Store, Tx, on, packed, push_list, word};
 use crate::domain::{ActionState, DeliveryState, SubjectKind};
@@ -50,8 +51,10 @@ pub async fn insert(
     Ok(())
 }
 
-/// T2: the subjects' waiting instances are evaluated again at the next pass. Waits for a
-/// pass evaluating them right now, and applies after it.
+/// T2: the subjects' waiting instances are evaluated again at the next pass. (A pass
+/// evaluating them holds the subjects' rows `FOR SHARE` until it commits, so the change
+/// behind this call committed either before that pass read the subject, or after the pass
+/// recorded its verdict: either way nothing is missed.)
 pub async fn recheck_subjects(
     tx: &mut Tx,
     kind: SubjectKind,
@@ -60,7 +63,7 @@ pub async fn recheck_subjects(
 ) -> Result<(), sqlx::Error> {
     for chunk in people.chunks(500) {
         on!(tx, c => {
-            let mut q = QueryBuilder::new("UPDATE actions SET recheck = 1 WHERE state = 'waiting' AND subject_kind = ");
+            let mut q = QueryBuilder::new("UPDATE actions SET recheck = 1 WHERE state = 'waiting' AND recheck = 0 AND subject_kind = ");
             q.push_bind(kind.as_str()).push(" AND course_id = ").push_bind(subject).push(" AND person_id IN ");
             push_list(&mut q, chunk);
             q.build().execute(&mut **c).await?;
@@ -112,7 +115,7 @@ pub async fn waiting_of_course(
 /// Every waiting instance of a course is evaluated again at the next pass.
 pub async fn recheck_course(tx: &mut Tx, course: &str) -> Result<(), sqlx::Error> {
     on!(tx, c => sqlx::query(
-        "UPDATE actions SET recheck = 1 WHERE subject_kind = 'course' AND course_id = $1 AND state = 'waiting'",
+        "UPDATE actions SET recheck = 1 WHERE subject_kind = 'course' AND course_id = $1 AND state = 'waiting' AND recheck = 0",
     ).bind(course).execute(&mut **c).await.map(|_| ()))
 }
 

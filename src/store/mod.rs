@@ -421,3 +421,126 @@ pub(crate) mod packed {
         s.parse().map_err(|_| bad(what))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An office as version 1 left it: a course and a certification with the same id
+    /// `shared`, one course instance and one certification instance (its course_id the
+    /// certification id), and a certification instance of a certification that is no course.
+    const VERSION_1: &[&str] = &[
+        "INSERT INTO courses (id, name, type_id, status, start_at, end_at, fields, updated_at) \
+         VALUES ('shared', 'BHV', 'safety', 'final', $1, $1, '{}', $1)",
+        "INSERT INTO people (id, full_name, fields, updated_at) VALUES ('ole', 'Ole', '{}', $1)",
+        "INSERT INTO history (at, actor, source, entity, course_id, person_id, part_id, change, event, cycle) \
+         VALUES ($1, 'test', 'test', 'certification', 'shared', 'ole', 'in_progress', 'assigned', 'certification_status_changed', 1)",
+        "INSERT INTO actions (rule_id, course_id, person_id, cycle, state, event_at, created_at, updated_at) \
+         VALUES ('learner-welcome', 'shared', 'ole', 1, 'waiting', $1, $1, $1)",
+        "INSERT INTO actions (rule_id, course_id, person_id, cycle, state, event_at, created_at, updated_at) \
+         VALUES ('reminder', 'shared', 'ole', 1, 'waiting', $2, $2, $2)",
+        "INSERT INTO actions (rule_id, course_id, person_id, cycle, state, event_at, created_at, updated_at) \
+         VALUES ('learner-welcome', 'forklift', 'ole', 1, 'fired', $2, $2, $2)",
+        "INSERT INTO deliveries (action_id, rule_id, course_id, person_id, cycle, state, recipients, subject, \
+         message_id, created_at, updated_at) SELECT id, rule_id, course_id, person_id, cycle, 'sent', '', '', '', $2, $2 \
+         FROM actions WHERE course_id = 'forklift'",
+    ];
+
+    #[tokio::test]
+    async fn migration_0006_gives_certification_instances_their_own_subject_kind_on_sqlite() {
+        let dir = tempfile::tempdir().expect("dir");
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.path().join("v1.db"))
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(opts).await.expect("open");
+        let version_1 = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(SQLITE_MIGRATIONS.migrations[..5].to_vec()),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        version_1.run(&pool).await.expect("version 1 schema");
+        let (t1, t2) = (Utc::now(), Utc::now() + chrono::Duration::seconds(1));
+        for sql in VERSION_1 {
+            sqlx::query(*sql)
+                .bind(t1)
+                .bind(t2)
+                .execute(&pool)
+                .await
+                .expect(sql);
+        }
+        SQLITE_MIGRATIONS.run(&pool).await.expect("upgrade");
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT rule_id, course_id, subject_kind FROM actions ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .expect("read");
+        assert_eq!(rows, expected());
+        let d: String = sqlx::query_scalar("SELECT subject_kind FROM deliveries")
+            .fetch_one(&pool)
+            .await
+            .expect("delivery");
+        assert_eq!(d, "certification");
+    }
+
+    fn expected() -> Vec<(String, String, String)> {
+        [
+            ("learner-welcome", "shared", "certification"),
+            ("reminder", "shared", "course"),
+            ("learner-welcome", "forklift", "certification"),
+        ]
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn migration_0006_gives_certification_instances_their_own_subject_kind_on_postgres() {
+        let Ok(url) = std::env::var("REGISTRAR_TEST_POSTGRES_URL") else {
+            eprintln!("skipping the PostgreSQL half: REGISTRAR_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let schema = format!(
+            "m6_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        );
+        let admin = PgPool::connect(&url).await.expect("connect");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .expect("schema");
+        let opts = PgConnectOptions::from_str(&url)
+            .expect("url")
+            .options([("search_path", schema.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await
+            .expect("open");
+        let version_1 = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(POSTGRES_MIGRATIONS.migrations[..5].to_vec()),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        version_1.run(&pool).await.expect("version 1 schema");
+        let (t1, t2) = (Utc::now(), Utc::now() + chrono::Duration::seconds(1));
+        for sql in VERSION_1 {
+            sqlx::query(*sql)
+                .bind(t1)
+                .bind(t2)
+                .execute(&pool)
+                .await
+                .expect(sql);
+        }
+        POSTGRES_MIGRATIONS.run(&pool).await.expect("upgrade");
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT rule_id, course_id, subject_kind FROM actions ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .expect("read");
+        assert_eq!(rows, expected());
+        pool.close().await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+    }
+}

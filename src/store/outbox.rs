@@ -231,7 +231,8 @@ pub struct DeliveryRow {
     pub id: i64,
     /// The action instance it delivers (`registrar plan`'s id).
     pub action: i64,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: DeliveryState,
     pub rule: String,
     pub course: String,
     pub person: String,
@@ -264,7 +265,8 @@ pub async fn list(
 /// A delivery as `retry` sees it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ForRetry {
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: DeliveryState,
     pub sent_at: Option<DateTime<Utc>>,
     pub has_message: bool,
     pub action_id: i64,
