@@ -88,6 +88,7 @@ fn main() {
             now,
             config.scheduler.max_attempts,
             &AtomicBool::new(false),
+            &delivery::Health::default(),
         )
         .await
         .expect("deliver");

@@ -112,6 +112,8 @@ pub struct Smtp {
     pub password: Option<Secret>,
     pub pool: u32,
     pub rate_per_second: u32,
+    /// Bounds every SMTP step (connect, greeting, each command, the end of DATA).
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +172,7 @@ struct RawSmtp {
     password_file: Option<String>,
     pool: Option<u32>,
     rate_per_second: Option<u32>,
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -341,6 +344,12 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         password,
         pool: smtp_raw.pool.unwrap_or(4),
         rate_per_second: smtp_raw.rate_per_second.unwrap_or(50),
+        timeout: parse_interval(smtp_raw.timeout.as_deref().unwrap_or("60s")).unwrap_or_else(
+            |why| {
+                bad("mail.smtp.timeout", why);
+                Duration::from_secs(60)
+            },
+        ),
     };
     if smtp.host.trim().is_empty() {
         bad("mail.smtp.host", "is empty".into());

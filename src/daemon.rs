@@ -91,6 +91,7 @@ impl Daemon {
             Arc::new(rt.rules.clone()),
             Arc::new(Notify::new()),
             token,
+            rt.health.clone(),
         );
         Ok(Daemon {
             rt,
@@ -132,15 +133,11 @@ impl Daemon {
         );
         let http = {
             let (api, stop) = (api.clone(), Arc::clone(&stop_http));
-            tokio::spawn(async move {
-                let app = crate::http::router(api);
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.notified().await })
-                    .await
-                {
-                    tracing::error!("the HTTP server stopped: {e}");
-                }
-            })
+            tokio::spawn(crate::http::server::serve(
+                listener,
+                crate::http::router(api),
+                stop,
+            ))
         };
         let watcher = tokio::spawn(watch(rt.store.clone(), Arc::clone(&wake)));
         let beat = {

@@ -21,10 +21,16 @@ pub fn recipients(to: &Recipients, ctx: &Value) -> Result<Vec<Mailbox>, String> 
             let address = email
                 .parse()
                 .map_err(|e| format!("the email address {email:?} of {who} is not valid ({e})"))?;
-            Ok(vec![Mailbox::new(
-                p["full_name"].as_str().map(str::to_string),
-                address,
-            )])
+            // Refused at the edge since; a name stored before that cannot go in a header.
+            let name = p["full_name"].as_str().map(str::to_string);
+            if let Some(n) = &name
+                && n.chars().any(|c| c.is_control() && c != '\t')
+            {
+                return Err(format!(
+                    "the name of {who} holds a line break or another control character, which an email header cannot; correct it (import people again) and retry"
+                ));
+            }
+            Ok(vec![Mailbox::new(name, address)])
         }
         Recipients::Fixed(list) => list
             .iter()
@@ -69,22 +75,41 @@ fn enc_domain(d: &str) -> String {
     }
 }
 
-/// The outbox file of a delivery: `rule__course__person__cycle.eml`, letters, digits,
-/// `-` and `_` only; the same for a resend, which replaces the file.
+/// The outbox file of a delivery: `rule__course__person__cycle.eml`, the same for a
+/// resend (which replaces the file), and a different one for every dedup key. Ids of
+/// letters, digits and `-` appear as they are; any other id is shown with `_` for what a
+/// file name should not hold (and at most 60 characters), and the name ends in a digest of
+/// the exact key, so `x y`, `x_y` and `x.y` get three files.
 pub fn file_name(rule: &str, course: &str, person: &str, cycle: i64) -> String {
-    format!(
-        "{}__{}__{}__{cycle}.eml",
-        safe(rule),
-        safe(course),
-        safe(person)
-    )
+    format!("{}.eml", key_name(&[rule, course, person], Some(cycle)))
 }
 
-/// A file name part: letters, digits, - and _ only.
+/// `parts` joined by `__` (and the cycle), injective as [`file_name`] describes.
+pub fn key_name(parts: &[&str], cycle: Option<i64>) -> String {
+    const SHOWN: usize = 60;
+    let plain = |p: &str| {
+        p.chars().count() <= SHOWN && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let mut name = parts
+        .iter()
+        .map(|p| safe(&p.chars().take(SHOWN).collect::<String>()))
+        .collect::<Vec<_>>()
+        .join("__");
+    if let Some(c) = cycle {
+        name.push_str(&format!("__{c}"));
+    }
+    if !parts.iter().all(|p| plain(p)) {
+        let key = format!("{}\u{0}{}", parts.join("\u{0}"), cycle.unwrap_or(0));
+        name.push_str(&format!("__{:016x}", crate::domain::fnv64(key.as_bytes())));
+    }
+    name
+}
+
+/// A file name part as shown: ASCII letters, digits, `-` and `_` only.
 pub fn safe(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
             } else {
                 '_'
@@ -107,6 +132,23 @@ pub struct Attached {
     pub filename: String,
     pub content_type: &'static str,
     pub bytes: Vec<u8>,
+}
+
+/// The bytes of [`build`]'s message. Never panics: whatever the builder cannot take
+/// (a header value it refuses outright) is an error with its reason, for that one delivery.
+pub fn build_bytes(
+    from: &str,
+    to: &[Mailbox],
+    rendered: &Rendered,
+    message_id: &str,
+    attachments: &[Attached],
+) -> Result<Vec<u8>, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        build(from, to, rendered, message_id, attachments).map(|m| m.formatted())
+    }))
+    .unwrap_or_else(|_| {
+        Err("the message could not be built: a name, subject or address holds something an email header cannot".into())
+    })
 }
 
 /// The message for `to`, from the office, with the rendered subject and bodies (text +
@@ -159,7 +201,7 @@ pub fn build(
         .map_err(|e| format!("cannot build the message: {e}"))
 }
 
-/// `certificate-COURSE-PERSON.pdf`, safe characters only.
+/// `certificate-COURSE-PERSON.pdf`, safe characters only (the name of an attachment).
 pub fn certificate_file_name(course: &str, person: &str) -> String {
     format!("certificate-{}-{}.pdf", safe(course), safe(person))
 }
@@ -201,6 +243,18 @@ mod tests {
                 "example.nl"
             )
         );
+    }
+
+    #[test]
+    fn t3_ids_that_differ_get_different_outbox_files() {
+        let names: std::collections::HashSet<String> = ["x y", "x_y", "x.y", "x-y", "xy"]
+            .iter()
+            .map(|p| file_name("welcome", "c1", p, 1))
+            .collect();
+        assert_eq!(names.len(), 5, "{names:?}");
+        assert_eq!(file_name("welcome", "c1", "anne", 2), "welcome__c1__anne__2.eml");
+        let long = "a".repeat(200);
+        assert!(file_name(&long, &long, &long, 1).len() < 255);
     }
 
     #[test]

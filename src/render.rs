@@ -186,6 +186,29 @@ impl Templates {
                 })
         };
         let subject = inline("email.subject", &rule.email.subject)?;
+        // A subject is one header line: a line break (from the template or a value) would
+        // end it, so the message is not sent (tabs and runs of spaces are folded below).
+        if let Some(c) = subject
+            .trim()
+            .chars()
+            .find(|c| c.is_control() && *c != '\t')
+        {
+            return Err(TemplateProblem {
+                file: rule.file.clone(),
+                line: rule.email.subject.referenced.line(),
+                column: rule.email.subject.referenced.column(),
+                message: format!(
+                    "action {}: email.subject renders {} ({:?}); a subject must be one line",
+                    rule.id.value,
+                    if c == '\n' || c == '\r' {
+                        "a line break".to_string()
+                    } else {
+                        format!("the control character U+{:04X}", u32::from(c))
+                    },
+                    subject.trim()
+                ),
+            });
+        }
         inline("name", &rule.name)?;
         let name = &rule.email.template.value;
         let file = |ext: &str| self.dir.join(format!("{name}.{ext}.hbs"));

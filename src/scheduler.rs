@@ -21,6 +21,8 @@ pub struct Runtime {
     pub transport: Arc<Transport>,
     pub me: Instance,
     pub stop: Arc<AtomicBool>,
+    /// Whether delivery is paused on a configuration problem.
+    pub health: delivery::Health,
     /// Whether the rules in force were recorded (`rule_versions`) since they were loaded.
     pub rules_synced: AtomicBool,
 }
@@ -70,6 +72,9 @@ impl std::fmt::Display for Pass {
         if fi.expired > 0 {
             write!(f, ", {} expired", fi.expired)?;
         }
+        if d.paused {
+            write!(f, "; delivery paused (configuration, see the log)")?;
+        }
         write!(
             f,
             "; delivered: {} sent, {} to retry, {} failed",
@@ -116,6 +121,7 @@ impl Runtime {
             now,
             self.config.scheduler.max_attempts,
             &self.stop,
+            &self.health,
         )
         .await?;
         Ok(Pass {
@@ -130,7 +136,10 @@ impl Runtime {
     pub async fn next_due(&self, now: DateTime<Utc>) -> anyhow::Result<Option<DateTime<Utc>>> {
         let mut tx = self.store.begin_read().await?;
         let action = actions::next_due(&mut tx, now).await?;
-        let retry = outbox::next_attempt(&mut tx).await?;
+        // While delivery is paused, queued messages wait for the pause to end.
+        let retry = outbox::next_attempt(&mut tx)
+            .await?
+            .map(|r| self.health.retry_at().map_or(r, |p| r.max(p)));
         tx.rollback().await?;
         let learner = crate::change::certifications::next_change(
             &self.store,
@@ -146,6 +155,7 @@ impl Runtime {
     /// logged and the running set stays.
     pub fn reload(&mut self, shared: &std::sync::RwLock<Arc<RuleSet>>) {
         crate::service::reloading();
+        self.reload_mail();
         let (rules, templates, problems) = crate::render::load_checked(&self.config);
         if problems.is_empty() {
             tracing::info!(
@@ -195,7 +205,34 @@ impl Runtime {
             transport,
             me: Instance::new(),
             stop: Arc::new(AtomicBool::new(false)),
+            health: delivery::Health::default(),
             rules_synced: AtomicBool::new(false),
         })
+    }
+}
+
+impl Runtime {
+    /// SIGHUP: the `mail` section is read again (a fixed password or TLS setting takes
+    /// effect without a restart) and a paused delivery tries again at once. The rest of
+    /// the configuration (database, HTTP) needs a restart.
+    fn reload_mail(&mut self) {
+        let fresh = match Config::load(&self.config.path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(
+                    "reload: {} has errors; the running configuration stays:\n{e}",
+                    self.config.path.display()
+                );
+                return;
+            }
+        };
+        match Transport::from_config(&fresh.mail, &fresh.office.from) {
+            Ok(t) => {
+                self.transport = t;
+                self.config.mail = fresh.mail;
+                self.health.resume("the configuration was reloaded");
+            }
+            Err(e) => tracing::error!("reload: the mail configuration is refused: {e}"),
+        }
     }
 }

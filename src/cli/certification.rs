@@ -36,10 +36,10 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         let rows =
             crate::store::certifications::list(&store, args.certification.as_deref()).await?;
         if rows.is_empty() {
-            println!("no learners");
+            say!("no learners");
         }
         for r in rows {
-            println!(
+            say!(
                 "{:<24} {:<16} {:<17} cycle {}{}",
                 r.certification_id,
                 r.person_id,
@@ -65,7 +65,7 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
                 .await?;
         tx.rollback().await?;
         if rows.is_empty() {
-            println!("no certification history for {person}");
+            say!("no certification history for {person}");
         }
         for h in rows {
             let status = |v: &Option<String>| {
@@ -74,7 +74,7 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
                     .and_then(|j| j["status"].as_str().map(str::to_string))
                     .unwrap_or_else(|| "-".into())
             };
-            println!(
+            say!(
                 "{}  {:<20} {:<22} {:>17} -> {:<17} by {}{}",
                 crate::domain::time::local_rfc3339(h.at, app.config.timezone),
                 h.course_id.unwrap_or_default(),
@@ -123,9 +123,9 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     )
     .await
     {
-        Ok(Some(status)) => println!("{person} in {certification}: {status}"),
+        Ok(Some(status)) => say!("{person} in {certification}: {status}"),
         Ok(None) => {
-            println!("{person} removed from {certification} (the history keeps the record)")
+            say!("{person} removed from {certification} (the history keeps the record)")
         }
         Err(CertError::Refused(why) | CertError::Missing(why)) => {
             eprintln!("registrar: {why}");

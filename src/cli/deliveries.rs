@@ -54,19 +54,19 @@ pub async fn list(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     let rows = delivery::list(&store, args.state.map(state_of)).await?;
     store.close().await;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        Format::Table => print_table(app, &rows),
+        Format::Json => say!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Table => print_table(app, &rows)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(app: &App, rows: &[DeliveryRow]) {
+fn print_table(app: &App, rows: &[DeliveryRow]) -> std::io::Result<()> {
     if rows.is_empty() {
-        println!("no deliveries");
-        return;
+        say!("no deliveries");
+        return Ok(());
     }
     let tz = app.config.timezone;
-    println!(
+    say!(
         "{:>6}  {:<8}  {:<26}  {:<16}  {:<10}  {:>3}  {:<19}  detail",
         "id", "state", "rule", "course", "person", "try", "when"
     );
@@ -77,7 +77,7 @@ fn print_table(app: &App, rows: &[DeliveryRow]) {
             "failed" | "retrying" => r.last_error.clone().unwrap_or_default(),
             _ => format!("{} — {}", r.recipients, r.subject),
         };
-        println!(
+        say!(
             "{:>6}  {:<8}  {:<26}  {:<16}  {:<10}  {:>3}  {:<19}  {}",
             r.id,
             r.state,
@@ -90,7 +90,7 @@ fn print_table(app: &App, rows: &[DeliveryRow]) {
         );
     }
     let count = |s: &str| rows.iter().filter(|r| r.state.as_str() == s).count();
-    println!(
+    say!(
         "{} deliveries: {} sent, {} queued, {} sending, {} retrying, {} failed",
         rows.len(),
         count("sent"),
@@ -99,6 +99,7 @@ fn print_table(app: &App, rows: &[DeliveryRow]) {
         count("retrying"),
         count("failed")
     );
+    Ok(())
 }
 
 fn clip(s: &str, n: usize) -> String {
@@ -116,7 +117,7 @@ pub async fn retry(app: &App, args: Ids) -> anyhow::Result<ExitCode> {
     let mut refused = 0;
     for id in args.ids {
         match delivery::retry(&store, id, &app.actor, app.now).await {
-            Ok(()) => println!("delivery {id} queued again; the next pass sends it"),
+            Ok(()) => say!("delivery {id} queued again; the next pass sends it"),
             Err(delivery::RetryError::Db(e)) => return Err(e.into()),
             Err(e) => {
                 eprintln!("registrar: {e}");
@@ -139,7 +140,7 @@ pub async fn approve(app: &App, args: Ids) -> anyhow::Result<ExitCode> {
     for id in args.ids {
         match approve(&store, id, &app.actor, app.now).await {
             Ok((rule, course, person)) => {
-                println!("approved {id}: {rule} for {person} in {course}; the next pass sends it")
+                say!("approved {id}: {rule} for {person} in {course}; the next pass sends it")
             }
             Err(ApproveError::Db(e)) => return Err(e.into()),
             Err(e) => {

@@ -68,7 +68,7 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         "dry run, nothing changed; would import"
     };
-    println!(
+    say!(
         "{shown}: {head} {} row{} of {}: {} new, {} changed, {} unchanged{}",
         report.rows,
         if report.rows == 1 { "" } else { "s" },

@@ -2,6 +2,15 @@
 //! arguments, loads what every command needs, and maps errors to exit codes:
 //! 0 success, 1 a user error (message on stderr), 2 bad usage.
 
+/// `println!` for command output: a closed standard output (`registrar deliveries |
+/// head`) is returned as an error (which `main` ends on quietly) instead of a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod certification;
 mod check;
 mod deliveries;
@@ -129,6 +138,8 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader went away (`| head`): nothing more to say, and nothing went wrong.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("registrar: {}", chain(&e));
             ExitCode::FAILURE
@@ -161,6 +172,14 @@ fn init_logging(daemon: bool) {
     }
 }
 
+/// Whether the error is a write to a closed pipe.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// The error and its causes, in one message.
 fn chain(e: &anyhow::Error) -> String {
     let mut out = e.to_string();
@@ -182,7 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Migrate => {
             let store = app.store().await.context("while migrating")?;
-            println!("database is up to date ({})", store.backend());
+            say!("database is up to date ({})", store.backend());
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }

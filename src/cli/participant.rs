@@ -56,7 +56,7 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     store.close().await;
     match done {
         Ok(message) => {
-            println!("{message}");
+            say!("{message}");
             Ok(ExitCode::SUCCESS)
         }
         Err(WriteError::Sql(e)) => Err(e.into()),

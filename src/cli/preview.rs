@@ -75,20 +75,18 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     if let Some((filename, bytes)) = &message.certificate_pdf {
         let pdf = args.out.join(filename);
         std::fs::write(&pdf, bytes).with_context(|| format!("cannot write {}", pdf.display()))?;
-        println!("{}", pdf.display());
+        say!("{}", pdf.display());
     }
     let path = args.out.join(format!(
-        "{}__{}__{}.eml",
-        mail::safe(&rule.id.value),
-        mail::safe(&args.course),
-        mail::safe(&args.person)
+        "{}.eml",
+        mail::key_name(&[&rule.id.value, &args.course, &args.person], None)
     ));
     std::fs::write(&path, &message.bytes)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    println!("{}", path.display());
-    println!("  To:      {}", message.recipients);
-    println!("  Subject: {}", message.subject);
-    println!(
+    say!("{}", path.display());
+    say!("  To:      {}", message.recipients);
+    say!("  Subject: {}", message.subject);
+    say!(
         "  Parts:   {}{}",
         if rule_has_text(&templates, rule) {
             "text + HTML"
@@ -108,17 +106,17 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let reasons = preview.verdict.reasons.join("; ");
     match preview.verdict.decision {
-        Decision::Fire => println!("  Due now: the next pass sends it to {who}{instance}."),
+        Decision::Fire => say!("  Due now: the next pass sends it to {who}{instance}."),
         Decision::AwaitApproval => {
-            println!("  Due now, and waits for `registrar approve` (execution: manual){instance}.")
+            say!("  Due now, and waits for `registrar approve` (execution: manual){instance}.")
         }
-        Decision::Wait => println!(
+        Decision::Wait => say!(
             "  Not sent as things stand: {reasons}{instance}; this is a preview all the same"
         ),
         Decision::Expire => {
-            println!("  Not sent: its time ran out (expires_after) while {reasons}{instance}")
+            say!("  Not sent: its time ran out (expires_after) while {reasons}{instance}")
         }
-        Decision::Cancel => println!("  Not sent: {reasons}{instance}"),
+        Decision::Cancel => say!("  Not sent: {reasons}{instance}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,9 +11,9 @@ pub async fn tick(app: &App) -> anyhow::Result<ExitCode> {
     rt.me.leave(&rt.store).await.ok();
     rt.store.close().await;
     let pass = result?;
-    println!("{pass}");
+    say!("{pass}");
     if pass.delivered.failed + pass.fired.failed > 0 {
-        println!("see `registrar deliveries --state failed` for why");
+        say!("see `registrar deliveries --state failed` for why");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::task::JoinSet;
 pub use transport::{Outcome, Transport};
 
-/// Messages claimed at once per pooled connection: enough to keep every connection busy,
-/// few enough that a crash leaves little in flight (each of those may arrive twice).
-const CLAIM_PER_CONNECTION: usize = 4;
+/// Messages claimed at once per pooled connection: enough to keep every connection busy
+/// between claims. Claimed messages not yet handed to the server are not "in flight": a
+/// crash leaves them to be sent (once) by the next pass.
+const CLAIM_PER_CONNECTION: usize = 2;
 /// A process whose heartbeat is older than this is taken for dead.
 const STALE_SECONDS: i64 = 60;
 /// The first retry waits this long; each next one twice as long, up to `BACKOFF_CAP`.
@@ -87,9 +88,80 @@ pub struct Delivered {
     pub failed: u64,
     /// Messages found claimed by a process that is gone, queued again.
     pub released: u64,
+    /// Delivery paused on a configuration problem (see [`Health`]).
+    pub paused: bool,
 }
 
+/// Whether delivery is paused by a configuration problem (a refused login, a TLS
+/// failure): shared with `/healthz` and `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Health(Arc<std::sync::Mutex<Option<Paused>>>);
+
+#[derive(Debug, Clone)]
+pub struct Paused {
+    pub reason: String,
+    pub since: DateTime<Utc>,
+    /// When delivery tries again by itself (a reload tries at once).
+    pub retry_at: DateTime<Utc>,
+}
+
+/// How long delivery stays paused before it tries the server again by itself.
+const PAUSE: i64 = 300;
+
+impl Health {
+    pub fn paused(&self) -> Option<Paused> {
+        self.0.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    fn set(&self, p: Option<Paused>) {
+        match self.0.lock() {
+            Ok(mut g) => *g = p,
+            Err(e) => *e.into_inner() = p,
+        }
+    }
+
+    /// Pauses delivery; the reason is logged once, when the pause begins.
+    fn pause(&self, reason: &str) {
+        let now = Utc::now();
+        let retry_at = now + chrono::Duration::seconds(PAUSE);
+        match self.paused() {
+            Some(p) => self.set(Some(Paused { retry_at, ..p })),
+            None => {
+                tracing::error!(
+                    "delivery paused: {reason}. Messages stay queued; fix the configuration and reload (systemctl reload registrar), or delivery tries again in {} min",
+                    PAUSE / 60
+                );
+                self.set(Some(Paused {
+                    reason: reason.to_string(),
+                    since: now,
+                    retry_at,
+                }));
+            }
+        }
+    }
+
+    /// Delivery works again (or a reload is to try at once).
+    pub fn resume(&self, why: &str) {
+        if self.paused().is_some() {
+            tracing::info!("delivery resumed ({why})");
+            self.set(None);
+        }
+    }
+
+    /// The time a paused delivery tries again, if paused.
+    pub fn retry_at(&self) -> Option<DateTime<Utc>> {
+        self.paused().map(|p| p.retry_at)
+    }
+}
+
+/// How often a process that delivers records that it is alive, also while a slow server
+/// holds its messages.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Sends every message whose time has come at `now`, until none is left or `stop` is set.
+/// Each outcome is recorded as soon as it is known (with whatever else finished at that
+/// moment), so a process killed mid-pass leaves at most the messages in flight (at most
+/// the pool size) to be sent again.
 pub async fn deliver(
     store: &Store,
     transport: &Arc<Transport>,
@@ -97,6 +169,7 @@ pub async fn deliver(
     now: DateTime<Utc>,
     max_attempts: u32,
     stop: &AtomicBool,
+    health: &Health,
 ) -> Result<Delivered, sqlx::Error> {
     let mut report = Delivered {
         released: if me.due_for_release() {
@@ -106,51 +179,105 @@ pub async fn deliver(
         },
         ..Delivered::default()
     };
-    while !stop.load(Ordering::SeqCst) {
-        if !outbox::any_ready(store, now).await? {
+    if health.retry_at().is_some_and(|at| at > Utc::now()) {
+        return Ok(report);
+    }
+    let slots = transport.concurrency();
+    let mut queue: std::collections::VecDeque<Claimed> = std::collections::VecDeque::new();
+    let mut running = JoinSet::new();
+    let mut drained = false;
+    let mut paused = false;
+    let mut beat = tokio::time::Instant::now();
+    loop {
+        while running.len() < slots && !paused && !stop.load(Ordering::SeqCst) {
+            if queue.is_empty() && !drained {
+                let claimed = if outbox::any_ready(store, now).await? {
+                    claim(store, me, now, slots * CLAIM_PER_CONNECTION).await?
+                } else {
+                    Vec::new()
+                };
+                drained = claimed.is_empty();
+                queue.extend(claimed);
+            }
+            let Some(row) = queue.pop_front() else { break };
+            let t = Arc::clone(transport);
+            running.spawn(async move {
+                let outcome = match &row.message {
+                    Some(bytes) => {
+                        let name = crate::mail::file_name(
+                            &row.rule_id,
+                            &row.course_id,
+                            &row.person_id,
+                            row.cycle,
+                        );
+                        t.send(&row.recipients, bytes, &name).await
+                    }
+                    None => Outcome::Permanent("no message was rendered".into()),
+                };
+                (row.id, row.attempts, outcome)
+            });
+        }
+        if running.is_empty() {
             break;
         }
-        let batch = claim(
-            store,
-            me,
-            now,
-            transport.concurrency() * CLAIM_PER_CONNECTION,
-        )
-        .await?;
-        if batch.is_empty() {
-            break;
-        }
-        let mut results = Vec::with_capacity(batch.len());
-        let mut running = JoinSet::new();
-        let mut queue = batch.into_iter();
-        loop {
-            while running.len() < transport.concurrency() {
-                let Some(row) = queue.next() else { break };
-                let t = Arc::clone(transport);
-                running.spawn(async move {
-                    let outcome = match &row.message {
-                        Some(bytes) => {
-                            let name = crate::mail::file_name(
-                                &row.rule_id,
-                                &row.course_id,
-                                &row.person_id,
-                                row.cycle,
-                            );
-                            t.send(&row.recipients, bytes, &name).await
-                        }
-                        None => Outcome::Permanent("no message was rendered".into()),
-                    };
-                    (row.id, row.attempts, outcome)
-                });
+        let mut done = Vec::new();
+        tokio::select! {
+            r = running.join_next() => {
+                match r {
+                    Some(Ok(r)) => done.push(r),
+                    Some(Err(e)) => tracing::error!("a send task failed: {e}"),
+                    None => {}
+                }
+                while let Some(r) = running.try_join_next() {
+                    match r {
+                        Ok(r) => done.push(r),
+                        Err(e) => tracing::error!("a send task failed: {e}"),
+                    }
+                }
             }
-            match running.join_next().await {
-                Some(Ok(r)) => results.push(r),
-                Some(Err(e)) => tracing::error!("a send task failed: {e}"),
-                None => break,
+            _ = tokio::time::sleep_until(beat + HEARTBEAT) => {}
+        }
+        if beat.elapsed() >= HEARTBEAT {
+            // Alive for other processes (the database) and for systemd's watchdog, also
+            // while a slow server holds every connection.
+            me.heartbeat(store).await?;
+            crate::service::alive();
+            beat = tokio::time::Instant::now();
+        }
+        if done.is_empty() {
+            continue;
+        }
+        // A refused login or a TLS failure stops this pass: what was claimed and not
+        // sent goes back to the queue, its attempt not counted.
+        let mut unclaim: Vec<i64> = Vec::new();
+        for (id, _, outcome) in &done {
+            if let Outcome::Config(why) = outcome {
+                if !paused {
+                    health.pause(why);
+                }
+                paused = true;
+                unclaim.push(*id);
             }
         }
-        record(store, me, now, max_attempts, &results, &mut report).await?;
+        if !paused && done.iter().any(|(_, _, o)| *o == Outcome::Sent) {
+            health.resume("the server accepts messages again");
+        }
+        if paused {
+            unclaim.extend(queue.drain(..).map(|c| c.id));
+            report.paused = true;
+        }
+        done.retain(|(_, _, o)| !matches!(o, Outcome::Config(_)));
+        record(store, me, now, max_attempts, &done, &mut report).await?;
+        if !unclaim.is_empty() {
+            crate::store::transact!(store, |tx| outbox::unclaim(tx, &me.id, &unclaim, now)
+                .await)?;
+        }
         crate::service::alive();
+    }
+    // Stopped (SIGTERM): what was claimed and not handed to the server goes back.
+    let left: Vec<i64> = queue.drain(..).map(|c| c.id).collect();
+    if !left.is_empty() {
+        crate::store::transact!(store, |tx| outbox::unclaim(tx, &me.id, &left, now).await)?;
     }
     Ok(report)
 }
@@ -188,7 +315,7 @@ async fn record(
     let mut unsent = Vec::new();
     for (id, attempts, outcome) in results {
         let (state, next, error) = match outcome {
-            Outcome::Sent => continue,
+            Outcome::Sent | Outcome::Config(_) => continue,
             Outcome::Temporary(why) if *attempts < i64::from(max_attempts) => {
                 let next = now + backoff(*attempts);
                 tracing::warn!(

@@ -22,6 +22,9 @@ pub enum Outcome {
     Temporary(String),
     /// 5xx, an invalid address: never going to work.
     Permanent(String),
+    /// The server refused our login, or TLS failed (a certificate, a protocol): a problem
+    /// of the configuration, not of this message. It stays queued; delivery pauses.
+    Config(String),
 }
 
 pub enum Transport {
@@ -41,10 +44,10 @@ pub struct Smtp {
     from: Address,
     rate: Rate,
     size: usize,
+    /// Bounds every step: connect, greeting, STARTTLS, AUTH, and each message exchange.
+    timeout: Duration,
     idle: Mutex<Vec<AsyncSmtpConnection>>,
 }
-
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Transport {
     /// The transport the config describes; the error names the key at fault.
@@ -83,6 +86,7 @@ impl Transport {
                     from,
                     rate: Rate::new(s.rate_per_second),
                     size: s.pool as usize,
+                    timeout: s.timeout,
                     idle: Mutex::new(Vec::new()),
                 }))))
             }
@@ -131,9 +135,9 @@ impl Smtp {
                 Err(o) => return o,
             },
         };
-        let mut result = conn.send(&envelope, message).await;
+        let mut result = self.exchange(&mut conn, &envelope, message).await;
         // A pooled connection the server closed meanwhile: once more on a fresh one.
-        if let Err(e) = &result
+        if let Err(Failure::Smtp(e)) = &result
             && reused
             && !e.is_transient()
             && !e.is_permanent()
@@ -141,23 +145,69 @@ impl Smtp {
             match self.connect().await {
                 Ok(c) => {
                     conn = c;
-                    result = conn.send(&envelope, message).await;
+                    result = self.exchange(&mut conn, &envelope, message).await;
                 }
                 Err(o) => return o,
             }
         }
-        if !conn.has_broken() {
+        // A connection that timed out may hold half an exchange: it is not reused.
+        if !conn.has_broken() && !matches!(result, Err(Failure::Silent)) {
             self.idle.lock().await.push(conn);
         }
         match result {
-            Ok(_) => Outcome::Sent,
-            Err(e) => classify(&e),
+            Ok(()) => Outcome::Sent,
+            Err(Failure::Smtp(e)) => classify(&e),
+            Err(Failure::Silent) => Outcome::Temporary(format!(
+                "the server {}:{} did not answer within {} s (mail.smtp.timeout)",
+                self.host,
+                self.port,
+                self.timeout.as_secs()
+            )),
         }
     }
 
-    /// A new connection, or the failure as an outcome (refused, timed out: temporary).
+    /// MAIL, RCPT, DATA and the message, within the timeout.
+    async fn exchange(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<(), Failure> {
+        match tokio::time::timeout(self.timeout, conn.send(envelope, message)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Failure::Smtp(e)),
+            Err(_) => Err(Failure::Silent),
+        }
+    }
+
+    /// A new connection, or the failure as an outcome (refused, timed out: temporary; a
+    /// refused login or a TLS failure: the configuration).
     async fn connect(&self) -> Result<AsyncSmtpConnection, Outcome> {
         self.open().await
+    }
+
+    /// `step` within the timeout; a silent server is a temporary failure.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        step: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
+    ) -> Result<T, Outcome> {
+        match tokio::time::timeout(self.timeout, step).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) if e.is_tls() => Err(Outcome::Config(format!(
+                "TLS with {}:{} failed ({what}): {} (check mail.smtp.tls and the server's certificate)",
+                self.host,
+                self.port,
+                smtp_error(&e)
+            ))),
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => Err(Outcome::Temporary(format!(
+                "the server {}:{} did not answer within {} s ({what}; mail.smtp.timeout)",
+                self.host,
+                self.port,
+                self.timeout.as_secs()
+            ))),
+        }
     }
 
     async fn open(&self) -> Result<AsyncSmtpConnection, Outcome> {
@@ -166,18 +216,20 @@ impl Smtp {
         let tls = || TlsParameters::new(self.host.clone());
         let mut conn = if self.tls == Tls::Tls {
             // Implicit TLS: lettre opens the socket (without TCP_NODELAY).
-            AsyncSmtpConnection::connect_tokio1(
-                (self.host.as_str(), self.port),
-                Some(TIMEOUT),
-                &hello,
-                Some(tls().map_err(lettre_err)?),
-                None,
+            self.bounded(
+                "connecting with TLS",
+                AsyncSmtpConnection::connect_tokio1(
+                    (self.host.as_str(), self.port),
+                    Some(self.timeout),
+                    &hello,
+                    Some(tls().map_err(lettre_err)?),
+                    None,
+                ),
             )
-            .await
-            .map_err(lettre_err)?
+            .await?
         } else {
             let tcp = tokio::time::timeout(
-                TIMEOUT,
+                self.timeout,
                 tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
             )
             .await
@@ -194,23 +246,46 @@ impl Smtp {
                 ))
             })?;
             let _ = tcp.set_nodelay(true);
-            let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
-                .await
-                .map_err(lettre_err)?;
+            let mut conn = self
+                .bounded(
+                    "greeting",
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello),
+                )
+                .await?;
             if self.tls == Tls::Starttls {
-                conn.starttls(tls().map_err(lettre_err)?, &hello)
-                    .await
-                    .map_err(lettre_err)?;
+                self.bounded(
+                    "STARTTLS",
+                    conn.starttls(tls().map_err(lettre_err)?, &hello),
+                )
+                .await?;
             }
             conn
         };
         if let Some(c) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], c)
+            match self
+                .bounded("AUTH", conn.auth(&[Mechanism::Plain, Mechanism::Login], c))
                 .await
-                .map_err(lettre_err)?;
+            {
+                Ok(_) => {}
+                // 535 and the like: the login is wrong, whatever the message.
+                Err(Outcome::Permanent(why)) => {
+                    return Err(Outcome::Config(format!(
+                        "the SMTP server {}:{} refused the login of mail.smtp.username: {why} (check the username and password_env / password_file)",
+                        self.host, self.port
+                    )));
+                }
+                Err(other) => return Err(other),
+            }
         }
         Ok(conn)
     }
+}
+
+/// Why an exchange on an open connection did not complete.
+enum Failure {
+    Smtp(lettre::transport::smtp::Error),
+    /// No answer within the timeout.
+    Silent,
 }
 
 fn classify(e: &lettre::transport::smtp::Error) -> Outcome {
@@ -237,11 +312,14 @@ fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
     text
 }
 
-/// Written to a temporary name and renamed, so the outbox never holds half a message and
-/// a resend replaces the file rather than adding a second one.
+/// Written to a temporary name of its own (process, sequence) and renamed, so the outbox
+/// never holds half a message, two writers never share a temporary file, and a resend
+/// replaces the file rather than adding a second one.
 async fn write_file(dir: &std::path::Path, name: &str, message: &[u8]) -> std::io::Result<()> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     tokio::fs::create_dir_all(dir).await?;
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     tokio::fs::write(&tmp, message).await?;
     tokio::fs::rename(&tmp, dir.join(name)).await
 }

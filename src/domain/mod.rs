@@ -148,6 +148,17 @@ word_enum!(
     SubjectKind, "subject kind" { Course => "course", Certification => "certification" }
 );
 
+/// FNV-1a, 64 bits: a stable digest (the same across runs and builds) for names and keys
+/// that must not change, not for secrets.
+pub fn fnv64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// Parses the booleans CSV files and forms use: true/false, yes/no, 1/0.
 pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -159,17 +170,65 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Checks an identifier supplied by the caller (the LMS's own key).
+/// The longest id, name or other line of text accepted, in characters.
+pub const MAX_LINE: usize = 200;
+/// The longest free text (a comment) accepted, in characters.
+pub const MAX_TEXT: usize = 2000;
+
+/// The control character in `s` that a line of text may not hold, shown by name.
+fn control_in(s: &str, allow_breaks: bool) -> Option<String> {
+    s.chars()
+        .find(|c| {
+            c.is_control() && *c != '\t' && !(allow_breaks && (*c == '\n' || *c == '\r'))
+        })
+        .map(|c| match c {
+            '\n' => "a line break".to_string(),
+            '\r' => "a carriage return".to_string(),
+            '\0' => "a NUL byte".to_string(),
+            c => format!("the control character U+{:04X}", u32::from(c)),
+        })
+}
+
+/// Checks an identifier supplied by the caller (the LMS's own key): ids end up in mail
+/// headers, file names and URLs, so no control characters and at most 200 characters.
 pub fn parse_id(s: &str, what: &str) -> Result<String, String> {
     let s = s.trim();
     if s.is_empty() {
         return Err(format!("{what} is empty"));
     }
-    if s.len() > 200 {
-        return Err(format!("{what} is longer than 200 characters"));
+    if s.chars().count() > MAX_LINE {
+        return Err(format!("{what} is longer than {MAX_LINE} characters"));
     }
-    if s.chars().any(char::is_control) {
-        return Err(format!("{what} {s:?} contains a control character"));
+    if let Some(c) = control_in(s, false) {
+        return Err(format!("{what} contains {c}"));
+    }
+    Ok(s.to_string())
+}
+
+/// Checks a line of text (a name, a location, a custom field): it may reach a mail header
+/// (`To:`, a subject), so no line breaks or other control characters but tab, and at most
+/// `max` characters.
+pub fn parse_line(s: &str, max: usize) -> Result<String, String> {
+    let s = s.trim();
+    if s.chars().count() > max {
+        return Err(format!("is longer than {max} characters"));
+    }
+    if let Some(c) = control_in(s, false) {
+        return Err(format!(
+            "contains {c}; a name or other line of text must be one line (it can end up in an email header)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Checks free text (a comment): line breaks allowed, other control characters not.
+pub fn parse_text(s: &str, max: usize) -> Result<String, String> {
+    let s = s.trim();
+    if s.chars().count() > max {
+        return Err(format!("is longer than {max} characters"));
+    }
+    if let Some(c) = control_in(s, true) {
+        return Err(format!("contains {c}"));
     }
     Ok(s.to_string())
 }

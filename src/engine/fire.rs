@@ -473,7 +473,7 @@ fn compose_message(
             bytes,
         });
     }
-    let message = mail::build(&env.office.from, &to, &rendered, &message_id, &attachments)?;
+    let bytes = mail::build_bytes(&env.office.from, &to, &rendered, &message_id, &attachments)?;
     Ok(Composed {
         recipients: to
             .iter()
@@ -482,7 +482,7 @@ fn compose_message(
             .join(","),
         subject: rendered.subject,
         message_id,
-        bytes: message.formatted(),
+        bytes,
         certificate_pdf: attachments
             .into_iter()
             .next()

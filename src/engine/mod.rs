@@ -68,12 +68,8 @@ pub fn rule_digests(rules: &RuleSet) -> Vec<(String, String)> {
         .iter()
         .map(|r| {
             let text = format!("{r:?}{types}");
-            // FNV-1a: stable across runs and builds, which a digest in the database needs.
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for b in text.bytes() {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
+            // Stable across runs and builds, which a digest kept in the database needs.
+            let h = crate::domain::fnv64(text.as_bytes());
             (r.id.value.clone(), format!("{h:016x}"))
         })
         .collect()

@@ -9,6 +9,7 @@ mod errors;
 mod ingest;
 pub mod openapi;
 mod query;
+pub mod server;
 
 use crate::config::Config;
 use crate::rules::RuleSet;
@@ -42,6 +43,8 @@ pub struct ApiState {
     pub pass_millis: Arc<AtomicI64>,
     /// Single attendance marks go through the group-commit writer ([`batch`]).
     pub marks: tokio::sync::mpsc::Sender<(crate::import::kinds::Row, batch::Reply)>,
+    /// Whether delivery is paused on a configuration problem.
+    pub delivery: crate::delivery::Health,
 }
 
 impl ApiState {
@@ -52,6 +55,7 @@ impl ApiState {
         rules: Arc<RuleSet>,
         wake: Arc<Notify>,
         token: Option<Arc<str>>,
+        delivery: crate::delivery::Health,
     ) -> ApiState {
         let (placeholder, _) = tokio::sync::mpsc::channel(1);
         let mut state = ApiState {
@@ -63,6 +67,7 @@ impl ApiState {
             scheduler_beat: Arc::default(),
             pass_millis: Arc::default(),
             marks: placeholder,
+            delivery,
         };
         state.marks = batch::start(state.clone());
         state

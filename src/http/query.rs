@@ -190,16 +190,21 @@ pub async fn healthz(State(s): State<ApiState>) -> Response {
     let beat = s.scheduler_beat.load(Ordering::Relaxed);
     let limit = (s.config.scheduler.interval.as_millis() as i64).max(30_000) * 3;
     let scheduler = beat > 0 && Utc::now().timestamp_millis() - beat <= limit;
-    let status = if db && scheduler {
+    let paused = s.delivery.paused();
+    let status = if db && scheduler && paused.is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
+    };
+    let delivery = match &paused {
+        None => json!("ok"),
+        Some(p) => json!({"paused": p.reason, "since": p.since, "retry_at": p.retry_at}),
     };
     (
         status,
         Json(
             json!({"status": if status == StatusCode::OK { "ok" } else { "unhealthy" },
-                    "database": db, "scheduler": scheduler}),
+                    "database": db, "scheduler": scheduler, "delivery": delivery}),
         ),
     )
         .into_response()
@@ -235,6 +240,10 @@ pub async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
     ));
     out.push_str(&format!(
         "# HELP registrar_oldest_due_lag_seconds How long the oldest due action or message has waited.\n# TYPE registrar_oldest_due_lag_seconds gauge\nregistrar_oldest_due_lag_seconds {lag}\n"
+    ));
+    out.push_str(&format!(
+        "# HELP registrar_delivery_paused 1 while delivery is paused on a configuration problem (login, TLS).\n# TYPE registrar_delivery_paused gauge\nregistrar_delivery_paused {}\n",
+        u8::from(s.delivery.paused().is_some())
     ));
     out.push_str(&format!(
         "# HELP registrar_pass_duration_seconds Duration of the scheduler's last pass.\n# TYPE registrar_pass_duration_seconds gauge\nregistrar_pass_duration_seconds {}\n",

@@ -3,7 +3,10 @@
 
 use crate::domain::input::*;
 use crate::domain::time::{DayEdge, parse_instant};
-use crate::domain::{CourseStatus, EmailAddress, Mark, Outcome, parse_bool, parse_id};
+use crate::domain::{
+    CourseStatus, EmailAddress, MAX_LINE, MAX_TEXT, Mark, Outcome, parse_bool, parse_id,
+    parse_line, parse_text,
+};
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, HashMap};
 
@@ -110,6 +113,8 @@ pub fn read_header(kind: Kind, header: &csv::StringRecord) -> Result<Columns, Ve
                     "column {}: `field.` needs a name, e.g. field.cost_centre",
                     i + 1
                 ));
+            } else if let Err(e) = parse_id(field, "the custom field name") {
+                problems.push(format!("column {}: {e}", i + 1));
             } else {
                 fields.push((field.to_string(), i));
             }
@@ -229,23 +234,42 @@ impl Cells<'_> {
         self.parse(col, false, |s| parse_id(s, col))
     }
 
+    /// A required line of text (a name): one line, at most 200 characters.
     fn text(&mut self, col: &str) -> Option<String> {
-        self.required(col).map(str::to_string)
+        self.parse(col, false, |s| parse_line(s, MAX_LINE))
     }
 
-    fn opt_text(&self, col: &str) -> Option<String> {
-        self.raw(col).map(str::to_string)
+    /// An optional line of text.
+    fn opt_text(&mut self, col: &str) -> Option<String> {
+        self.parse(col, true, |s| parse_line(s, MAX_LINE))
     }
 
-    fn fields(&self) -> BTreeMap<String, String> {
-        self.cols
+    /// Optional free text (a comment): line breaks allowed.
+    fn opt_free_text(&mut self, col: &str) -> Option<String> {
+        self.parse(col, true, |s| parse_text(s, MAX_TEXT))
+    }
+
+    /// The `field.NAME` columns: one line each, at most 1,000 characters.
+    fn fields(&mut self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let fields: Vec<(String, usize)> = self
+            .cols
             .fields
             .iter()
-            .filter_map(|(name, i)| {
-                let v = self.rec.get(*i)?.trim();
-                (!v.is_empty()).then(|| (name.clone(), v.to_string()))
-            })
-            .collect()
+            .map(|(n, i)| (n.clone(), *i))
+            .collect();
+        for (name, i) in fields {
+            let Some(v) = self.rec.get(i).map(str::trim).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            match parse_line(v, 5 * MAX_LINE) {
+                Ok(v) => {
+                    out.insert(name, v);
+                }
+                Err(e) => self.fail(&format!("field.{name}"), e),
+            }
+        }
+        out
     }
 }
 
@@ -405,7 +429,7 @@ pub fn parse_row(
                     .filter(|f| f.is_finite())
                     .ok_or_else(|| format!("{s:?} is not a number"))
             });
-            let comment = c.opt_text("comment");
+            let comment = c.opt_free_text("comment");
             (|| {
                 Some(Row::Result(ResultInput {
                     course_id: course_id?,

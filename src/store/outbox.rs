@@ -133,6 +133,34 @@ pub async fn mark_sent(
     Ok(())
 }
 
+/// Puts claimed messages that were not sent back in the queue, their attempt not counted
+/// (a stop, or delivery paused on a configuration problem).
+pub async fn unclaim(
+    tx: &mut Tx,
+    me: &str,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for chunk in ids.chunks(500) {
+        on!(tx, c => {
+            let mut q = QueryBuilder::new(
+                "UPDATE deliveries SET state = 'queued', claimed_by = NULL, attempts = attempts - 1, updated_at = ",
+            );
+            q.push_bind(now)
+                .push(" WHERE state = 'sending' AND claimed_by = ")
+                .push_bind(me)
+                .push(" AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
 /// Records a failed attempt (still claimed by `me`): `retrying` with the next attempt's
 /// time, or `failed`.
 pub async fn mark_unsent(
