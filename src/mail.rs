@@ -252,7 +252,10 @@ mod tests {
             .map(|p| file_name("welcome", "c1", p, 1))
             .collect();
         assert_eq!(names.len(), 5, "{names:?}");
-        assert_eq!(file_name("welcome", "c1", "anne", 2), "welcome__c1__anne__2.eml");
+        assert_eq!(
+            file_name("welcome", "c1", "anne", 2),
+            "welcome__c1__anne__2.eml"
+        );
         let long = "a".repeat(200);
         assert!(file_name(&long, &long, &long, 1).len() < 255);
     }

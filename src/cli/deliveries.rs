@@ -68,7 +68,13 @@ fn print_table(app: &App, rows: &[DeliveryRow]) -> std::io::Result<()> {
     let tz = app.config.timezone;
     say!(
         "{:>6}  {:<8}  {:<26}  {:<16}  {:<10}  {:>3}  {:<19}  detail",
-        "id", "state", "rule", "course", "person", "try", "when"
+        "id",
+        "state",
+        "rule",
+        "course",
+        "person",
+        "try",
+        "when"
     );
     for r in rows {
         let when = r.sent_at.or(r.next_attempt_at).unwrap_or(r.created_at);

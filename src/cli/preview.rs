@@ -110,9 +110,9 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         Decision::AwaitApproval => {
             say!("  Due now, and waits for `registrar approve` (execution: manual){instance}.")
         }
-        Decision::Wait => say!(
-            "  Not sent as things stand: {reasons}{instance}; this is a preview all the same"
-        ),
+        Decision::Wait => {
+            say!("  Not sent as things stand: {reasons}{instance}; this is a preview all the same")
+        }
         Decision::Expire => {
             say!("  Not sent: its time ran out (expires_after) while {reasons}{instance}")
         }

@@ -110,7 +110,10 @@ const PAUSE: i64 = 300;
 
 impl Health {
     pub fn paused(&self) -> Option<Paused> {
-        self.0.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone())
+        self.0
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
     }
 
     fn set(&self, p: Option<Paused>) {
@@ -269,8 +272,7 @@ pub async fn deliver(
         done.retain(|(_, _, o)| !matches!(o, Outcome::Config(_)));
         record(store, me, now, max_attempts, &done, &mut report).await?;
         if !unclaim.is_empty() {
-            crate::store::transact!(store, |tx| outbox::unclaim(tx, &me.id, &unclaim, now)
-                .await)?;
+            crate::store::transact!(store, |tx| outbox::unclaim(tx, &me.id, &unclaim, now).await)?;
         }
         crate::service::alive();
     }

@@ -74,9 +74,5 @@ pub async fn serve(listener: TcpListener, app: Router, stop: Arc<Notify>) {
     }
     let _ = closing.send(true);
     // Requests in progress finish (each connection task holds a slot until it ends).
-    let _ = tokio::time::timeout(
-        DRAIN,
-        slots.acquire_many(MAX_CONNECTIONS as u32),
-    )
-    .await;
+    let _ = tokio::time::timeout(DRAIN, slots.acquire_many(MAX_CONNECTIONS as u32)).await;
 }

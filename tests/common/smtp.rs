@@ -36,6 +36,11 @@ struct Shared {
     refuse: Vec<(String, u16)>,
     /// A pause before accepting each message, to make a run last.
     delay: Duration,
+    /// Takes the message and never answers the final "." (until switched off; the message
+    /// is then not kept).
+    blackhole: bool,
+    /// AUTH PLAIN required with this password (535 otherwise).
+    password: Option<String>,
 }
 
 #[derive(Clone)]
@@ -84,6 +89,16 @@ impl SmtpServer {
         self.lock().delay = delay;
     }
 
+    /// Stops answering after a message's data (or answers again).
+    pub fn blackhole(&self, on: bool) {
+        self.lock().blackhole = on;
+    }
+
+    /// Requires AUTH PLAIN with `password` (or no login).
+    pub fn require_password(&self, password: Option<&str>) {
+        self.lock().password = password.map(str::to_string);
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.clone()
     }
@@ -104,7 +119,13 @@ impl SmtpServer {
             return;
         };
         let mut input = BufReader::new(stream);
-        let mut session = SessionBuilder::new("test.smtp").build(
+        let mut builder = SessionBuilder::new("test.smtp");
+        if self.lock().password.is_some() {
+            builder
+                .enable_auth(mailin::AuthMechanism::Plain)
+                .insecure_enable_plaintext_auth();
+        }
+        let mut session = builder.build(
             peer.ip(),
             Session {
                 server: self.clone(),
@@ -190,7 +211,27 @@ impl Handler for Session {
         Ok(())
     }
 
+    fn auth_plain(
+        &mut self,
+        _authorization_id: &str,
+        _authentication_id: &str,
+        password: &str,
+    ) -> Response {
+        if self.server.lock().password.as_deref() == Some(password) {
+            mailin::response::AUTH_OK
+        } else {
+            mailin::response::INVALID_CREDENTIALS
+        }
+    }
+
     fn data_end(&mut self) -> Response {
+        if self.server.lock().blackhole {
+            while self.server.lock().blackhole {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // The client gave up long ago: nothing was accepted.
+            return Response::custom(451, "too late".to_string());
+        }
         let delay = self.server.lock().delay;
         if !delay.is_zero() {
             std::thread::sleep(delay);
