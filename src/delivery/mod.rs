@@ -187,12 +187,22 @@ pub async fn deliver(
     }
     let slots = transport.concurrency();
     let mut queue: std::collections::VecDeque<Claimed> = std::collections::VecDeque::new();
-    let mut running = JoinSet::new();
+    let mut sends: JoinSet<Sent> = JoinSet::new();
+    // Outcomes not yet recorded, and the recording in progress (its own task, so the
+    // connections keep sending meanwhile). Messages sent but not yet recorded count
+    // against the pool: at any moment at most `pool` messages are in flight or sent and
+    // unrecorded, which is what a kill could send twice.
+    let mut pending: Vec<Sent> = Vec::new();
+    let mut recording: Option<tokio::task::JoinHandle<Result<Delivered, sqlx::Error>>> = None;
+    let mut being_recorded = 0;
     let mut drained = false;
     let mut paused = false;
     let mut beat = tokio::time::Instant::now();
     loop {
-        while running.len() < slots && !paused && !stop.load(Ordering::SeqCst) {
+        while sends.len() + being_recorded + pending.len() < slots
+            && !paused
+            && !stop.load(Ordering::SeqCst)
+        {
             if queue.is_empty() && !drained {
                 let claimed = if outbox::any_ready(store, now).await? {
                     claim(store, me, now, slots * CLAIM_PER_CONNECTION).await?
@@ -204,7 +214,7 @@ pub async fn deliver(
             }
             let Some(row) = queue.pop_front() else { break };
             let t = Arc::clone(transport);
-            running.spawn(async move {
+            sends.spawn(async move {
                 let outcome = match &row.message {
                     Some(bytes) => {
                         let name = crate::mail::file_name(
@@ -220,23 +230,72 @@ pub async fn deliver(
                 (row.id, row.attempts, outcome)
             });
         }
-        if running.is_empty() {
+        if recording.is_none() && !pending.is_empty() {
+            // A refused login or a TLS failure stops this pass: what was claimed and not
+            // sent goes back to the queue, its attempt not counted.
+            let mut unclaim: Vec<i64> = Vec::new();
+            for (id, _, outcome) in &pending {
+                if let Outcome::Config(why) = outcome {
+                    if !paused {
+                        health.pause(why);
+                    }
+                    paused = true;
+                    unclaim.push(*id);
+                }
+            }
+            if !paused && pending.iter().any(|(_, _, o)| *o == Outcome::Sent) {
+                health.resume("the server accepts messages again");
+            }
+            if paused {
+                unclaim.extend(queue.drain(..).map(|c| c.id));
+                report.paused = true;
+            }
+            let batch: Vec<Sent> = std::mem::take(&mut pending)
+                .into_iter()
+                .filter(|(_, _, o)| !matches!(o, Outcome::Config(_)))
+                .collect();
+            being_recorded = batch.len();
+            let (store, me_id) = (store.clone(), me.id.clone());
+            recording = Some(tokio::spawn(async move {
+                let mut part = Delivered::default();
+                record(&store, &me_id, now, max_attempts, &batch, &mut part).await?;
+                if !unclaim.is_empty() {
+                    crate::store::transact!(store, |tx| outbox::unclaim(
+                        tx, &me_id, &unclaim, now
+                    )
+                    .await)?;
+                }
+                Ok(part)
+            }));
+        }
+        if sends.is_empty() && recording.is_none() && pending.is_empty() {
             break;
         }
-        let mut done = Vec::new();
         tokio::select! {
-            r = running.join_next() => {
+            r = sends.join_next(), if !sends.is_empty() => {
                 match r {
-                    Some(Ok(r)) => done.push(r),
+                    Some(Ok(r)) => pending.push(r),
                     Some(Err(e)) => tracing::error!("a send task failed: {e}"),
                     None => {}
                 }
-                while let Some(r) = running.try_join_next() {
+                while let Some(r) = sends.try_join_next() {
                     match r {
-                        Ok(r) => done.push(r),
+                        Ok(r) => pending.push(r),
                         Err(e) => tracing::error!("a send task failed: {e}"),
                     }
                 }
+            }
+            r = async {
+                match recording.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            }, if recording.is_some() => {
+                recording = None;
+                being_recorded = 0;
+                let part = r.map_err(|e| sqlx::Error::Protocol(format!("recording deliveries: {e}")))??;
+                report.add(&part);
+                crate::service::alive();
             }
             _ = tokio::time::sleep_until(beat + HEARTBEAT) => {}
         }
@@ -247,34 +306,6 @@ pub async fn deliver(
             crate::service::alive();
             beat = tokio::time::Instant::now();
         }
-        if done.is_empty() {
-            continue;
-        }
-        // A refused login or a TLS failure stops this pass: what was claimed and not
-        // sent goes back to the queue, its attempt not counted.
-        let mut unclaim: Vec<i64> = Vec::new();
-        for (id, _, outcome) in &done {
-            if let Outcome::Config(why) = outcome {
-                if !paused {
-                    health.pause(why);
-                }
-                paused = true;
-                unclaim.push(*id);
-            }
-        }
-        if !paused && done.iter().any(|(_, _, o)| *o == Outcome::Sent) {
-            health.resume("the server accepts messages again");
-        }
-        if paused {
-            unclaim.extend(queue.drain(..).map(|c| c.id));
-            report.paused = true;
-        }
-        done.retain(|(_, _, o)| !matches!(o, Outcome::Config(_)));
-        record(store, me, now, max_attempts, &done, &mut report).await?;
-        if !unclaim.is_empty() {
-            crate::store::transact!(store, |tx| outbox::unclaim(tx, &me.id, &unclaim, now).await)?;
-        }
-        crate::service::alive();
     }
     // Stopped (SIGTERM): what was claimed and not handed to the server goes back.
     let left: Vec<i64> = queue.drain(..).map(|c| c.id).collect();
@@ -282,6 +313,17 @@ pub async fn deliver(
         crate::store::transact!(store, |tx| outbox::unclaim(tx, &me.id, &left, now).await)?;
     }
     Ok(report)
+}
+
+/// One attempt: (delivery id, attempts, outcome).
+type Sent = (i64, i64, Outcome);
+
+impl Delivered {
+    fn add(&mut self, o: &Delivered) {
+        self.sent += o.sent;
+        self.retrying += o.retrying;
+        self.failed += o.failed;
+    }
 }
 
 /// Marks up to `limit` ready messages `sending` for this process.
@@ -303,7 +345,7 @@ pub fn backoff(attempts: i64) -> chrono::Duration {
 
 async fn record(
     store: &Store,
-    me: &Instance,
+    me: &str,
     now: DateTime<Utc>,
     max_attempts: u32,
     results: &[(i64, i64, Outcome)],
@@ -347,9 +389,9 @@ async fn record(
     }
     report.sent += sent.len() as u64;
     crate::store::transact!(store, |tx| {
-        outbox::mark_sent(tx, &me.id, &sent, now).await?;
+        outbox::mark_sent(tx, me, &sent, now).await?;
         for (id, state, next, error) in &unsent {
-            outbox::mark_unsent(tx, &me.id, *id, *state, *next, error, now).await?;
+            outbox::mark_unsent(tx, me, *id, *state, *next, error, now).await?;
         }
         Ok::<(), sqlx::Error>(())
     })

@@ -522,6 +522,7 @@ pub async fn plan_each(
                 (ActionState::Fired, None) => (PlanState::Due, Vec::new()),
                 (ActionState::AwaitingApproval, None) => (PlanState::AwaitingApproval, Vec::new()),
                 (ActionState::Waiting | ActionState::Approved, None) => {
+                    let rule = rules.action(&a.rule_id);
                     let facts = match a.kind {
                         SubjectKind::Certification => learners
                             .get(&(a.course_id.clone(), a.person_id.clone()))
@@ -570,11 +571,14 @@ pub async fn plan_each(
                                         completed: e.completed_at.is_some(),
                                         attendance,
                                         passing,
-                                        certificate: certificates.contains(&(
-                                            a.course_id.clone(),
-                                            a.person_id.clone(),
-                                            a.cycle,
-                                        )),
+                                        // Looked up only for rules that attach it.
+                                        certificate: rule
+                                            .is_some_and(verdict::attaches_certificate)
+                                            && certificates.contains(&(
+                                                a.course_id.clone(),
+                                                a.person_id.clone(),
+                                                a.cycle,
+                                            )),
                                     }
                                 }
                                 _ => Facts::NotEnrolled,
@@ -583,7 +587,7 @@ pub async fn plan_each(
                     };
                     let v = verdict::verdict(
                         rules,
-                        rules.action(&a.rule_id),
+                        rule,
                         &Moment {
                             state: a.state,
                             cycle: a.cycle,
