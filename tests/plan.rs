@@ -41,14 +41,13 @@ fn t2_plan_shows_who_gets_the_certificate_and_why_the_others_wait() {
     assert_eq!(
         reasons,
         [
-            "attendance 2 of 4 required parts (50 %), needs 75 %",
-            "passing obligation not met (0 of 1 parts passed)"
+            "not complete yet (attendance 2 of 4 required parts (50 %), needs 75 %; 0 of 1 parts passed)"
         ]
     );
     let zoe = find(&plan, "certificate-on-completion", "zoe").expect("zoe");
     assert_eq!(
         zoe["reasons"][0],
-        "passing obligation not met (0 of 1 parts passed)"
+        "not complete yet (0 of 1 parts passed; result failed)"
     );
     // The fire-safety course has not started yet: its proof of participation waits for its end.
     let mehmet = find(&plan, "proof-of-participation", "mehmet").expect("mehmet");
@@ -203,8 +202,9 @@ fn preview_writes_the_exact_multipart_message_and_sends_nothing() {
     );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
-        printed
-            .contains("Not sent as things stand: passing obligation not met (0 of 1 parts passed)"),
+        printed.contains(
+            "Not sent as things stand: not complete yet (0 of 1 parts passed; result failed)"
+        ),
         "{printed}"
     );
     // Nothing was sent: the plan still shows the action as due.
@@ -255,7 +255,7 @@ async fn t2_d9_the_plan_story_runs_the_same_on_postgres() {
     let sanne = find(&plan, "certificate-on-completion", "sanne").expect("sanne");
     assert_eq!(
         sanne["reasons"][0],
-        "attendance 2 of 4 required parts (50 %), needs 75 %"
+        "not complete yet (attendance 2 of 4 required parts (50 %), needs 75 %; 0 of 1 parts passed)"
     );
     cancelled_course_and_deregistering_cancel(&office, &plan);
     office.cleanup().await;
@@ -264,6 +264,27 @@ async fn t2_d9_the_plan_story_runs_the_same_on_postgres() {
 #[test]
 fn d5_t2_the_certificate_email_waits_for_the_certificate_and_plan_says_so() {
     let office = Office::new(common::office::OFFICE);
+    // A rule that attaches the certificate without waiting for completion.
+    let rules = office.dir.path().join("rules");
+    common::copy_dir(&common::repo().join("rules"), &rules);
+    std::fs::write(
+        rules.join("zz-registered.yaml"),
+        "kind: action
+id: certificate-registered
+name: Certificate to the registered
+data_group: course_participant
+event: participant_added
+process: send_email
+email: { template: certificate, subject: \"Certificate {{course.name}}\", attach: [certificate_pdf] }
+timing: { anchor: course_end }
+conditions: { course_type: [first-aid], result: [registered] }
+",
+    )
+    .expect("rule");
+    office.edit_config(
+        &format!("rules: {}", common::repo().join("rules").display()),
+        "rules: rules",
+    );
     office.example(AFTER_COURSE);
     // A reset (D4) revokes Eline's certificate; cycle 2 has none until she completes again.
     office.run(
@@ -281,7 +302,7 @@ fn d5_t2_the_certificate_email_waits_for_the_certificate_and_plan_says_so() {
     let eline = plan
         .iter()
         .find(|a| {
-            a["rule"] == "certificate-on-completion" && a["person"] == "eline" && a["cycle"] == 2
+            a["rule"] == "certificate-registered" && a["person"] == "eline" && a["cycle"] == 2
         })
         .expect("eline's cycle 2");
     assert_eq!(eline["state"], "waiting");

@@ -1,12 +1,15 @@
 //! `registrar check`: validates the configuration, the rules and the templates (rendering
-//! every email against a sample context), and lists every error at once.
+//! every email against a sample context), and lists every error at once. When the
+//! database exists it also looks at it: action instances whose conditions cannot become
+//! true as the data stands are warnings (printed; the exit code stays 0).
 
-use crate::config::Config;
+use crate::config::{Config, DatabaseUrl};
 use crate::render;
+use crate::rules::RuleSet;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(config_path: &Path) -> ExitCode {
+pub async fn run(config_path: &Path) -> ExitCode {
     let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -28,6 +31,16 @@ pub fn run(config_path: &Path) -> ExitCode {
             set.certifications.len(),
             set.actions.len(),
         );
+        let warnings = against_the_database(&config, &set).await;
+        for w in &warnings {
+            println!("warning: {w}");
+        }
+        if !warnings.is_empty() {
+            println!(
+                "{} warning(s): these instances will not send unless the data or the rule changes (see `registrar plan --summary`)",
+                warnings.len()
+            );
+        }
         return ExitCode::SUCCESS;
     }
     for p in &problems {
@@ -38,4 +51,52 @@ pub fn run(config_path: &Path) -> ExitCode {
         problems.len()
     );
     ExitCode::FAILURE
+}
+
+/// Per rule and course, the waiting instances that cannot fire as the data stands, with
+/// why. Nothing when there is no database yet (an SQLite file is not created by `check`)
+/// or it cannot be reached (said in one line).
+async fn against_the_database(config: &Config, rules: &RuleSet) -> Vec<String> {
+    if let DatabaseUrl::Sqlite(path) = &config.database
+        && !path.exists()
+    {
+        return Vec::new();
+    }
+    let store = match crate::store::Store::open(&config.database).await {
+        Ok(s) => s,
+        Err(e) => {
+            println!("note: the database was not checked: {e}");
+            return Vec::new();
+        }
+    };
+    let rows =
+        crate::engine::summary(&store, rules, config.timezone, chrono::Utc::now(), None).await;
+    store.close().await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            println!("note: the database was not checked: {e}");
+            return Vec::new();
+        }
+    };
+    rows.into_iter()
+        .filter(|r| r.cannot_fire > 0)
+        .map(|r| {
+            let why: Vec<String> = r
+                .reasons
+                .get("waiting")
+                .into_iter()
+                .flatten()
+                .filter(|c| c.cannot_change)
+                .map(|c| format!("{} ({})", c.reason, c.count))
+                .collect();
+            format!(
+                "{} / {}: {} waiting instance(s) cannot fire as the data stands: {}",
+                r.rule,
+                r.course,
+                r.cannot_fire,
+                why.join(", ")
+            )
+        })
+        .collect()
 }

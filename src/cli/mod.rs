@@ -205,7 +205,7 @@ fn chain(e: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Check = cli.command {
-        return Ok(check::run(&cli.config));
+        return Ok(check::run(&cli.config).await);
     }
     let app = App::load(&cli)?;
     match cli.command {

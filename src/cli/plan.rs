@@ -1,5 +1,6 @@
-//! `registrar plan [--now T] [--rule ID] [--format table|json]`: every action instance not
-//! yet delivered, when it is due, and why the waiting ones wait.
+//! `registrar plan [--now T] [--rule ID] [--summary] [--format table|json]`: every action
+//! instance not yet delivered, when it is due, and why the others did not send; or, with
+//! `--summary`, per rule and course how many are in each state and the common reasons.
 
 use super::App;
 use crate::engine::{self, PlanItem};
@@ -20,6 +21,10 @@ pub struct Args {
     pub rule: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+    /// Per rule and course: how many instances are in each state, and the most common
+    /// reasons.
+    #[arg(long)]
+    pub summary: bool,
 }
 
 pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
@@ -32,6 +37,32 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     let tz = app.config.timezone;
     engine::ingest(&store, &app.rules, tz, app.now).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if args.summary {
+        let rows = engine::summary(&store, &app.rules, tz, app.now, args.rule.as_deref()).await?;
+        store.close().await;
+        match args.format {
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut out, &rows)?;
+                writeln!(out)?;
+            }
+            Format::Table => {
+                if rows.is_empty() {
+                    writeln!(out, "no action instances")?;
+                }
+                let width = terminal_width();
+                for r in &rows {
+                    for (i, line) in wrap(&r.to_string(), width.saturating_sub(4).max(40))
+                        .into_iter()
+                        .enumerate()
+                    {
+                        writeln!(out, "{}{line}", if i == 0 { "" } else { "    " })?;
+                    }
+                }
+            }
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     match args.format {
         Format::Json => {
             // Streamed: a plan of millions of instances is never held in memory.
@@ -83,18 +114,44 @@ fn clip(s: &str, max: usize) -> String {
     }
 }
 
-fn write_table(out: &mut impl Write, items: &[PlanItem]) -> std::io::Result<()> {
-    if items.is_empty() {
-        return writeln!(out, "nothing planned: no action instance is waiting or due");
-    }
-    let width = std::env::var("COLUMNS")
+/// The width to fit: `COLUMNS`, else 120 on a terminal and 160 in a pipe.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse::<usize>().ok())
         .unwrap_or(if std::io::stdout().is_terminal() {
             120
         } else {
             160
-        });
+        })
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces (a word longer than
+/// the width gets a line of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let fits = line.chars().count() + 1 + word.chars().count() <= width;
+        if !line.is_empty() && !fits {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+fn write_table(out: &mut impl Write, items: &[PlanItem]) -> std::io::Result<()> {
+    if items.is_empty() {
+        return writeln!(out, "nothing planned: no action instance is waiting or due");
+    }
+    let width = terminal_width();
     let rows: Vec<[String; 6]> = items
         .iter()
         .map(|i| {
@@ -140,31 +197,38 @@ fn write_table(out: &mut impl Write, items: &[PlanItem]) -> std::io::Result<()> 
             r[4].as_str(),
             r[5].as_str(),
         ];
-        let mut reasons = item.reasons.iter();
+        // Every reason whole: long ones wrap under the WHY column.
+        let mut why_lines = item.reasons.iter().flat_map(|reason| {
+            wrap(reason, why_width)
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| if i == 0 { l } else { format!("  {l}") })
+        });
         writeln!(
             out,
             "{}",
-            line(
-                cells,
-                &clip(reasons.next().map_or("", String::as_str), why_width)
-            )
+            line(cells, &why_lines.next().unwrap_or_default())
         )?;
-        for more in reasons {
-            writeln!(
-                out,
-                "{}",
-                line(["", "", "", "", "", ""], &clip(more, why_width))
-            )?;
+        for more in why_lines {
+            writeln!(out, "{}", line(["", "", "", "", "", ""], &more))?;
         }
     }
     let count = |s: engine::PlanState| items.iter().filter(|i| i.state == s).count();
+    let cannot = items.iter().filter(|i| i.cannot_fire).count();
     writeln!(
         out,
-        "\n{} instance(s): {} due, {} waiting, {} awaiting approval, {} cancelled, {} expired",
+        "\n{} instance(s): {} due, {} waiting{}, {} awaiting approval, {} retrying, {} failed, {} cancelled, {} expired",
         items.len(),
         count(engine::PlanState::Due),
         count(engine::PlanState::Waiting),
+        if cannot > 0 {
+            format!(" ({cannot} of them cannot fire as the data stands)")
+        } else {
+            String::new()
+        },
         count(engine::PlanState::AwaitingApproval),
+        count(engine::PlanState::Retrying),
+        count(engine::PlanState::Failed),
         count(engine::PlanState::Cancelled),
         count(engine::PlanState::Expired)
     )

@@ -104,7 +104,7 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         .instance
         .map(|id| format!(" (action {id})"))
         .unwrap_or_default();
-    let reasons = preview.verdict.reasons.join("; ");
+    let reasons = preview.verdict.texts().join("; ");
     match preview.verdict.decision {
         Decision::Fire => say!("  Due now: the next pass sends it to {who}{instance}."),
         Decision::AwaitApproval => {

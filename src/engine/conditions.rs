@@ -33,56 +33,211 @@ fn attendance_words(a: &AttendanceSummary) -> String {
     }
 }
 
-/// One sentence per condition that does not hold; empty when all hold.
-pub fn unmet(c: &Conditions, s: &Subject<'_>) -> Vec<String> {
+/// Why an instance does not fire (yet): one sentence for this participant, the same words
+/// for every participant it holds back (for summaries), and whether it can change at all
+/// as the data stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reason {
+    pub text: String,
+    pub gist: String,
+    /// The condition cannot become true as the data stands (a completed course stays
+    /// completed; a course without a passing part always meets its passing obligation).
+    #[serde(default)]
+    pub settled: bool,
+}
+
+/// Reasons as stored with an instance (JSON), and back; an unreadable value is shown as is.
+pub fn stored(reasons: &[Reason]) -> Option<String> {
+    (!reasons.is_empty()).then(|| serde_json::to_string(reasons).unwrap_or_default())
+}
+
+pub fn from_stored(text: &str) -> Vec<Reason> {
+    serde_json::from_str(text).unwrap_or_else(|_| vec![Reason::new(text.to_string(), text)])
+}
+
+impl Reason {
+    pub fn new(text: String, gist: impl Into<String>) -> Reason {
+        Reason {
+            text,
+            gist: gist.into(),
+            settled: false,
+        }
+    }
+
+    fn settled(mut self) -> Reason {
+        self.settled = true;
+        self
+    }
+
+    /// The sentence as `plan` shows it.
+    pub fn shown(&self) -> String {
+        if self.settled {
+            format!("{} (this cannot change as the data stands)", self.text)
+        } else {
+            self.text.clone()
+        }
+    }
+}
+
+/// One reason per condition that does not hold; empty when all hold. D3: a complete
+/// enrolment counts as having met its attendance requirement and passing obligation,
+/// whatever later corrections say.
+pub fn unmet(c: &Conditions, s: &Subject<'_>) -> Vec<Reason> {
     let mut out = Vec::new();
     if let Some(statuses) = &c.course_status
         && !statuses.contains(&s.course_status)
     {
-        out.push(format!(
-            "course status {}, needs {}",
-            s.course_status,
-            words(statuses)
-        ));
+        let r = Reason::new(
+            format!(
+                "course status {}, needs {}",
+                s.course_status,
+                words(statuses)
+            ),
+            format!(
+                "course status {}, the rule needs {}",
+                s.course_status,
+                words(statuses)
+            ),
+        );
+        // A completed or cancelled course does not go back to draft or final.
+        out.push(
+            if matches!(
+                s.course_status,
+                CourseStatus::Completed | CourseStatus::Cancelled
+            ) {
+                r.settled()
+            } else {
+                r
+            },
+        );
     }
     if let Some(types) = &c.course_type
         && !types.iter().any(|t| t.value == s.course_type)
     {
         let names: Vec<&str> = types.iter().map(|t| t.value.as_str()).collect();
-        out.push(format!(
-            "course type {}, needs {}",
-            s.course_type,
-            words(&names)
-        ));
+        out.push(
+            Reason::new(
+                format!("course type {}, needs {}", s.course_type, words(&names)),
+                format!(
+                    "course type {}, the rule needs {}",
+                    s.course_type,
+                    words(&names)
+                ),
+            )
+            .settled(),
+        );
     }
+    let achieved = s.completed || s.attendance.achieved;
+    let met = s.completed || s.passing.met;
     match c.attendance_requirement_achieved {
-        Some(true) if !s.attendance.achieved => out.push(format!(
-            "{}, needs {} %",
-            attendance_words(&s.attendance),
-            s.attendance.percent_needed
+        Some(true) if !achieved => out.push(Reason::new(
+            format!(
+                "{}, needs {} %",
+                attendance_words(&s.attendance),
+                s.attendance.percent_needed
+            ),
+            format!("attendance below {} %", s.attendance.percent_needed),
         )),
-        Some(false) if s.attendance.achieved => out.push(format!(
-            "attendance requirement achieved ({}), needs not achieved",
-            attendance_words(&s.attendance)
-        )),
+        Some(false) if s.completed => out.push(
+            Reason::new(
+                "the enrolment is complete (D3), so its attendance requirement counts as achieved; the rule needs it not achieved".into(),
+                "complete, the rule needs the attendance requirement not achieved",
+            )
+            .settled(),
+        ),
+        Some(false) if achieved => {
+            let r = Reason::new(
+                format!(
+                    "attendance requirement achieved ({}), needs not achieved",
+                    attendance_words(&s.attendance)
+                ),
+                "attendance requirement achieved, the rule needs it not achieved",
+            );
+            out.push(if s.attendance.required == 0 {
+                r.settled()
+            } else {
+                r
+            });
+        }
         _ => {}
     }
     match c.passing_obligation_passed {
-        Some(true) if !s.passing.met => out.push(format!(
-            "passing obligation not met ({} of {} parts passed)",
-            s.passing.passed, s.passing.required
+        Some(true) if !met => out.push(Reason::new(
+            format!(
+                "passing obligation not met ({} of {} parts passed)",
+                s.passing.passed, s.passing.required
+            ),
+            "passing obligation not met",
         )),
-        Some(false) if s.passing.met => out.push(if s.passing.required == 0 {
-            "passing obligation met (the course has no part with a passing requirement), needs not met".to_string()
-        } else {
-            format!("passing obligation met (all {} parts passed), needs not met", s.passing.required)
-        }),
+        Some(false) if met => {
+            let r = Reason::new(
+                if s.completed {
+                    "the enrolment is complete (D3), so its passing obligation counts as met; the rule needs it not met".to_string()
+                } else if s.passing.required == 0 {
+                    "passing obligation met (the course has no part with a passing requirement), needs not met".to_string()
+                } else {
+                    format!(
+                        "passing obligation met (all {} parts passed), needs not met",
+                        s.passing.required
+                    )
+                },
+                "passing obligation met, the rule needs it not met",
+            );
+            // A course without a passing part always meets it, and completion is kept.
+            out.push(if s.completed || s.passing.required == 0 {
+                r.settled()
+            } else {
+                r
+            });
+        }
         _ => {}
     }
     if let Some(results) = &c.result
         && !results.contains(&s.result)
     {
-        out.push(format!("result {}, needs {}", s.result, words(results)));
+        out.push(Reason::new(
+            format!("result {}, needs {}", s.result, words(results)),
+            format!("result {}, the rule needs {}", s.result, words(results)),
+        ));
+    }
+    match c.completed {
+        Some(true) if !s.completed => {
+            let mut why = Vec::new();
+            if !s.attendance.achieved {
+                why.push(format!(
+                    "{}, needs {} %",
+                    attendance_words(&s.attendance),
+                    s.attendance.percent_needed
+                ));
+            }
+            if !s.passing.met {
+                why.push(format!(
+                    "{} of {} parts passed",
+                    s.passing.passed, s.passing.required
+                ));
+            }
+            if matches!(s.result, Outcome::Failed | Outcome::Deregistered) {
+                why.push(format!("result {}", s.result));
+            }
+            out.push(Reason::new(
+                if why.is_empty() {
+                    // After a reset (D4) with the requirements still met: completion is
+                    // recorded with the participant's next change.
+                    "not complete yet in this cycle (the requirements are met; the next recorded change of this participant completes it)".to_string()
+                } else {
+                    format!("not complete yet ({})", why.join("; "))
+                },
+                "not complete yet",
+            ));
+        }
+        Some(false) if s.completed => out.push(
+            Reason::new(
+                "the enrolment is complete (D3), needs not complete".into(),
+                "complete, the rule needs not complete",
+            )
+            .settled(),
+        ),
+        _ => {}
     }
     out
 }
@@ -120,9 +275,11 @@ mod tests {
             passing_obligation_passed: Some(true),
             result: Some(vec![Outcome::Passed]),
             certification_status: None,
+            completed: None,
         };
+        let texts: Vec<String> = unmet(&c, &subject()).into_iter().map(|r| r.text).collect();
         assert_eq!(
-            unmet(&c, &subject()),
+            texts,
             [
                 "course status draft, needs final or completed",
                 "course type first-aid, needs fire-safety",
@@ -131,6 +288,26 @@ mod tests {
                 "result failed, needs passed",
             ]
         );
+    }
+
+    #[test]
+    fn d3_a_complete_enrolment_meets_attendance_and_passing_whatever_later_corrections_say() {
+        let c = Conditions {
+            attendance_requirement_achieved: Some(true),
+            passing_obligation_passed: Some(true),
+            completed: Some(true),
+            ..Conditions::default()
+        };
+        let mut s = subject();
+        s.result = Outcome::Passed;
+        assert_eq!(unmet(&c, &s).len(), 3, "not complete: three reasons");
+        s.completed = true;
+        assert!(unmet(&c, &s).is_empty(), "{:?}", unmet(&c, &s));
+        let not = Conditions {
+            completed: Some(false),
+            ..Conditions::default()
+        };
+        assert!(unmet(&not, &s)[0].settled);
     }
 
     #[test]
@@ -150,11 +327,11 @@ mod tests {
             required: 0,
             met: true,
         };
+        let reasons = unmet(&c, &s);
         assert_eq!(
-            unmet(&c, &s),
-            [
-                "passing obligation met (the course has no part with a passing requirement), needs not met"
-            ]
+            reasons[0].text,
+            "passing obligation met (the course has no part with a passing requirement), needs not met"
         );
+        assert!(reasons[0].settled, "it can never hold on this course");
     }
 }

@@ -42,9 +42,11 @@ pub struct Fired {
     pub awaiting_approval: u64,
     /// Instances given up on (`expires_after` passed with conditions unmet).
     pub expired: u64,
-    /// Instances fired more than a minute after their due time (T4), and the worst lateness.
+    /// Instances fired more than a minute after they were due and eligible (T4: due while
+    /// no pass ran), and the worst lateness; by rule, for one log line per rule.
     pub late: u64,
     pub max_late: chrono::Duration,
+    pub late_by_rule: std::collections::BTreeMap<String, (u64, chrono::Duration)>,
 }
 
 /// The message of a fired instance, or why there is none.
@@ -86,8 +88,15 @@ pub async fn fire(store: &Store, env: &Env<'_>, now: DateTime<Utc>) -> Result<Fi
             break;
         }
     }
+    // T4: one line per rule, however many messages caught up (each one is at debug level).
+    for (rule, (n, worst)) in &report.late_by_rule {
+        tracing::info!(
+            "{rule}: fired {n} late, up to {}: T4 catch-up (due while no pass ran)",
+            crate::service::human(*worst)
+        );
+    }
     // Instances evaluated at or after their due time with conditions unmet, and no change
-    // since: they expire when `expires_after` runs out.
+    // since: they expire when `expires_after` runs out (their last reasons stay recorded).
     if actions::any_to_expire(store, now).await? {
         report.expired +=
             crate::store::transact!(store, |tx| actions::expire_unchanged(tx, now).await)?;
@@ -103,6 +112,11 @@ impl Fired {
         self.expired += o.expired;
         self.late += o.late;
         self.max_late = self.max_late.max(o.max_late);
+        for (rule, (n, worst)) in &o.late_by_rule {
+            let e = self.late_by_rule.entry(rule.clone()).or_default();
+            e.0 += n;
+            e.1 = e.1.max(*worst);
+        }
     }
 }
 
@@ -139,7 +153,7 @@ async fn fire_batch(
             .push(a.person_id.clone());
     }
     let mut outgoing = Vec::new();
-    let mut states: Vec<(i64, ActionState)> = Vec::new();
+    let mut states: Vec<(i64, ActionState, Option<String>)> = Vec::new();
     for a in batch {
         let rule = env.rules.action(&a.rule_id);
         let m = Moment {
@@ -149,14 +163,14 @@ async fn fire_batch(
             expires_at: a.expires_at,
             due_shown: None,
         };
-        let decision = match a.kind {
+        let verdict = match a.kind {
             SubjectKind::Certification => {
                 // Held until this batch commits: a change of the learner waits for it.
                 let learner =
                     certifications::load(tx, &a.course_id, &a.person_id, Lock::Share).await?;
                 let facts =
                     learner.map_or(Facts::NotAssigned, |l| Facts::Learner { cycle: l.cycle });
-                verdict::verdict(env.rules, rule, &m, &facts, now).decision
+                verdict::verdict(env.rules, rule, &m, &facts, now)
             }
             SubjectKind::Course => {
                 if !courses.contains_key(&a.course_id) {
@@ -185,18 +199,24 @@ async fn fire_batch(
                     .and_then(Option::as_ref)
                     .and_then(|(course, people)| people.get(&a.person_id).map(|p| (course, p)));
                 let facts = subject.map_or(Facts::NotEnrolled, |(c, p)| participant_facts(c, p));
-                verdict::verdict(env.rules, rule, &m, &facts, now).decision
+                verdict::verdict(env.rules, rule, &m, &facts, now)
             }
         };
-        let state = match decision {
+        let state = match verdict.decision {
             Decision::Fire => {
                 let Some(rule) = rule else { continue };
+                // T4: late only when it was due, and eligible, while no pass ran: a
+                // participant who completes late is served at once, not late.
                 if let Some(due) = a.due_at {
-                    let late = now - due;
+                    let eligible = a.rechecked_at.map_or(due, |r| r.max(due));
+                    let late = now - eligible;
                     if late > chrono::Duration::minutes(1) {
                         report.late += 1;
                         report.max_late = report.max_late.max(late);
-                        tracing::warn!(
+                        let per_rule = report.late_by_rule.entry(a.rule_id.clone()).or_default();
+                        per_rule.0 += 1;
+                        per_rule.1 = per_rule.1.max(late);
+                        tracing::debug!(
                             rule = %a.rule_id, course = %a.course_id, person = %a.person_id,
                             due = %due, "fired {} late (T4 catch-up)", crate::service::human(late)
                         );
@@ -240,7 +260,14 @@ async fn fire_batch(
             Decision::Cancel => ActionState::Cancelled,
             Decision::Wait => ActionState::Waiting,
         };
-        states.push((a.id, state));
+        // Why it waits, expired or was cancelled, for `plan` later.
+        let reason = match verdict.decision {
+            Decision::Wait | Decision::Expire | Decision::Cancel => {
+                super::conditions::stored(&verdict.reasons)
+            }
+            Decision::Fire | Decision::AwaitApproval => None,
+        };
+        states.push((a.id, state, reason));
     }
     actions::set_states(tx, &states, now).await?;
     for o in &outgoing {

@@ -21,6 +21,7 @@ use crate::store::history::{self, EventRow};
 use crate::store::{Lock, Store, Tx, certificates, certifications, enrolments};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use conditions::Reason;
 use std::collections::{BTreeMap, HashMap};
 use verdict::{Decision, Facts, Moment};
 
@@ -94,17 +95,23 @@ async fn apply_events(
     let mut courses: HashMap<String, Option<CourseInfo>> = HashMap::new();
     let (participants, learners) = touched(events);
     let mut enrolled: HashMap<(String, String), enrolments::Enrolment> = HashMap::new();
-    for (course, list) in &participants {
-        for (person, e) in enrolments::of(tx, course, list, Lock::None).await? {
+    for (course, by_time) in &participants {
+        let list: Vec<String> = by_time.values().flatten().cloned().collect();
+        for (person, e) in enrolments::of(tx, course, &list, Lock::None).await? {
             enrolled.insert((course.to_string(), person), e);
         }
     }
-    // T2: every change of a subject's state has its waiting instances evaluated again.
-    for (course, list) in &participants {
-        actions::recheck_subjects(tx, SubjectKind::Course, course, list).await?;
-    }
-    for (certification, list) in &learners {
-        actions::recheck_subjects(tx, SubjectKind::Certification, certification, list).await?;
+    // T2: every change of a subject's state has its waiting instances evaluated again,
+    // eligible from the moment of the change.
+    for (kind, subjects) in [
+        (SubjectKind::Course, &participants),
+        (SubjectKind::Certification, &learners),
+    ] {
+        for (subject, by_time) in subjects {
+            for (at, list) in by_time {
+                actions::recheck_subjects(tx, kind, subject, list, *at).await?;
+            }
+        }
     }
     let mut new: Vec<NewAction> = Vec::new();
     for e in events {
@@ -139,6 +146,7 @@ async fn apply_events(
                         person,
                         cycle,
                         event_at: e.at,
+                        seen_at: e.at,
                         due,
                         expires: due
                             .zip(rule.expires_after)
@@ -150,7 +158,7 @@ async fn apply_events(
         }
         if kind == EventKind::CourseChanged {
             courses.remove(&e.course_id);
-            course_changed(tx, rules, tz, now, &e.course_id, &mut courses).await?;
+            course_changed(tx, rules, tz, now, &e.course_id, &mut courses, e.at).await?;
             continue;
         }
         let Some(person) = e.person_id.as_deref() else {
@@ -179,12 +187,24 @@ async fn apply_events(
                 &e.course_id,
                 Some(person),
                 None,
+                &because(
+                    "the participant was removed from the course (D7)",
+                    "removed from the course",
+                ),
             )
             .await?;
             continue;
         };
         if !enrolment::takes_actions(info.status, enrolment.result) {
             // D9: pending actions are cancelled, new ones not created.
+            let why = if info.status == CourseStatus::Cancelled {
+                because("the course was cancelled (D9)", "course cancelled")
+            } else {
+                because(
+                    &format!("the participant is {} (D9)", enrolment.result),
+                    &format!("participant {}", enrolment.result),
+                )
+            };
             actions::cancel(
                 tx,
                 now,
@@ -192,6 +212,7 @@ async fn apply_events(
                 &e.course_id,
                 Some(person),
                 None,
+                &why,
             )
             .await?;
             continue;
@@ -204,6 +225,13 @@ async fn apply_events(
                 &e.course_id,
                 Some(person),
                 Some(enrolment.cycle),
+                &because(
+                    &format!(
+                        "a new cycle ({}) started: the participant was reset or reassigned (D4)",
+                        enrolment.cycle
+                    ),
+                    "a new cycle started",
+                ),
             )
             .await?;
         }
@@ -228,8 +256,18 @@ async fn apply_events(
                 if let Some(at) = soon.and_then(|p| p.negated().add_to(until, tz)) {
                     triggers.push((RuleEvent::CertificateExpiring, at));
                 }
-                anchor_waiting_on_expiry(tx, rules, tz, now, &e.course_id, person, cycle, until)
-                    .await?;
+                anchor_waiting_on_expiry(
+                    tx,
+                    rules,
+                    tz,
+                    now,
+                    &e.course_id,
+                    person,
+                    cycle,
+                    until,
+                    e.at,
+                )
+                .await?;
             }
         }
         for (trigger, event_at) in triggers {
@@ -244,6 +282,7 @@ async fn apply_events(
                     person,
                     cycle,
                     event_at,
+                    seen_at: e.at,
                     due,
                     expires: due
                         .zip(rule.expires_after)
@@ -255,32 +294,40 @@ async fn apply_events(
     actions::insert(tx, &new, now).await
 }
 
+/// The subjects of a batch of events, by course (or certification) and by the moment of
+/// their latest change.
+type BySubject<'a> = BTreeMap<&'a str, BTreeMap<DateTime<Utc>, Vec<String>>>;
+
 /// The subjects a batch of events is about: participants by course, learners by
 /// certification.
-type Touched<'a> = (
-    BTreeMap<&'a str, Vec<String>>,
-    BTreeMap<&'a str, Vec<String>>,
-);
-
-fn touched(events: &[EventRow]) -> Touched<'_> {
-    let (mut participants, mut learners): Touched = Default::default();
+fn touched(events: &[EventRow]) -> (BySubject<'_>, BySubject<'_>) {
+    let mut latest: [BTreeMap<(&str, &str), DateTime<Utc>>; 2] = Default::default();
     for e in events {
         if let Some(p) = &e.person_id {
-            let side = if e.kind == EventKind::CertificationStatusChanged.as_str() {
-                &mut learners
-            } else {
-                &mut participants
-            };
-            side.entry(e.course_id.as_str())
-                .or_default()
-                .push(p.clone());
+            let side = usize::from(e.kind == EventKind::CertificationStatusChanged.as_str());
+            let at = latest[side]
+                .entry((e.course_id.as_str(), p.as_str()))
+                .or_insert(e.at);
+            *at = (*at).max(e.at);
         }
     }
-    for list in participants.values_mut().chain(learners.values_mut()) {
-        list.sort_unstable();
-        list.dedup();
-    }
+    let [participants, learners] = latest.map(|m| {
+        let mut out: BySubject = BTreeMap::new();
+        for ((subject, person), at) in m {
+            out.entry(subject)
+                .or_default()
+                .entry(at)
+                .or_default()
+                .push(person.to_string());
+        }
+        out
+    });
     (participants, learners)
+}
+
+/// A cancellation's reason as stored with the instance.
+fn because(text: &str, gist: &str) -> String {
+    conditions::stored(&[Reason::new(text.to_string(), gist)]).unwrap_or_default()
 }
 
 async fn course<'a>(
@@ -332,6 +379,7 @@ async fn anchor_waiting_on_expiry(
     person: &str,
     cycle: i64,
     until: DateTime<Utc>,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     for (id, rule_id) in actions::waiting_without_due(tx, course, person, cycle).await? {
         let Some(rule) = rules.action(&rule_id) else {
@@ -344,7 +392,7 @@ async fn anchor_waiting_on_expiry(
         let expires = due
             .zip(rule.expires_after)
             .and_then(|(d, p)| p.add_to(d, tz));
-        actions::set_due(tx, id, due, expires, now).await?;
+        actions::set_due(tx, id, due, expires, now, at).await?;
     }
     Ok(())
 }
@@ -358,14 +406,24 @@ async fn course_changed(
     now: DateTime<Utc>,
     course_id: &str,
     courses: &mut HashMap<String, Option<CourseInfo>>,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let Some(info) = course(tx, courses, course_id).await?.cloned() else {
         return Ok(());
     };
     if info.status == CourseStatus::Cancelled {
-        return actions::cancel(tx, now, SubjectKind::Course, course_id, None, None).await;
+        return actions::cancel(
+            tx,
+            now,
+            SubjectKind::Course,
+            course_id,
+            None,
+            None,
+            &because("the course was cancelled (D9)", "course cancelled"),
+        )
+        .await;
     }
-    actions::recheck_course(tx, course_id).await?;
+    actions::recheck_course(tx, course_id, at).await?;
     for (id, rule_id, event_at) in actions::waiting_of_course(tx, course_id).await? {
         let Some(rule) = rules.action(&rule_id) else {
             continue;
@@ -378,7 +436,7 @@ async fn course_changed(
         let expires = due
             .zip(rule.expires_after)
             .and_then(|(d, p)| p.add_to(d, tz));
-        actions::set_due(tx, id, due, expires, now).await?;
+        actions::set_due(tx, id, due, expires, now, at).await?;
     }
     Ok(())
 }
@@ -421,8 +479,17 @@ pub struct PlanItem {
     /// RFC 3339 in the office time zone; `null` while the anchor is not known.
     pub due: Option<String>,
     pub state: PlanState,
-    /// For `waiting`: one sentence per condition that does not hold (and when it is due).
+    /// For every state but `due`: why. For `waiting` one sentence per condition that does
+    /// not hold (and when it is due); for `expired` the conditions that still failed; for
+    /// `cancelled` what cancelled it; for `failed`/`retrying` the server's answer.
     pub reasons: Vec<String>,
+    /// A condition cannot become true as the data stands: it will never fire unless the
+    /// data (or the rule) changes.
+    pub cannot_fire: bool,
+    /// The reasons in words shared by every instance they hold back, for summaries, and
+    /// whether each cannot change.
+    #[serde(skip)]
+    pub gists: Vec<(String, bool)>,
 }
 
 /// Courses evaluated per round of queries.
@@ -513,14 +580,46 @@ pub async fn plan_each(
                     .or_insert_with(|| local_rfc3339(d, tz))
                     .clone()
             });
+            let delivery_reason = |gist: &str| {
+                vec![Reason::new(
+                    a.delivery_error.clone().unwrap_or_default(),
+                    gist,
+                )]
+            };
+            let stored = |fallback: &str, gist: &str| {
+                a.reason.as_deref().map_or_else(
+                    || vec![Reason::new(fallback.to_string(), gist)],
+                    conditions::from_stored,
+                )
+            };
             let (state, reasons) = match (a.state, a.delivery) {
-                (_, Some(DeliveryState::Retrying)) => (PlanState::Retrying, Vec::new()),
-                (_, Some(DeliveryState::Failed)) => (PlanState::Failed, Vec::new()),
+                (_, Some(DeliveryState::Retrying)) => (
+                    PlanState::Retrying,
+                    delivery_reason("the delivery is retrying"),
+                ),
+                (_, Some(DeliveryState::Failed)) => {
+                    (PlanState::Failed, delivery_reason("the delivery failed"))
+                }
                 (_, Some(_)) => (PlanState::Due, Vec::new()),
-                (ActionState::Cancelled, None) => (PlanState::Cancelled, Vec::new()),
-                (ActionState::Expired, None) => (PlanState::Expired, Vec::new()),
+                (ActionState::Cancelled, None) => (
+                    PlanState::Cancelled,
+                    stored("cancelled (recorded before reasons were kept)", "cancelled"),
+                ),
+                (ActionState::Expired, None) => (
+                    PlanState::Expired,
+                    stored(
+                        "its expires_after ran out before the conditions held",
+                        "expired",
+                    ),
+                ),
                 (ActionState::Fired, None) => (PlanState::Due, Vec::new()),
-                (ActionState::AwaitingApproval, None) => (PlanState::AwaitingApproval, Vec::new()),
+                (ActionState::AwaitingApproval, None) => (
+                    PlanState::AwaitingApproval,
+                    vec![Reason::new(
+                        format!("waits for `registrar approve {}` (execution: manual)", a.id),
+                        "waits for approval",
+                    )],
+                ),
                 (ActionState::Waiting | ActionState::Approved, None) => {
                     let rule = rules.action(&a.rule_id);
                     let facts = match a.kind {
@@ -609,7 +708,9 @@ pub async fn plan_each(
                 cycle: a.cycle,
                 due,
                 state,
-                reasons,
+                cannot_fire: state == PlanState::Waiting && reasons.iter().any(|r| r.settled),
+                reasons: reasons.iter().map(Reason::shown).collect(),
+                gists: reasons.into_iter().map(|r| (r.gist, r.settled)).collect(),
             });
             count += 1;
         }
@@ -631,4 +732,168 @@ impl From<Decision> for PlanState {
             Decision::Cancel => PlanState::Cancelled,
         }
     }
+}
+
+/// `plan --summary`: per rule and course, how many instances are in each state (sent ones
+/// included) and the most common reasons.
+#[derive(Debug, Default)]
+pub struct Summary {
+    rows: BTreeMap<(String, String), Tally>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    states: BTreeMap<&'static str, u64>,
+    /// (state, gist) -> (count, cannot change)
+    reasons: HashMap<(&'static str, String), (u64, bool)>,
+    cannot_fire: u64,
+}
+
+/// One line of the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SummaryRow {
+    pub rule: String,
+    pub course: String,
+    /// Instances by state: `sent`, `due`, `awaiting_approval`, `waiting`, `retrying`,
+    /// `failed`, `expired`, `cancelled`.
+    pub states: BTreeMap<&'static str, u64>,
+    /// By state, the reasons with how many instances each holds back, most common first.
+    pub reasons: BTreeMap<&'static str, Vec<ReasonCount>>,
+    /// Waiting instances that cannot fire as the data stands.
+    pub cannot_fire: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReasonCount {
+    pub reason: String,
+    pub count: u64,
+    pub cannot_change: bool,
+}
+
+/// The order states are shown in.
+const SUMMARY_STATES: [&str; 8] = [
+    "sent",
+    "due",
+    "awaiting_approval",
+    "waiting",
+    "retrying",
+    "failed",
+    "expired",
+    "cancelled",
+];
+
+impl Summary {
+    pub fn add(&mut self, item: &PlanItem) {
+        let t = self
+            .rows
+            .entry((item.rule.clone(), item.course.clone()))
+            .or_default();
+        let state = item.state.as_str();
+        *t.states.entry(state).or_default() += 1;
+        t.cannot_fire += u64::from(item.cannot_fire);
+        for (gist, settled) in &item.gists {
+            let e = t.reasons.entry((state, gist.clone())).or_default();
+            e.0 += 1;
+            e.1 |= *settled;
+        }
+    }
+
+    pub fn add_sent(&mut self, rule: &str, course: &str, n: u64) {
+        *self
+            .rows
+            .entry((rule.to_string(), course.to_string()))
+            .or_default()
+            .states
+            .entry("sent")
+            .or_default() += n;
+    }
+
+    pub fn rows(self) -> Vec<SummaryRow> {
+        self.rows
+            .into_iter()
+            .map(|((rule, course), t)| {
+                let mut reasons: BTreeMap<&'static str, Vec<ReasonCount>> = BTreeMap::new();
+                for ((state, gist), (count, settled)) in t.reasons {
+                    reasons.entry(state).or_default().push(ReasonCount {
+                        reason: gist,
+                        count,
+                        cannot_change: settled,
+                    });
+                }
+                for list in reasons.values_mut() {
+                    list.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+                }
+                SummaryRow {
+                    rule,
+                    course,
+                    states: t.states,
+                    reasons,
+                    cannot_fire: t.cannot_fire,
+                }
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for SummaryRow {
+    /// "certificate-on-completion / ehbo-2026-03: 11 sent, 2 waiting: attendance below
+    /// 75 % (2), course status completed, the rule needs final (1)"
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} / {}:", self.rule, self.course)?;
+        let mut first = true;
+        for state in SUMMARY_STATES {
+            let Some(n) = self.states.get(state).filter(|n| **n > 0) else {
+                continue;
+            };
+            write!(
+                f,
+                "{} {n} {}",
+                if first { "" } else { ";" },
+                state.replace('_', " ")
+            )?;
+            first = false;
+            if let Some(reasons) = self.reasons.get(state) {
+                let shown: Vec<String> = reasons
+                    .iter()
+                    .take(3)
+                    .map(|r| {
+                        format!(
+                            "{}{} ({})",
+                            r.reason,
+                            if r.cannot_change {
+                                ", cannot change as the data stands"
+                            } else {
+                                ""
+                            },
+                            r.count
+                        )
+                    })
+                    .collect();
+                write!(f, ": {}", shown.join(", "))?;
+                if reasons.len() > 3 {
+                    write!(f, ", and {} more reason(s)", reasons.len() - 3)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The summary of the plan at `now`, sent messages included.
+pub async fn summary(
+    store: &Store,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    rule_filter: Option<&str>,
+) -> Result<Vec<SummaryRow>, sqlx::Error> {
+    let mut sum = Summary::default();
+    plan_each(store, rules, tz, now, rule_filter, |item| sum.add(&item)).await?;
+    let mut tx = store.begin_read().await?;
+    let sent = crate::store::outbox::sent_counts(&mut tx, rule_filter).await?;
+    tx.rollback().await?;
+    for (rule, course, n) in sent {
+        sum.add_sent(&rule, &course, u64::try_from(n).unwrap_or(0));
+    }
+    Ok(sum.rows())
 }

@@ -2,7 +2,7 @@
 //! firing pass acts on this verdict, and `plan`, `preview` and `GET /api/v1/plan` show it:
 //! an instance `plan` calls `due` is one the next pass fires, and no other.
 
-use super::conditions::{self, Subject};
+use super::conditions::{self, Reason, Subject};
 use crate::domain::progress::{AttendanceSummary, PassingSummary};
 use crate::domain::{ActionState, CourseStatus, Outcome, enrolment};
 use crate::rules::action::{ActionRule, Attachment, Execution};
@@ -25,11 +25,23 @@ pub enum Decision {
     Cancel,
 }
 
-/// The decision, with one sentence per thing that holds the instance back.
+/// The decision, with one reason per thing that holds the instance back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub decision: Decision,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
+}
+
+impl Verdict {
+    /// The reasons as `plan` shows them.
+    pub fn texts(&self) -> Vec<String> {
+        self.reasons.iter().map(Reason::shown).collect()
+    }
+
+    /// Whether the instance cannot fire as the data stands.
+    pub fn settled(&self) -> bool {
+        self.decision == Decision::Wait && self.reasons.iter().any(|r| r.settled)
+    }
 }
 
 /// An instance as the verdict needs it.
@@ -75,14 +87,24 @@ pub fn verdict(
     facts: &Facts<'_>,
     now: DateTime<Utc>,
 ) -> Verdict {
-    let cancel = |why: String| Verdict {
+    let cancel = |why: String, gist: &str| Verdict {
         decision: Decision::Cancel,
-        reasons: vec![why],
+        reasons: vec![Reason::new(why, gist)],
     };
-    let mut unmet: Vec<String> = Vec::new();
+    let mut unmet: Vec<Reason> = Vec::new();
     match facts {
-        Facts::NotEnrolled => return cancel("the participant is no longer enrolled".into()),
-        Facts::NotAssigned => return cancel("the learner is no longer assigned".into()),
+        Facts::NotEnrolled => {
+            return cancel(
+                "the participant is no longer enrolled (removed, D7)".into(),
+                "removed from the course",
+            );
+        }
+        Facts::NotAssigned => {
+            return cancel(
+                "the learner is no longer assigned".into(),
+                "no longer assigned",
+            );
+        }
         Facts::Participant {
             course,
             result,
@@ -93,15 +115,21 @@ pub fn verdict(
             certificate,
         } => {
             if course.status == CourseStatus::Cancelled {
-                return cancel("the course is cancelled (D9)".into());
+                return cancel("the course was cancelled (D9)".into(), "course cancelled");
             }
             if !enrolment::takes_actions(course.status, *result) {
-                return cancel(format!("the participant is {result} (D9)"));
+                return cancel(
+                    format!("the participant is {result} (D9)"),
+                    &format!("participant {result}"),
+                );
             }
             if *cycle != m.cycle {
-                return cancel(format!(
-                    "a new cycle ({cycle}) started for the participant (D4)"
-                ));
+                return cancel(
+                    format!(
+                        "a new cycle ({cycle}) started for the participant (reset or reassign, D4)"
+                    ),
+                    "a new cycle started",
+                );
             }
             if let Some(rule) = rule {
                 let subject = Subject {
@@ -122,9 +150,12 @@ pub fn verdict(
         }
         Facts::Learner { cycle } => {
             if *cycle != m.cycle {
-                unmet.push(format!(
-                    "the learner is in certification cycle {cycle} now, this email was for cycle {}",
-                    m.cycle
+                unmet.push(Reason::new(
+                    format!(
+                        "the learner is in certification cycle {cycle} now, this email was for cycle {}",
+                        m.cycle
+                    ),
+                    "the learner is in another certification cycle",
                 ));
             }
         }
@@ -132,18 +163,30 @@ pub fn verdict(
     let Some(rule) = rule else {
         return Verdict {
             decision: Decision::Wait,
-            reasons: vec!["the rule is no longer in the rules directory".into()],
+            reasons: vec![Reason::new(
+                "the rule is no longer in the rules directory".into(),
+                "the rule is gone",
+            )],
         };
     };
     let mut reasons = Vec::new();
     if !rule.enabled {
-        reasons.push("the rule is disabled (enabled: false)".into());
+        reasons.push(Reason::new(
+            "the rule is disabled (enabled: false)".into(),
+            "the rule is disabled",
+        ));
     }
     let approved = m.state == ActionState::Approved;
     if !approved {
         match m.due_at {
-            None => reasons.push("due time not known yet (waiting for its anchor)".into()),
-            Some(d) if d > now => reasons.push(format!("due {}", m.due_shown.unwrap_or_default())),
+            None => reasons.push(Reason::new(
+                "due time not known yet (waiting for its anchor)".into(),
+                "due time not known yet",
+            )),
+            Some(d) if d > now => reasons.push(Reason::new(
+                format!("due {}", m.due_shown.unwrap_or_default()),
+                "not due yet",
+            )),
             Some(_) => {}
         }
     }
@@ -173,8 +216,8 @@ pub fn attaches_certificate(rule: &ActionRule) -> bool {
     rule.email.attach.contains(&Attachment::CertificatePdf)
 }
 
-fn waits_for_certificate(rules: &RuleSet, course: &CourseInfo, cycle: i64) -> String {
-    format!(
+fn waits_for_certificate(rules: &RuleSet, course: &CourseInfo, cycle: i64) -> Reason {
+    let text = format!(
         "waits for the certificate of cycle {cycle} (the email attaches it; issued when {})",
         rules
             .course_types
@@ -186,5 +229,6 @@ fn waits_for_certificate(rules: &RuleSet, course: &CourseInfo, cycle: i64) -> St
                     IssueOn::Passed => "the result is passed",
                 }
             })
-    )
+    );
+    Reason::new(text, "waits for the certificate")
 }

@@ -170,6 +170,9 @@ pub struct Conditions {
     /// certification_learner rules: the learner's new status must be one of these.
     #[serde(default)]
     pub certification_status: Option<Vec<crate::domain::certification::LearnerStatus>>,
+    /// D3 completion of the current cycle (by requirements or equivalency).
+    #[serde(default)]
+    pub completed: Option<bool>,
 }
 
 impl ActionRule {
@@ -194,7 +197,8 @@ impl ActionRule {
             || c.course_type.is_some()
             || c.attendance_requirement_achieved.is_some()
             || c.passing_obligation_passed.is_some()
-            || c.result.is_some();
+            || c.result.is_some()
+            || c.completed.is_some();
         if learner && participant_conditions {
             return Err("conditions on courses, attendance and results need data_group course_participant; a certification_learner rule can use conditions.certification_status".into());
         }

@@ -24,6 +24,8 @@ pub struct NewAction<'a> {
     pub person: &'a str,
     pub cycle: i64,
     pub event_at: DateTime<Utc>,
+    /// When the change that made this instance happened (for T4: due while no pass ran).
+    pub seen_at: DateTime<Utc>,
     pub due: Option<DateTime<Utc>>,
     pub expires: Option<DateTime<Utc>>,
 }
@@ -37,12 +39,12 @@ pub async fn insert(
     for chunk in new.chunks(1000) {
         on!(tx, c => {
             let mut q = QueryBuilder::new(
-                "INSERT INTO actions (rule_id, subject_kind, course_id, person_id, cycle, state, event_at, due_at, expires_at, created_at, updated_at) ",
+                "INSERT INTO actions (rule_id, subject_kind, course_id, person_id, cycle, state, event_at, due_at, expires_at, created_at, updated_at, rechecked_at) ",
             );
             q.push_values(chunk, |mut b, a| {
                 b.push_bind(a.rule).push_bind(a.kind.as_str()).push_bind(a.subject).push_bind(a.person).push_bind(a.cycle)
                     .push_bind(ActionState::Waiting.as_str()).push_bind(a.event_at).push_bind(a.due).push_bind(a.expires)
-                    .push_bind(now).push_bind(now);
+                    .push_bind(now).push_bind(now).push_bind(a.seen_at);
             });
             q.push(" ON CONFLICT (rule_id, course_id, person_id, cycle) DO NOTHING");
             q.build().execute(&mut **c).await?;
@@ -60,10 +62,12 @@ pub async fn recheck_subjects(
     kind: SubjectKind,
     subject: &str,
     people: &[String],
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     for chunk in people.chunks(500) {
         on!(tx, c => {
-            let mut q = QueryBuilder::new("UPDATE actions SET recheck = 1 WHERE state = 'waiting' AND recheck = 0 AND subject_kind = ");
+            let mut q = QueryBuilder::new("UPDATE actions SET recheck = 1, rechecked_at = ");
+            q.push_bind(at).push(" WHERE state = 'waiting' AND recheck = 0 AND subject_kind = ");
             q.push_bind(kind.as_str()).push(" AND course_id = ").push_bind(subject).push(" AND person_id IN ");
             push_list(&mut q, chunk);
             q.build().execute(&mut **c).await?;
@@ -73,7 +77,8 @@ pub async fn recheck_subjects(
 }
 
 /// Cancels the pending instances of a course, or of one participant (only those of cycles
-/// before `before_cycle`, if given).
+/// before `before_cycle`, if given), recording why (`reason`: stored reasons, JSON).
+#[allow(clippy::too_many_arguments)]
 pub async fn cancel(
     tx: &mut Tx,
     now: DateTime<Utc>,
@@ -81,12 +86,14 @@ pub async fn cancel(
     subject: &str,
     person: Option<&str>,
     before_cycle: Option<i64>,
+    reason: &str,
 ) -> Result<(), sqlx::Error> {
     on!(tx, c => sqlx::query(
-        "UPDATE actions SET state = 'cancelled', updated_at = $1 WHERE subject_kind = $2 AND course_id = $3 \
+        "UPDATE actions SET state = 'cancelled', updated_at = $1, reason = $6 WHERE subject_kind = $2 AND course_id = $3 \
          AND ($4 IS NULL OR person_id = $4) AND ($5 IS NULL OR cycle < $5) \
          AND state IN ('waiting', 'awaiting_approval', 'approved')",
-    ).bind(now).bind(kind.as_str()).bind(subject).bind(person).bind(before_cycle).execute(&mut **c).await.map(|_| ()))
+    ).bind(now).bind(kind.as_str()).bind(subject).bind(person).bind(before_cycle).bind(reason)
+        .execute(&mut **c).await.map(|_| ()))
 }
 
 /// The waiting instances of a participant's cycle that have no due time yet: (id, rule).
@@ -112,23 +119,32 @@ pub async fn waiting_of_course(
     ).bind(course).fetch_all(&mut **c).await)
 }
 
-/// Every waiting instance of a course is evaluated again at the next pass.
-pub async fn recheck_course(tx: &mut Tx, course: &str) -> Result<(), sqlx::Error> {
+/// Every waiting instance of a course is evaluated again at the next pass (the course
+/// changed at `at`).
+pub async fn recheck_course(
+    tx: &mut Tx,
+    course: &str,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     on!(tx, c => sqlx::query(
-        "UPDATE actions SET recheck = 1 WHERE subject_kind = 'course' AND course_id = $1 AND state = 'waiting' AND recheck = 0",
-    ).bind(course).execute(&mut **c).await.map(|_| ()))
+        "UPDATE actions SET recheck = 1, rechecked_at = $2 WHERE subject_kind = 'course' AND course_id = $1 \
+         AND state = 'waiting' AND recheck = 0",
+    ).bind(course).bind(at).execute(&mut **c).await.map(|_| ()))
 }
 
-/// A new due time (and expiry) for one instance, to be evaluated at it.
+/// A new due time (and expiry) for one instance, to be evaluated at it (the change that
+/// moved it happened at `at`).
 pub async fn set_due(
     tx: &mut Tx,
     id: i64,
     due: Option<DateTime<Utc>>,
     expires: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    on!(tx, c => sqlx::query("UPDATE actions SET due_at = $1, expires_at = $2, recheck = 1, updated_at = $3 WHERE id = $4")
-        .bind(due).bind(expires).bind(now).bind(id).execute(&mut **c).await.map(|_| ()))
+    on!(tx, c => sqlx::query(
+        "UPDATE actions SET due_at = $1, expires_at = $2, recheck = 1, updated_at = $3, rechecked_at = $5 WHERE id = $4",
+    ).bind(due).bind(expires).bind(now).bind(id).bind(at).execute(&mut **c).await.map(|_| ()))
 }
 
 /// An instance as the firing pass and `approve` see it.
@@ -143,6 +159,8 @@ pub struct Instance {
     pub state: ActionState,
     pub due_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it last became eligible to be evaluated (created, or its subject changed).
+    pub rechecked_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -156,6 +174,7 @@ struct InstanceRow {
     state: String,
     due_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
+    rechecked_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<InstanceRow> for Instance {
@@ -171,12 +190,12 @@ impl TryFrom<InstanceRow> for Instance {
             cycle: r.cycle,
             due_at: r.due_at,
             expires_at: r.expires_at,
+            rechecked_at: r.rechecked_at,
         })
     }
 }
 
-const INSTANCE: &str =
-    "id, rule_id, subject_kind, course_id, person_id, cycle, state, due_at, expires_at";
+const INSTANCE: &str = "id, rule_id, subject_kind, course_id, person_id, cycle, state, due_at, expires_at, rechecked_at";
 
 /// Whether the firing pass has anything to do (a cheap read before the write lock).
 pub async fn any_to_fire(store: &Store, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
@@ -213,15 +232,16 @@ pub async fn candidates(
     rows.into_iter().map(Instance::try_from).collect()
 }
 
-/// Records the outcome of evaluating instances: their new state, evaluated (`recheck = 0`).
+/// Records the outcome of evaluating instances: their new state and why (stored reasons,
+/// JSON), evaluated (`recheck = 0`).
 pub async fn set_states(
     tx: &mut Tx,
-    states: &[(i64, ActionState)],
+    states: &[(i64, ActionState, Option<String>)],
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    for (id, state) in states {
-        on!(tx, c => sqlx::query("UPDATE actions SET state = $1, recheck = 0, updated_at = $2 WHERE id = $3")
-            .bind(state.as_str()).bind(now).bind(*id).execute(&mut **c).await.map(|_| ()))?;
+    for (id, state, reason) in states {
+        on!(tx, c => sqlx::query("UPDATE actions SET state = $1, recheck = 0, updated_at = $2, reason = $4 WHERE id = $3")
+            .bind(state.as_str()).bind(now).bind(*id).bind(reason).execute(&mut **c).await.map(|_| ()))?;
     }
     Ok(())
 }
@@ -324,7 +344,8 @@ pub async fn sync_rule_versions(
         ).bind(rule).bind(digest).execute(&mut **c).await.map(|_| ()))?;
         if known.contains_key(rule) {
             changed += on!(tx, c => sqlx::query(
-                "UPDATE actions SET recheck = 1 WHERE rule_id = $1 AND state = 'waiting' AND recheck = 0",
+                "UPDATE actions SET recheck = 1, rechecked_at = CURRENT_TIMESTAMP WHERE rule_id = $1 \
+                 AND state = 'waiting' AND recheck = 0",
             ).bind(rule).execute(&mut **c).await?.rows_affected());
         }
     }
@@ -355,6 +376,10 @@ pub struct PlanRow {
     pub delivery: Option<DeliveryState>,
     pub due_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Stored reasons (JSON) of the last evaluation or the cancellation.
+    pub reason: Option<String>,
+    /// The delivery's last error, if it fired and failed or is retrying.
+    pub delivery_error: Option<String>,
 }
 
 /// The instances of `subjects` (of `rule`, if given) not yet sent, ordered by subject, due
@@ -374,7 +399,10 @@ pub async fn plan_rows(
             let mut q = QueryBuilder::new(format!(
                 "SELECT group_concat(a.id || char(31) || a.rule_id || char(31) || a.subject_kind || char(31) || a.course_id \
                  || char(31) || a.person_id || char(31) || a.cycle || char(31) || a.state || char(31) || COALESCE(d.state, '') \
-                 || char(31) || COALESCE(a.due_at, '') || char(31) || COALESCE(a.expires_at, ''), char(30)){FROM}"
+                 || char(31) || COALESCE(a.due_at, '') || char(31) || COALESCE(a.expires_at, '') \
+                 || char(31) || CASE WHEN a.state IN ('cancelled', 'expired') THEN COALESCE(a.reason, '') ELSE '' END \
+                 || char(31) || CASE WHEN d.state IN ('failed', 'retrying') \
+                 THEN replace(replace(COALESCE(d.last_error, ''), char(30), ' '), char(31), ' ') ELSE '' END, char(30)){FROM}"
             ));
             push_list(&mut q, subjects);
             q.push(" AND (")
@@ -383,7 +411,7 @@ pub async fn plan_rows(
                 .push_bind(rule)
                 .push(") GROUP BY a.course_id");
             let groups: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
-            for r in packed::rows::<10>(&groups, "action") {
+            for r in packed::rows::<12>(&groups, "action") {
                 let [
                     id,
                     rule_id,
@@ -395,6 +423,8 @@ pub async fn plan_rows(
                     delivery,
                     due,
                     expires,
+                    reason,
+                    error,
                 ] = r?;
                 out.push(PlanRow {
                     id: packed::int(id, "action")?,
@@ -411,6 +441,8 @@ pub async fn plan_rows(
                     },
                     due_at: packed::time(due)?,
                     expires_at: packed::time(expires)?,
+                    reason: (!reason.is_empty()).then(|| reason.to_string()),
+                    delivery_error: (!error.is_empty()).then(|| error.to_string()),
                 });
             }
         }
@@ -427,10 +459,13 @@ pub async fn plan_rows(
                 delivery: Option<String>,
                 due_at: Option<DateTime<Utc>>,
                 expires_at: Option<DateTime<Utc>>,
+                reason: Option<String>,
+                delivery_error: Option<String>,
             }
             let mut q = QueryBuilder::new(format!(
                 "SELECT a.id, a.rule_id, a.subject_kind, a.course_id, a.person_id, a.cycle, a.state, d.state AS delivery, \
-                 a.due_at, a.expires_at{FROM}"
+                 a.due_at, a.expires_at, CASE WHEN a.state IN ('cancelled', 'expired') THEN a.reason END AS reason, \
+                 CASE WHEN d.state IN ('failed', 'retrying') THEN d.last_error END AS delivery_error{FROM}"
             ));
             push_list(&mut q, subjects);
             q.push(" AND (")
@@ -451,6 +486,8 @@ pub async fn plan_rows(
                     delivery: r.delivery.as_deref().map(word).transpose()?,
                     due_at: r.due_at,
                     expires_at: r.expires_at,
+                    reason: r.reason,
+                    delivery_error: r.delivery_error,
                 });
             }
         }

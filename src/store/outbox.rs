@@ -346,3 +346,14 @@ pub async fn next_attempt(tx: &mut Tx) -> Result<Option<DateTime<Utc>>, sqlx::Er
         "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('queued', 'retrying')",
     ).fetch_one(&mut **c).await)
 }
+
+/// How many messages were sent, by rule and course (or certification).
+pub async fn sent_counts(
+    tx: &mut Tx,
+    rule: Option<&str>,
+) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT rule_id, course_id, COUNT(*) FROM deliveries WHERE state = 'sent' AND ($1 IS NULL OR rule_id = $1) \
+         GROUP BY rule_id, course_id",
+    ).bind(rule).fetch_all(&mut **c).await)
+}
