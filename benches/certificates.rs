@@ -19,8 +19,9 @@ fn main() {
         name: "Opleidingscentrum Voorbeeld".into(),
         from: "Opleidingscentrum <opleidingen@example.nl>".into(),
         verify_base_url: "https://opleidingen.example.nl".into(),
+        locale: registrar::lang::Lang::parse("nl").expect("nl"),
     };
-    let base = sample_context(&office);
+    let base = sample_context(&office, &office.locale);
     let names = [
         "Anne de Vries",
         "Zoë van 't Hof",

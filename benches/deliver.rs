@@ -72,6 +72,7 @@ fn main() {
             templates: &templates,
             office: &config.office,
             tz: config.timezone,
+            locale: None,
         };
         let fired = fire::fire(&store, &env, now).await.expect("fire");
         assert_eq!(fired.queued as usize, n);

@@ -58,6 +58,9 @@ pub struct Office {
     pub name: String,
     pub from: String,
     pub verify_base_url: String,
+    /// The language of a participant without a `locale`, and of the templates without a
+    /// language in their name (T7).
+    pub locale: crate::lang::Lang,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -149,6 +152,7 @@ struct RawOffice {
     name: Option<String>,
     from: Option<String>,
     verify_base_url: Option<String>,
+    locale: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -292,7 +296,18 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
     };
 
     let office_raw = raw.office.unwrap_or_default();
+    let locale = match office_raw.locale.as_deref() {
+        None => crate::lang::Lang::english(),
+        Some(l) => crate::lang::Lang::parse(l).unwrap_or_else(|| {
+            bad(
+                "office.locale",
+                format!("{l:?} is not a language tag (expected e.g. nl, en, de or nl-BE)"),
+            );
+            crate::lang::Lang::english()
+        }),
+    };
     let office = Office {
+        locale,
         name: office_raw.name.unwrap_or_else(|| "Training Office".into()),
         from: office_raw
             .from

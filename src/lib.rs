@@ -13,6 +13,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod import;
+pub mod lang;
 pub mod mail;
 pub mod pdf;
 pub mod render;

@@ -201,9 +201,15 @@ pub fn build(
         .map_err(|e| format!("cannot build the message: {e}"))
 }
 
-/// `certificate-COURSE-PERSON.pdf`, safe characters only (the name of an attachment).
-pub fn certificate_file_name(course: &str, person: &str) -> String {
-    format!("certificate-{}-{}.pdf", safe(course), safe(person))
+/// `certificate-COURSE-PERSON.pdf` (`certificaat-...` in Dutch), safe characters only (the
+/// name of an attachment).
+pub fn certificate_file_name(course: &str, person: &str, lang: &crate::lang::Lang) -> String {
+    format!(
+        "{}-{}-{}.pdf",
+        crate::lang::words(lang).certificate_file,
+        safe(course),
+        safe(person)
+    )
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! `course`, `part`, `enrolment`, `attendance`, `certificate`, `certification`, `office`.
 
 use crate::config::Office;
+use crate::lang::Lang;
 use crate::rules::ActionRule;
+use crate::rules::action::Texts;
 use handlebars::Handlebars;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -37,7 +39,92 @@ fn registry(escape: bool) -> Handlebars<'static> {
     if !escape {
         h.register_escape_fn(handlebars::no_escape);
     }
+    h.register_helper("format_date", Box::new(format_date));
+    h.register_helper("format_datetime", Box::new(format_datetime));
     h
+}
+
+/// The language a template is being rendered in (`recipient.language`), English if none.
+fn language_of(ctx: &handlebars::Context) -> Lang {
+    ctx.data()["recipient"]["language"]
+        .as_str()
+        .and_then(Lang::parse)
+        .unwrap_or_else(Lang::english)
+}
+
+/// `{{format_date X}}` (long: "23 maart 2026") and `{{format_date X "short"}}`
+/// ("23-03-2026") in the recipient's language; X is a time or date of the context. An
+/// empty value writes nothing (a certificate without an expiry).
+fn format_date(
+    h: &handlebars::Helper<'_>,
+    _: &Handlebars<'_>,
+    ctx: &handlebars::Context,
+    _: &mut handlebars::RenderContext<'_, '_>,
+    out: &mut dyn handlebars::Output,
+) -> handlebars::HelperResult {
+    let (t, style) = moment_param(h, "format_date")?;
+    let Some(t) = t else { return Ok(()) };
+    let lang = language_of(ctx);
+    let text = match style.as_deref() {
+        None | Some("long") => crate::lang::long_date_of(&t, &lang),
+        Some("short") => crate::lang::short_date_of(&t, &lang),
+        Some(other) => {
+            return Err(handlebars::RenderErrorReason::Other(format!(
+                "format_date: {other:?} is not a style (use \"long\" or \"short\")"
+            ))
+            .into());
+        }
+    };
+    out.write(&text)?;
+    Ok(())
+}
+
+/// `{{format_datetime X}}`: the long date and the time of day, "23 maart 2026 17:00".
+fn format_datetime(
+    h: &handlebars::Helper<'_>,
+    _: &Handlebars<'_>,
+    ctx: &handlebars::Context,
+    _: &mut handlebars::RenderContext<'_, '_>,
+    out: &mut dyn handlebars::Output,
+) -> handlebars::HelperResult {
+    let (t, _) = moment_param(h, "format_datetime")?;
+    if let Some(t) = t {
+        out.write(&crate::lang::long_datetime_of(&t, &language_of(ctx)))?;
+    }
+    Ok(())
+}
+
+/// The helper's moment (None for an empty value) and its optional style.
+fn moment_param(
+    h: &handlebars::Helper<'_>,
+    helper: &'static str,
+) -> Result<
+    (
+        Option<chrono::DateTime<chrono::FixedOffset>>,
+        Option<String>,
+    ),
+    handlebars::RenderError,
+> {
+    let value = h
+        .param(0)
+        .ok_or(handlebars::RenderErrorReason::ParamNotFoundForIndex(
+            helper, 0,
+        ))?;
+    let style = h
+        .param(1)
+        .and_then(|p| p.value().as_str().map(str::to_string));
+    let text = value.value().as_str().unwrap_or_default();
+    if text.trim().is_empty() {
+        return Ok((None, style));
+    }
+    crate::lang::parse_moment(text)
+        .map(|t| (Some(t), style))
+        .ok_or_else(|| {
+            handlebars::RenderErrorReason::Other(format!(
+                "{helper}: {text:?} is not a time or date (give it a value such as course.start or certificate.issued_at)"
+            ))
+            .into()
+        })
 }
 
 impl Templates {
@@ -127,6 +214,15 @@ impl Templates {
     /// The certificate PDF of layout `name` (`NAME.svg.hbs`) for `ctx`. Long names shrink:
     /// the layout gets `layout.name_size`, the font size at which the name fits.
     pub fn render_pdf(&self, name: &str, ctx: &Value) -> Result<Vec<u8>, TemplateProblem> {
+        // The layout in the recipient's language, if there is one (`NAME.nl.svg.hbs`).
+        let lang = ctx["recipient"]["language"].as_str().and_then(Lang::parse);
+        let variant = lang.and_then(|l| {
+            l.chain()
+                .into_iter()
+                .map(|l| format!("{name}.{l}"))
+                .find(|v| self.svg.has_template(v))
+        });
+        let name = variant.as_deref().unwrap_or(name);
         let file = self.dir.join(format!("{name}.svg.hbs"));
         let problem = |line: u64, column: u64, message: String| TemplateProblem {
             file: file.clone(),
@@ -173,17 +269,59 @@ impl Templates {
         self.text.has_template(name)
     }
 
-    /// Renders the email of `rule` against `ctx`.
-    pub fn render(&self, rule: &ActionRule, ctx: &Value) -> Result<Rendered, TemplateProblem> {
-        let inline = |what: &str, s: &serde_saphyr::Spanned<String>| {
+    /// The language a message of template `name` is written in for a recipient who reads
+    /// `prefs` (best first, the office's last): the first with its own
+    /// `NAME.LANG.html.hbs`; the templates without a language are in the office's.
+    pub fn language_for(&self, name: &str, prefs: &[Lang], office: &Lang) -> Lang {
+        for l in prefs {
+            if self.html.has_template(&format!("{name}.{l}")) {
+                return l.clone();
+            }
+            if *l == *office || *l == office.base() {
+                return office.clone();
+            }
+        }
+        office.clone()
+    }
+
+    /// The languages template `name` has its own HTML part in (`NAME.LANG.html.hbs`).
+    pub fn languages_of(&self, name: &str) -> Vec<Lang> {
+        variants(&self.html, name)
+    }
+
+    /// The languages certificate layout `name` has its own variant in (`NAME.LANG.svg.hbs`).
+    pub fn layout_languages_of(&self, name: &str) -> Vec<Lang> {
+        variants(&self.svg, name)
+    }
+
+    /// Renders the email of `rule` against `ctx`, in `ctx`'s `recipient.language` (the
+    /// office's, `office`, when the template has no part of that language).
+    pub fn render(
+        &self,
+        rule: &ActionRule,
+        ctx: &Value,
+        office: &Lang,
+    ) -> Result<Rendered, TemplateProblem> {
+        let lang = ctx["recipient"]["language"]
+            .as_str()
+            .and_then(Lang::parse)
+            .unwrap_or_else(|| office.clone());
+        let inline = |what: &str, s: &serde_saphyr::Spanned<Texts>| {
+            let problem = |message: String| TemplateProblem {
+                file: rule.file.clone(),
+                line: s.referenced.line(),
+                column: s.referenced.column(),
+                message: format!("action {}: {what}: {message}", rule.id.value),
+            };
+            let text = s.value.pick(&lang, office).ok_or_else(|| {
+                problem(format!(
+                    "no text for {lang} (nor for the office language {office}); add `{}: ...`",
+                    lang.base()
+                ))
+            })?;
             self.text
-                .render_template(&s.value, ctx)
-                .map_err(|e| TemplateProblem {
-                    file: rule.file.clone(),
-                    line: s.referenced.line(),
-                    column: s.referenced.column(),
-                    message: format!("action {}: {what}: {}", rule.id.value, reason(&e)),
-                })
+                .render_template(text, ctx)
+                .map_err(|e| problem(reason(&e)))
         };
         let subject = inline("email.subject", &rule.email.subject)?;
         // A subject is one header line: a line break (from the template or a value) would
@@ -210,7 +348,14 @@ impl Templates {
             });
         }
         inline("name", &rule.name)?;
-        let name = &rule.email.template.value;
+        let base = &rule.email.template.value;
+        // This language's own parts, else the templates without a language.
+        let own = lang
+            .chain()
+            .into_iter()
+            .map(|l| format!("{base}.{l}"))
+            .find(|v| self.html.has_template(v));
+        let name = own.as_deref().unwrap_or(base);
         let file = |ext: &str| self.dir.join(format!("{name}.{ext}.hbs"));
         let located = |e: handlebars::RenderError, ext: &str| TemplateProblem {
             file: file(ext),
@@ -230,6 +375,7 @@ impl Templates {
             .html
             .render(name, ctx)
             .map_err(|e| located(e, "html"))?;
+        // The text part of the same language only: a message is in one language.
         let text = if self.text.has_template(name) {
             Some(self.text.render(name, ctx).map_err(|e| located(e, "txt"))?)
         } else {
@@ -243,46 +389,64 @@ impl Templates {
     }
 }
 
+fn variants(registry: &Handlebars<'static>, name: &str) -> Vec<Lang> {
+    let prefix = format!("{name}.");
+    let mut out: Vec<Lang> = registry
+        .get_templates()
+        .keys()
+        .filter_map(|k| k.strip_prefix(&prefix).and_then(Lang::parse))
+        .collect();
+    out.sort();
+    out
+}
+
 /// The reason of a render error, worded for the person who wrote the template.
 fn reason(e: &handlebars::RenderError) -> String {
     match e.reason() {
         handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
             format!(
-                "unknown variable `{path}` (the context has participant, course, part, enrolment, attendance, certificate, certification and office)"
+                "unknown variable `{path}` (the context has participant, course, part, enrolment, attendance, certificate, certification, office and recipient)"
             )
         }
         other => other.to_string(),
     }
 }
 
-/// A context with every variable filled, for `registrar check`.
-pub fn sample_context(office: &Office) -> Value {
+/// A context with every variable filled, for `registrar check`, in `lang`.
+pub fn sample_context(office: &Office, lang: &Lang) -> Value {
+    let day = |s: &str| {
+        crate::lang::parse_moment(s)
+            .map_or_else(String::new, |t| crate::lang::long_date_of(&t, lang))
+    };
     json!({
+        "recipient": {"language": lang},
         "participant": {"id": "p-0001", "full_name": "Anne de Vries", "first_name": "Anne",
                         "email": "anne.devries@example.nl", "locale": "nl", "fields": {}},
         "course": {"id": "ehbo-2026-03", "name": "EHBO basiscursus", "type": "first-aid",
                    "type_name": "Eerste hulp", "status": "final",
                    "start": "2026-03-02T09:00:00+01:00", "end": "2026-03-23T12:00:00+01:00",
-                   "start_date": "2 March 2026", "end_date": "23 March 2026",
+                   "start_date": day("2026-03-02T09:00:00+01:00"), "end_date": day("2026-03-23T12:00:00+01:00"),
                    "location": "Utrecht", "fields": {}},
         "part": {"id": "p1", "name": "Reanimatie en AED", "start": "2026-03-02T09:00:00+01:00",
-                 "end": "2026-03-02T12:00:00+01:00", "date": "2 March 2026"},
+                 "end": "2026-03-02T12:00:00+01:00", "date": day("2026-03-02T09:00:00+01:00")},
         "enrolment": {"result": "passed", "score": 8.5, "comment": "", "cycle": 1, "walk_in": false,
                       "completed_at": "2026-03-23T12:00:00+01:00"},
         "attendance": {"attended": 4, "required": 4, "percent": 100, "percent_needed": 75,
                        "achieved": true, "passing_obligation_passed": true, "expiry_status": "valid"},
         "certificate": {"number": "FA-2026-000123", "verification_code": "sample-code",
                         "verify_url": format!("{}/verify/sample-code", office.verify_base_url),
-                        "issued_on": "23 March 2026", "valid_until": "23 March 2028"},
+                        "issued_on": day("2026-03-23T12:00:00+01:00"), "valid_until": day("2028-03-23T12:00:00+01:00"),
+                        "issued_at": "2026-03-23T12:00:00+01:00", "valid_until_at": "2028-03-23T12:00:00+01:00"},
         "certification": {"id": "forklift-operator", "name": "Forklift operator", "status": "certified",
-                          "valid_until": "1 April 2029", "grace_period_ends": "30 June 2029"},
-        "office": {"name": office.name, "from": office.from, "verify_base_url": office.verify_base_url},
+                          "valid_until": day("2029-04-01T12:00:00+02:00"), "grace_period_ends": day("2029-06-30T12:00:00+02:00")},
+        "office": {"name": office.name, "from": office.from, "verify_base_url": office.verify_base_url,
+                   "locale": office.locale},
     })
 }
 
-/// "2 March 2026".
+/// "2 March 2026" (English; messages use [`crate::lang::long_date`] in their language).
 pub fn long_date(t: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
-    t.with_timezone(&tz).format("%-d %B %Y").to_string()
+    crate::lang::long_date(t, tz, &Lang::english())
 }
 
 /// The rules and templates the config names, with every problem `registrar check` would
@@ -300,8 +464,9 @@ pub fn load_checked(
             .iter()
             .map(ToString::to_string),
     );
-    // Every certificate layout, rendered and converted to PDF against the sample context.
-    let ctx = sample_context(&config.office);
+    // Every certificate layout, in every language it has, rendered and converted to PDF
+    // against the sample context.
+    let office = &config.office.locale;
     let mut layouts: Vec<&str> = set
         .course_types
         .values()
@@ -310,26 +475,107 @@ pub fn load_checked(
     layouts.sort_unstable();
     layouts.dedup();
     for name in layouts {
-        if let Err(p) = templates.render_pdf(name, &ctx) {
-            problems.push(p.to_string());
+        let mut langs = templates.layout_languages_of(name);
+        langs.push(office.clone());
+        langs.dedup();
+        for lang in langs {
+            if let Err(p) = templates.render_pdf(name, &sample_context(&config.office, &lang)) {
+                problems.push(p.to_string());
+            }
         }
     }
     (set, templates, problems)
 }
 
-/// Problems of every action's email against the sample context, for `registrar check`.
+/// Problems of every action's email, in every language it is written in, against the
+/// sample context, for `registrar check`; and a language present for one part of an email
+/// but missing for another (T7).
 pub fn check_rules(
     templates: &Templates,
     rules: &[ActionRule],
     office: &Office,
 ) -> Vec<TemplateProblem> {
-    let ctx = sample_context(office);
-    rules
+    let home = &office.locale;
+    let mut out = Vec::new();
+    // A missing or unparsable template is reported already.
+    for r in rules
         .iter()
-        // A missing or unparsable template is reported already.
         .filter(|r| templates.has(&r.email.template.value))
-        .filter_map(|r| templates.render(r, &ctx).err())
-        .collect()
+    {
+        let name = &r.email.template.value;
+        let own = templates.languages_of(name);
+        let mut langs = own.clone();
+        langs.push(home.clone());
+        langs.sort();
+        langs.dedup();
+        for lang in &langs {
+            if let Err(p) = templates.render(r, &sample_context(office, lang), home) {
+                out.push(p);
+            }
+        }
+        let at = |s: &serde_saphyr::Spanned<Texts>, message: String| TemplateProblem {
+            file: r.file.clone(),
+            line: s.referenced.line(),
+            column: s.referenced.column(),
+            message: format!("action {}: {message}", r.id.value),
+        };
+        for lang in &own {
+            let variant = format!("{name}.{lang}");
+            if templates.has_text(name) && !templates.has_text(&variant) {
+                out.push(TemplateProblem {
+                    file: templates.dir.join(format!("{variant}.txt.hbs")),
+                    line: 0,
+                    column: 0,
+                    message: format!(
+                        "is missing: {name} has a text part and a {lang} HTML part ({variant}.html.hbs), but no {lang} text part (used by action {})",
+                        r.id.value
+                    ),
+                });
+            }
+        }
+        for (what, texts) in [("email.subject", &r.email.subject), ("name", &r.name)] {
+            let crate::rules::action::Texts::Many(map) = &texts.value else {
+                continue;
+            };
+            let has = |l: &Lang| {
+                map.keys()
+                    .filter_map(|k| Lang::parse(k))
+                    .any(|k| k == *l || k == l.base())
+            };
+            if !has(home) {
+                out.push(at(
+                    texts,
+                    format!(
+                        "{what} has no text for the office language {home} (office.locale); add `{}: ...`",
+                        home.base()
+                    ),
+                ));
+            }
+            for lang in &own {
+                if !has(lang) {
+                    out.push(at(
+                        texts,
+                        format!(
+                            "{what} has no text for {lang}, which templates/{name}.{lang}.html.hbs is written in; add `{lang}: ...`"
+                        ),
+                    ));
+                }
+            }
+            for k in map.keys().filter_map(|k| Lang::parse(k)) {
+                let written =
+                    k == *home || k == home.base() || own.iter().any(|l| *l == k || l.base() == k);
+                if !written {
+                    out.push(at(
+                        texts,
+                        format!(
+                            "{what} has a text for {k}, but there is no templates/{name}.{k}.html.hbs, so no email is written in {k}"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -341,6 +587,7 @@ mod tests {
             name: "O".into(),
             from: "O <o@example.org>".into(),
             verify_base_url: "https://o.example.org".into(),
+            locale: Lang::english(),
         }
     }
 
@@ -366,10 +613,14 @@ mod tests {
             "<p>{{participant.full_name}}</p>",
             "{{participant.full_name}}",
         );
-        let mut ctx = sample_context(&office());
+        let mut ctx = sample_context(&office(), &Lang::english());
         ctx["participant"]["full_name"] = json!("Brouwer & Zn <b>'t Hof</b>");
         let r = t
-            .render(&rule("Hi {{participant.full_name}}"), &ctx)
+            .render(
+                &rule("Hi {{participant.full_name}}"),
+                &ctx,
+                &Lang::english(),
+            )
             .expect("render");
         assert_eq!(
             r.html,
@@ -383,7 +634,11 @@ mod tests {
     fn strict_mode_makes_an_unknown_variable_an_error_not_a_blank() {
         let (_d, t) = templates("<p>{{participant.fullname}}</p>", "x");
         let e = t
-            .render(&rule("Hi"), &sample_context(&office()))
+            .render(
+                &rule("Hi"),
+                &sample_context(&office(), &Lang::english()),
+                &Lang::english(),
+            )
             .unwrap_err();
         assert!(
             e.message

@@ -112,6 +112,7 @@ impl Runtime {
             templates: &self.templates,
             office: &self.config.office,
             tz,
+            locale: None,
         };
         let fired = fire::fire(&self.store, &env, now).await?;
         let delivered = delivery::deliver(

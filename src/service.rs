@@ -65,7 +65,10 @@ pub fn host() -> String {
 
 /// Whether a process with this id runs on this machine.
 pub fn pid_alive(pid: i64) -> bool {
+    // Under `ProtectProc=invisible` (the unit sets it) other users' processes are hidden:
+    // when even pid 1 cannot be seen, nothing can be judged here, and the heartbeat decides.
     std::path::Path::new(&format!("/proc/{pid}")).exists()
+        || !std::path::Path::new("/proc/1").exists()
 }
 
 /// "3 h 5 min", "2 days 4 h", "45 s".

@@ -3,6 +3,7 @@
 
 use crate::domain::progress::{self, AttendanceSummary, PassingSummary};
 use crate::domain::{ExpiryStatus, Outcome, expiry};
+use crate::lang::Lang;
 use crate::rules::RuleSet;
 use crate::store::catalogue::{self, CourseInfo};
 use crate::store::{Lock, Tx, certificates, certifications, enrolments};
@@ -107,33 +108,13 @@ pub async fn participants(
     Ok(Some((course, out)))
 }
 
-/// The template context (SPEC §3) of one participant of one course; `part` is the part the
-/// triggering event was about, if any. `None` when the course or enrolment is unknown.
-#[allow(clippy::too_many_arguments)]
-pub async fn email_context(
-    tx: &mut Tx,
-    rules: &RuleSet,
-    office: &crate::config::Office,
-    tz: Tz,
-    now: DateTime<Utc>,
-    course_id: &str,
-    person_id: &str,
-    part_id: Option<&str>,
-) -> Result<Option<serde_json::Value>, sqlx::Error> {
-    let one = [person_id.to_string()];
-    let Some((course, participants)) =
-        participants(tx, rules, tz, now, course_id, Some(&one), Lock::None).await?
-    else {
-        return Ok(None);
-    };
-    let Some(p) = participants.into_iter().find(|p| p.person_id == person_id) else {
-        return Ok(None);
-    };
-    participant_context(tx, rules, office, tz, &course, &p, part_id).await
-}
+/// Chooses the language of a message from the recipient's `locale` (T7).
+pub type Chooser<'a> = &'a (dyn Fn(Option<&str>) -> Lang + Sync);
 
 /// [`email_context`] for a participant whose status is already known (the engine reads a
-/// course's participants once for every action of that course it fires).
+/// course's participants once for every action of that course it fires), in the language
+/// `choose` picks for the participant's locale (`recipient.language`; dates written in it).
+#[allow(clippy::too_many_arguments)]
 pub async fn participant_context(
     tx: &mut Tx,
     rules: &RuleSet,
@@ -142,14 +123,16 @@ pub async fn participant_context(
     course: &CourseInfo,
     p: &ParticipantStatus,
     part_id: Option<&str>,
+    choose: Chooser<'_>,
 ) -> Result<Option<serde_json::Value>, sqlx::Error> {
     use crate::domain::time::local_rfc3339;
-    use crate::render::long_date;
     use serde_json::json;
     let (course_id, person_id) = (course.id.as_str(), p.person_id.as_str());
     let Some(person) = catalogue::person(tx, person_id, Lock::None).await? else {
         return Ok(None);
     };
+    let lang = choose(person.locale.as_deref());
+    let long_date = |t: DateTime<Utc>, tz: Tz| crate::lang::long_date(t, tz, &lang);
     let Some(e) = enrolments::one(tx, course_id, person_id, Lock::None).await? else {
         return Ok(None);
     };
@@ -174,13 +157,17 @@ pub async fn participant_context(
         }) => json!({
             "number": number, "verification_code": code,
             "verify_url": format!("{}/verify/{code}", office.verify_base_url),
-            "issued_on": long_date(issued, tz), "valid_until": until.map(|u| long_date(u, tz)).unwrap_or_default()}),
+            "issued_on": long_date(issued, tz), "valid_until": until.map(|u| long_date(u, tz)).unwrap_or_default(),
+            "issued_at": local_rfc3339(issued, tz),
+            "valid_until_at": until.map(|u| local_rfc3339(u, tz)).unwrap_or_default()}),
         None => json!({"number": "(not issued yet)", "verification_code": "", "verify_url": "",
-                       "issued_on": "(not issued yet)", "valid_until": "(not issued yet)"}),
+                       "issued_on": "(not issued yet)", "valid_until": "(not issued yet)",
+                       "issued_at": "", "valid_until_at": ""}),
     };
     let fields =
         |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_else(|_| json!({}));
     Ok(Some(json!({
+        "recipient": {"language": lang},
         "participant": {"id": person.id, "full_name": person.full_name,
             "first_name": person.first_name.clone().unwrap_or_else(|| person.full_name.split_whitespace().next().unwrap_or_default().to_string()),
             "email": person.email, "locale": person.locale, "fields": fields(&person.fields)},
@@ -198,7 +185,8 @@ pub async fn participant_context(
             "expiry_status": p.expiry.map(|x| x.as_str()).unwrap_or_default()},
         "certificate": certificate,
         "certification": {"id": "", "name": "", "status": "", "valid_until": "", "grace_period_ends": ""},
-        "office": {"name": office.name, "from": office.from, "verify_base_url": office.verify_base_url},
+        "office": {"name": office.name, "from": office.from, "verify_base_url": office.verify_base_url,
+            "locale": office.locale},
     })))
 }
 
@@ -213,6 +201,7 @@ pub async fn learner_context(
     tz: Tz,
     certification: &str,
     person_id: &str,
+    choose: Chooser<'_>,
 ) -> Result<
     Option<(
         serde_json::Value,
@@ -221,7 +210,6 @@ pub async fn learner_context(
     )>,
     sqlx::Error,
 > {
-    use crate::render::long_date;
     let Some(spec) = rules.certifications.get(certification) else {
         return Ok(None);
     };
@@ -233,7 +221,9 @@ pub async fn learner_context(
     let Some(person) = catalogue::person(tx, person_id, Lock::None).await? else {
         return Ok(None);
     };
-    let mut ctx = crate::render::sample_context(office);
+    let lang = choose(person.locale.as_deref());
+    let long_date = |t: DateTime<Utc>, tz: Tz| crate::lang::long_date(t, tz, &lang);
+    let mut ctx = crate::render::sample_context(office, &lang);
     for key in ["course", "part", "enrolment", "attendance", "certificate"] {
         blank(&mut ctx[key]);
     }

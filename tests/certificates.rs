@@ -113,7 +113,7 @@ fn d5_the_certificate_email_carries_exactly_one_pdf_with_name_course_number_and_
     )
     .expect("Anne's certificate email");
     assert!(
-        eml.contains("certificate-ehbo-2026-03-anne.pdf\""),
+        eml.contains("certificaat-ehbo-2026-03-anne.pdf\""),
         "{}",
         &eml[..eml.len().min(2000)]
     );
@@ -232,8 +232,8 @@ fn d5_the_expiring_reminder_fires_sixty_days_before_expiry_at_nine_local_time() 
         std::fs::read_to_string(outbox.join("certificate-expiring__ehbo-2026-03__anne__1.eml"))
             .expect("Anne's reminder");
     assert!(
-        anne.contains("1 December 2028"),
-        "the reminder names the expiry date"
+        anne.contains("1 december 2028"),
+        "the reminder names the expiry date, in Dutch"
     );
 }
 
@@ -262,7 +262,7 @@ fn d5_names_with_accents_apostrophes_and_markup_render_exactly_and_a_long_name_f
             &out_dir.to_string_lossy(),
         ],
     );
-    let pdf = std::fs::read(out_dir.join("certificate-ehbo-2026-03-anne.pdf"))
+    let pdf = std::fs::read(out_dir.join("certificaat-ehbo-2026-03-anne.pdf"))
         .expect("preview writes the PDF");
     let Some(text) = pdf_text(&pdf, office.dir.path(), &[]) else {
         return;

@@ -93,7 +93,7 @@ fn certification_a_three_year_timeline_certifies_expires_lapses_and_renews() {
         std::fs::read_to_string(outbox.join(format!("certification-expired__{CERT}__anne__2.eml")))
             .expect("expired email");
     assert!(
-        expired.contains("23 June 2028"),
+        expired.contains("23 juni 2028"),
         "the grace period's end is named: {expired}"
     );
     let deliveries = office.run(

@@ -40,9 +40,9 @@ fn of<'a>(deliveries: &'a [Value], rule: &str, person: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no delivery of {rule} for {person}"))
 }
 
-/// Sixteen messages are due in the example office at NOW: five certificates, two proofs of
-/// participation, six "passed", two "failed" and one "not finished" notice.
-const DUE_AT_NOW: usize = 16;
+/// Eighteen messages are due in the example office at NOW: six certificates, two proofs of
+/// participation, seven "passed", two "failed" and one "not finished" notice.
+const DUE_AT_NOW: usize = 18;
 
 #[test]
 fn t3_every_due_participant_gets_exactly_one_message_and_a_second_tick_sends_nothing() {
@@ -58,7 +58,7 @@ fn t3_every_due_participant_gets_exactly_one_message_and_a_second_tick_sends_not
         .collect();
     let subjects: Vec<String> = anne.iter().filter_map(|m| m.header("Subject")).collect();
     assert!(
-        subjects.contains(&"Certificate EHBO basiscursus maart 2026 - Anne de Vries".to_string()),
+        subjects.contains(&"Certificaat EHBO basiscursus maart 2026 - Anne de Vries".to_string()),
         "{subjects:?}"
     );
     assert!(
@@ -76,17 +76,17 @@ fn t3_every_due_participant_gets_exactly_one_message_and_a_second_tick_sends_not
 
     let out = tick(&office, NOW);
     assert!(out.contains("0 sent"), "{out}");
-    // The next day at 10:00 the survey invitations fall due: ten go out, and Siem, who has
-    // no email address, gets a failed delivery that says so.
+    // The next day at 10:00 the survey invitations fall due: eleven go out, and Siem, who
+    // has no email address, gets a failed delivery that says so.
     let out = tick(&office, NEXT_DAY);
-    assert!(out.contains("10 sent") && out.contains("1 failed"), "{out}");
-    assert_eq!(server.count(), DUE_AT_NOW + 10);
+    assert!(out.contains("11 sent") && out.contains("1 failed"), "{out}");
+    assert_eq!(server.count(), DUE_AT_NOW + 11);
     let d = office.deliveries();
     assert_eq!(
         of(&d, "survey-after-attendance", "siem")["last_error"],
         "siem has no email address"
     );
-    assert_eq!(by_state(&office).get("sent"), Some(&(DUE_AT_NOW + 10)));
+    assert_eq!(by_state(&office).get("sent"), Some(&(DUE_AT_NOW + 11)));
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn t4_actions_that_fell_due_while_nothing_ran_fire_with_their_lateness_logged() 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("late, up to 265 days"), "{stdout}");
     assert!(
-        stderr.contains("certificate-on-completion: fired 5 late, up to 252 days")
+        stderr.contains("certificate-on-completion: fired 6 late, up to 252 days")
             && stderr.contains("T4 catch-up"),
         "{stderr}"
     );

@@ -476,7 +476,7 @@ async fn d6_a_mark_that_completes_a_participant_gets_the_certificate_email_withi
         if api.smtp.received().iter().skip(before).any(|m| {
             m.to == ["kim@example.org"]
                 && m.header("Subject")
-                    .is_some_and(|s| s.starts_with("Certificate"))
+                    .is_some_and(|s| s.starts_with("Certificaat"))
         }) {
             break Some(t.elapsed());
         }
@@ -496,13 +496,24 @@ async fn d6_a_mark_that_completes_a_participant_gets_the_certificate_email_withi
     .fetch_one(&db)
     .await
     .expect("code");
+    // In the office's language (nl), or the reader's (Accept-Language).
     let page = request(api.port, "GET", &format!("/verify/{code}"), &[], b"");
     assert_eq!(page.status, 200);
     assert!(
-        page.body.contains("Valid certificate") && page.body.contains("Kim de Wit"),
+        page.body.contains("Geldig certificaat")
+            && page.body.contains("Kim de Wit")
+            && page.body.contains("Opleidingscentrum"),
         "{}",
         page.body
     );
+    let page = request(
+        api.port,
+        "GET",
+        &format!("/verify/{code}"),
+        &[("Accept-Language", "en-GB,en;q=0.9")],
+        b"",
+    );
+    assert!(page.body.contains("Valid certificate"), "{}", page.body);
     let j = api.verify_json(&code);
     assert_eq!(j["status"], "valid");
     assert_eq!(j["course"], "EHBO spoedcursus");

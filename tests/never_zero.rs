@@ -291,13 +291,13 @@ conditions: { course_status: [final] }
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(
-            "final-only / ehbo-2026-03: 9 waiting: course status completed, the rule needs final, cannot change as the data stands (9)"
+            "final-only / ehbo-2026-03: 10 waiting: course status completed, the rule needs final, cannot change as the data stands (10)"
         ),
         "{text}"
     );
     assert!(
         text.contains(
-            "certificate-on-completion / ehbo-2026-03: 5 due; 4 expired: not complete yet (4)"
+            "certificate-on-completion / ehbo-2026-03: 6 due; 4 expired: not complete yet (4)"
         ),
         "{text}"
     );
@@ -320,7 +320,7 @@ conditions: { course_status: [final] }
         "{text}"
     );
     assert!(
-        text.contains("warning: final-only / ehbo-2026-03: 9 waiting instance(s) cannot fire"),
+        text.contains("warning: final-only / ehbo-2026-03: 10 waiting instance(s) cannot fire"),
         "{text}"
     );
 }

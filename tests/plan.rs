@@ -182,7 +182,7 @@ fn preview_writes_the_exact_multipart_message_and_sends_nothing() {
     );
     assert!(eml.contains("zoe.vanthof@example.nl"));
     assert!(
-        eml.contains("Subject: Your result for EHBO basiscursus maart 2026"),
+        eml.contains("Subject: Uw resultaat voor EHBO basiscursus maart 2026"),
         "{eml}"
     );
     // A rule whose conditions do not hold is previewed all the same, and says why not.

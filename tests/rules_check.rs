@@ -33,7 +33,7 @@ impl Copy {
         std::fs::write(
             dir.path().join("config.yaml"),
             format!(
-                "rules: rules\ntemplates: {}\n",
+                "rules: rules\ntemplates: {}\noffice:\n  locale: nl\n",
                 repo.join("templates").display()
             ),
         )
@@ -276,10 +276,10 @@ fn t5_every_error_is_listed_at_once() {
 #[test]
 fn t5_an_unknown_variable_in_a_subject_is_an_error_at_check() {
     refused(
-        "subject: \"Your result for {{course.name}}: passed\"",
-        "subject: \"Your result for {{course.nme}}: passed\"",
+        "nl: \"Uw resultaat voor {{course.name}}: geslaagd\"",
+        "nl: \"Uw resultaat voor {{course.nme}}: geslaagd\"",
         0,
-        12,
+        5,
         "email.subject: unknown variable `course.nme`",
     );
 }
@@ -296,7 +296,7 @@ fn check_with_template_edit(file: &str, from: &str, to: &str) -> String {
     std::fs::write(&path, text.replace(from, to)).expect("write");
     std::fs::write(
         copy.dir.path().join("config.yaml"),
-        "rules: rules\ntemplates: templates\n",
+        "rules: rules\ntemplates: templates\noffice:\n  locale: nl\n",
     )
     .expect("config");
     let out = copy.check();
@@ -313,7 +313,7 @@ fn t5_an_unknown_variable_in_a_template_file_is_an_error_at_check() {
         "{{participant.firstname}}",
     );
     assert!(
-        err.contains("templates/survey.txt.hbs:1:6: unknown variable `participant.firstname`"),
+        err.contains("templates/survey.txt.hbs:1:7: unknown variable `participant.firstname`"),
         "{err}"
     );
 }

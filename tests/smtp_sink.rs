@@ -56,14 +56,14 @@ fn t3_the_example_office_is_delivered_to_smtp_sink_once_each() {
     let _ = sink.wait();
 
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("16 sent"), "{stdout}");
+    assert!(stdout.contains("18 sent"), "{stdout}");
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 sent"));
     let messages: Vec<String> = std::fs::read_dir(dumps.path())
         .expect("dumps")
         .flatten()
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
-    assert_eq!(messages.len(), 16, "one dump per message");
+    assert_eq!(messages.len(), 18, "one dump per message");
     let certificate = messages
         .iter()
         .find(|m| {
@@ -72,7 +72,7 @@ fn t3_the_example_office_is_delivered_to_smtp_sink_once_each() {
         .expect("Anne's certificate reached smtp-sink");
     assert!(certificate.contains("X-Rcpt-Args: <anne.devries@example.nl>"));
     assert!(
-        certificate.contains("Subject: Certificate EHBO basiscursus maart 2026 - Anne de Vries")
+        certificate.contains("Subject: Certificaat EHBO basiscursus maart 2026 - Anne de Vries")
     );
     assert!(certificate.contains("multipart/alternative"));
 }

@@ -24,6 +24,9 @@ pub struct Args {
     /// Where to write the .eml file.
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
+    /// Render as if the participant's locale were this (e.g. `en`, `nl-BE`).
+    #[arg(long)]
+    pub locale: Option<String>,
 }
 
 pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
@@ -43,11 +46,18 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     let store = app.store().await?;
     // Events not yet turned into action instances are, so the preview names its instance.
     crate::engine::ingest(&store, &app.rules, app.config.timezone, app.now).await?;
+    let locale = match &args.locale {
+        Some(l) => Some(crate::lang::Lang::parse(l).ok_or_else(|| {
+            anyhow::anyhow!("--locale {l:?} is not a language tag (e.g. nl, en, de or nl-BE)")
+        })?),
+        None => None,
+    };
     let env = Env {
         rules: &app.rules,
         templates: &templates,
         office: &app.config.office,
         tz: app.config.timezone,
+        locale,
     };
     // The same composer and the same verdict as the pass that would send it.
     let preview = preview(&store, &env, rule, &args.course, &args.person, app.now).await?;

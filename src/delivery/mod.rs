@@ -185,9 +185,18 @@ pub async fn deliver(
     if health.retry_at().is_some_and(|at| at > Utc::now()) {
         return Ok(report);
     }
+    // A pass of this process that ended on an error may have left messages claimed:
+    // nothing of this process is in flight now, so they go back to the queue.
+    if outbox::any_claimed_by(store, &me.id).await? {
+        report.released +=
+            crate::store::transact!(store, |tx| outbox::release_own(tx, &me.id, now).await)?;
+    }
     let slots = transport.concurrency();
     let mut queue: std::collections::VecDeque<Claimed> = std::collections::VecDeque::new();
     let mut sends: JoinSet<Sent> = JoinSet::new();
+    // The row each send task is for, so that a task that fails still has an outcome.
+    let mut in_flight: std::collections::HashMap<tokio::task::Id, (i64, i64)> =
+        std::collections::HashMap::new();
     // Outcomes not yet recorded, and the recording in progress (its own task, so the
     // connections keep sending meanwhile). Messages sent but not yet recorded count
     // against the pool: at any moment at most `pool` messages are in flight or sent and
@@ -197,24 +206,41 @@ pub async fn deliver(
     let mut being_recorded = 0;
     let mut drained = false;
     let mut paused = false;
+    // A database error stops claiming; what is in flight is still awaited and recorded
+    // (or, if that fails too, left claimed for this process's next pass), and the error
+    // is returned at the end. Nothing in flight is ever dropped.
+    let mut failure: Option<sqlx::Error> = None;
     let mut beat = tokio::time::Instant::now();
     loop {
         while sends.len() + being_recorded + pending.len() < slots
             && !paused
+            && failure.is_none()
             && !stop.load(Ordering::SeqCst)
         {
             if queue.is_empty() && !drained {
-                let claimed = if outbox::any_ready(store, now).await? {
-                    claim(store, me, now, slots * CLAIM_PER_CONNECTION).await?
-                } else {
-                    Vec::new()
-                };
-                drained = claimed.is_empty();
-                queue.extend(claimed);
+                let claimed = async {
+                    if outbox::any_ready(store, now).await? {
+                        claim(store, me, now, slots * CLAIM_PER_CONNECTION).await
+                    } else {
+                        Ok(Vec::new())
+                    }
+                }
+                .await;
+                match claimed {
+                    Ok(c) => {
+                        drained = c.is_empty();
+                        queue.extend(c);
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
             }
             let Some(row) = queue.pop_front() else { break };
             let t = Arc::clone(transport);
-            sends.spawn(async move {
+            let (id, attempts) = (row.id, row.attempts);
+            let task = sends.spawn(async move {
                 let outcome = match &row.message {
                     Some(bytes) => {
                         let name = crate::mail::file_name(
@@ -229,6 +255,7 @@ pub async fn deliver(
                 };
                 (row.id, row.attempts, outcome)
             });
+            in_flight.insert(task.id(), (id, attempts));
         }
         if recording.is_none() && !pending.is_empty() {
             // A refused login or a TLS failure stops this pass: what was claimed and not
@@ -272,17 +299,24 @@ pub async fn deliver(
             break;
         }
         tokio::select! {
-            r = sends.join_next(), if !sends.is_empty() => {
-                match r {
-                    Some(Ok(r)) => pending.push(r),
-                    Some(Err(e)) => tracing::error!("a send task failed: {e}"),
-                    None => {}
-                }
-                while let Some(r) = sends.try_join_next() {
-                    match r {
-                        Ok(r) => pending.push(r),
-                        Err(e) => tracing::error!("a send task failed: {e}"),
+            r = sends.join_next_with_id(), if !sends.is_empty() => {
+                let mut take = |r: Result<(tokio::task::Id, Sent), tokio::task::JoinError>| match r {
+                    Ok((task, sent)) => {
+                        in_flight.remove(&task);
+                        pending.push(sent);
                     }
+                    Err(e) => {
+                        tracing::error!("a send task failed: {e}");
+                        if let Some((id, attempts)) = in_flight.remove(&e.id()) {
+                            pending.push((id, attempts, Outcome::Temporary(format!("the send failed: {e}"))));
+                        }
+                    }
+                };
+                if let Some(r) = r {
+                    take(r);
+                }
+                while let Some(r) = sends.try_join_next_with_id() {
+                    take(r);
                 }
             }
             r = async {
@@ -293,8 +327,17 @@ pub async fn deliver(
             }, if recording.is_some() => {
                 recording = None;
                 being_recorded = 0;
-                let part = r.map_err(|e| sqlx::Error::Protocol(format!("recording deliveries: {e}")))??;
-                report.add(&part);
+                match r {
+                    Ok(Ok(part)) => report.add(&part),
+                    // The batch stays claimed by this process: its next pass queues it
+                    // again (sent again, with the same Message-ID).
+                    Ok(Err(e)) => {
+                        failure.get_or_insert(e);
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(sqlx::Error::Protocol(format!("recording deliveries: {e}")));
+                    }
+                }
                 crate::service::alive();
             }
             _ = tokio::time::sleep_until(beat + HEARTBEAT) => {}
@@ -302,17 +345,25 @@ pub async fn deliver(
         if beat.elapsed() >= HEARTBEAT {
             // Alive for other processes (the database) and for systemd's watchdog, also
             // while a slow server holds every connection.
-            me.heartbeat(store).await?;
+            if let Err(e) = me.heartbeat(store).await {
+                tracing::warn!("cannot record the heartbeat: {e}");
+            }
             crate::service::alive();
             beat = tokio::time::Instant::now();
         }
     }
-    // Stopped (SIGTERM): what was claimed and not handed to the server goes back.
+    // Stopped (SIGTERM) or failed: what was claimed and not handed to the server goes back.
     let left: Vec<i64> = queue.drain(..).map(|c| c.id).collect();
-    if !left.is_empty() {
-        crate::store::transact!(store, |tx| outbox::unclaim(tx, &me.id, &left, now).await)?;
+    if !left.is_empty()
+        && let Err(e) =
+            crate::store::transact!(store, |tx| outbox::unclaim(tx, &me.id, &left, now).await)
+    {
+        failure.get_or_insert(e);
     }
-    Ok(report)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
 }
 
 /// One attempt: (delivery id, attempts, outcome).
@@ -414,12 +465,9 @@ async fn release_orphans(
             })
             .map(|(id, ..)| id.clone())
             .collect();
-        let alive: Vec<String> = known
-            .iter()
-            .map(|(id, ..)| id.clone())
-            .filter(|id| !dead.contains(id))
-            .collect();
-        let released = outbox::release_unless_claimed_by(tx, &alive, now).await?;
+        // Decided in the UPDATE itself: a process that records its heartbeat and claims
+        // messages meanwhile is not mistaken for a dead one.
+        let released = outbox::release_orphans(tx, &me.id, &dead, STALE_SECONDS, now).await?;
         outbox::forget_processes(tx, &dead).await?;
         Ok::<u64, sqlx::Error>(released)
     })?;

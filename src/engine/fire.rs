@@ -29,6 +29,25 @@ pub struct Env<'a> {
     pub templates: &'a Templates,
     pub office: &'a Office,
     pub tz: Tz,
+    /// `preview --locale`: render as if the recipient's locale were this.
+    pub locale: Option<crate::lang::Lang>,
+}
+
+impl Env<'_> {
+    /// T7: the language of `rule`'s message for a recipient with `locale`: the first of
+    /// the recipient's languages (then the office's) that the rule's template is written in.
+    pub fn chooser(
+        &self,
+        rule: &ActionRule,
+    ) -> impl Fn(Option<&str>) -> crate::lang::Lang + Sync + '_ {
+        let template = rule.email.template.value.clone();
+        move |locale| {
+            let locale = self.locale.as_ref().map(|l| l.as_str()).or(locale);
+            let prefs = crate::lang::preferences(locale, &self.office.locale);
+            self.templates
+                .language_for(&template, &prefs, &self.office.locale)
+        }
+    }
 }
 
 /// What one firing pass did.
@@ -309,8 +328,10 @@ async fn compose(
     p: &ParticipantStatus,
     cycle: i64,
 ) -> Result<Result<Composed, String>, sqlx::Error> {
+    let choose = env.chooser(rule);
     let Some(ctx) =
-        status::participant_context(tx, env.rules, env.office, env.tz, course, p, None).await?
+        status::participant_context(tx, env.rules, env.office, env.tz, course, p, None, &choose)
+            .await?
     else {
         return Ok(Err(format!("{} is no longer a participant", p.person_id)));
     };
@@ -334,8 +355,17 @@ async fn compose_learner(
     person: &str,
     cycle: i64,
 ) -> Result<Result<Composed, String>, sqlx::Error> {
-    let Some((ctx, _, _)) =
-        status::learner_context(tx, env.rules, env.office, env.tz, certification, person).await?
+    let choose = env.chooser(rule);
+    let Some((ctx, _, _)) = status::learner_context(
+        tx,
+        env.rules,
+        env.office,
+        env.tz,
+        certification,
+        person,
+        &choose,
+    )
+    .await?
     else {
         return Ok(Err(format!(
             "{person} is no longer a learner of {certification}"
@@ -468,8 +498,12 @@ fn compose_message(
     let to = mail::recipients(&rule.email.to, ctx)?;
     let rendered = env
         .templates
-        .render(rule, ctx)
+        .render(rule, ctx, &env.office.locale)
         .map_err(|e| format!("template error: {e}"))?;
+    let lang = ctx["recipient"]["language"]
+        .as_str()
+        .and_then(crate::lang::Lang::parse)
+        .unwrap_or_else(|| env.office.locale.clone());
     let message_id = mail::message_id(
         &rule.id.value,
         subject,
@@ -495,7 +529,7 @@ fn compose_message(
             .render_pdf(layout, ctx)
             .map_err(|e| format!("certificate PDF: {e}"))?;
         attachments.push(mail::Attached {
-            filename: mail::certificate_file_name(subject, person),
+            filename: mail::certificate_file_name(subject, person, &lang),
             content_type: "application/pdf",
             bytes,
         });

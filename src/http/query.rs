@@ -92,16 +92,28 @@ pub async fn deliveries(
     Ok(Json(json!(rows)))
 }
 
-/// GET /verify/{code}: public. Name, course and dates only; HTML, or JSON when asked.
+/// GET /verify/{code}: public. In the office's name and the reader's language
+/// (`Accept-Language`, else the office's): whether the certificate is valid, expiring soon,
+/// expired or revoked (with the date), the holder's name, the course, its type and dates,
+/// the number. No email address or other personal data. JSON when asked.
 pub async fn verify(
     State(s): State<ApiState>,
     Path(code): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    use crate::lang::{Lang, from_accept_language, long_date, words};
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
+    let lang: Lang = from_accept_language(
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+        &s.config.office.locale,
+    );
+    let w = words(&lang);
+    let office = &s.config.office.name;
     let row = if code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
         None
     } else {
@@ -110,15 +122,7 @@ pub async fn verify(
         tx.rollback().await?;
         row
     };
-    let Some(certificates::Verified {
-        number,
-        full_name: name,
-        course_name: course,
-        issued_at: issued,
-        valid_until: until,
-        revoked_at: revoked,
-    }) = row
-    else {
+    let Some(v) = row else {
         let e = ApiError::not_found("no certificate has this verification code");
         return Ok(if wants_json {
             e.into_response()
@@ -126,8 +130,10 @@ pub async fn verify(
             (
                 StatusCode::NOT_FOUND,
                 Html(page(
-                    "Not found",
-                    "No certificate has this verification code.",
+                    &lang,
+                    office,
+                    w.not_found,
+                    &format!("<p>{}</p>", w.not_found_text),
                     "#8a1c1c",
                 )),
             )
@@ -135,19 +141,32 @@ pub async fn verify(
         });
     };
     let now = Utc::now();
-    let status = if revoked.is_some() {
+    let tz = s.config.timezone;
+    let rules = s.rules();
+    let course_type = rules.course_types.get(&v.type_id);
+    let soon = course_type.map(|t| t.expiring_soon);
+    let status = if v.revoked_at.is_some() {
         "revoked"
-    } else if until.is_some_and(|u| u <= now) {
+    } else if v.valid_until.is_some_and(|u| u <= now) {
         "expired"
+    } else if v
+        .valid_until
+        .zip(soon)
+        .and_then(|(u, p)| p.negated().add_to(u, tz))
+        .is_some_and(|from| from <= now)
+    {
+        "expiring_soon"
     } else {
         "valid"
     };
-    let tz = s.config.timezone;
-    let day = |t: DateTime<Utc>| crate::render::long_date(t, tz);
+    let day = |t: DateTime<Utc>| long_date(t, tz, &lang);
+    let type_name = course_type.map_or(v.type_id.clone(), |t| t.name.clone());
     if wants_json {
         return Ok(Json(json!({
-            "status": status, "number": number, "name": name, "course": course,
-            "issued_on": day(issued), "valid_until": until.map(day),
+            "status": status, "number": v.number, "name": v.full_name, "course": v.course_name,
+            "course_type": type_name, "course_start": day(v.course_start), "course_end": day(v.course_end),
+            "issued_on": day(v.issued_at), "valid_until": v.valid_until.map(day),
+            "revoked_on": v.revoked_at.map(day), "office": office, "language": lang,
         }))
         .into_response());
     }
@@ -158,29 +177,74 @@ pub async fn verify(
             .replace('"', "&quot;")
             .replace('\'', "&#39;")
     };
-    let (title, colour) = match status {
-        "valid" => ("Valid certificate", "#1f6f3a"),
-        "expired" => ("Expired certificate", "#8a5a00"),
-        _ => ("Revoked certificate", "#8a1c1c"),
+    let (title, colour, note) = match status {
+        "valid" => (
+            w.valid,
+            "#1f6f3a",
+            v.valid_until
+                .map(|u| format!("{} {}", w.valid_until, day(u)))
+                .unwrap_or_default(),
+        ),
+        "expiring_soon" => (
+            w.expiring_soon,
+            "#8a5a00",
+            v.valid_until
+                .map(|u| format!("{} {}", w.valid_until, day(u)))
+                .unwrap_or_default(),
+        ),
+        "expired" => (
+            w.expired,
+            "#8a5a00",
+            v.valid_until
+                .map(|u| format!("{} {}", w.expired_on, day(u)))
+                .unwrap_or_default(),
+        ),
+        _ => (
+            w.revoked,
+            "#8a1c1c",
+            v.revoked_at
+                .map(|r| format!("{} {}", w.revoked_on, day(r)))
+                .unwrap_or_default(),
+        ),
     };
+    let dates = if day(v.course_start) == day(v.course_end) {
+        day(v.course_start)
+    } else {
+        format!("{} – {}", day(v.course_start), day(v.course_end))
+    };
+    let row = |k: &str, val: &str| format!("<dt>{k}</dt><dd>{}</dd>", esc(val));
     let body = format!(
-        "<p><strong>{}</strong> completed <strong>{}</strong>.</p><p>Certificate {} · issued on {}{}</p>",
-        esc(&name),
-        esc(&course),
-        esc(&number),
-        day(issued),
-        until
-            .map(|u| format!(" · valid until {}", day(u)))
-            .unwrap_or_default()
+        "<p class=\"note\">{}</p><dl>{}{}{}{}{}{}</dl>",
+        esc(&note),
+        row(w.holder, &v.full_name),
+        row(w.course, &v.course_name),
+        row(w.course_type, &type_name),
+        row(w.dates, &dates),
+        row(w.number, &v.number),
+        row(w.issued, &day(v.issued_at)),
     );
-    Ok(Html(page(title, &body, colour)).into_response())
+    Ok(Html(page(&lang, office, title, &body, colour)).into_response())
 }
 
-fn page(title: &str, body: &str, colour: &str) -> String {
+/// The verify page: the office's name, the status as a heading in its colour, the details.
+fn page(lang: &crate::lang::Lang, office: &str, title: &str, body: &str, colour: &str) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let w = crate::lang::words(lang);
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:36em;margin:3em auto;padding:0 1em;color:#222}}\
-         h1{{color:{colour}}}</style></head><body><h1>{title}</h1>{body}</body></html>"
+        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{title} · {office}</title><style>body{{font-family:system-ui,sans-serif;max-width:38em;margin:2.5em auto;padding:0 1em;color:#222}}\
+         header{{border-bottom:1px solid #ddd;padding-bottom:.6em;color:#555;font-size:.95em}}\
+         h1{{color:{colour};margin:.8em 0 .2em}} .note{{font-size:1.1em;margin:0 0 1.4em}}\
+         dl{{display:grid;grid-template-columns:max-content 1fr;gap:.5em 1.5em}} dt{{color:#666}} dd{{margin:0;font-weight:600}}\
+         footer{{margin-top:2em;color:#777;font-size:.85em}}</style></head>\
+         <body><header>{office}</header><h1>{title}</h1>{body}<footer>{} {office}</footer></body></html>",
+        w.verified_by,
+        office = esc(office),
     )
 }
 

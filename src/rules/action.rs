@@ -12,7 +12,7 @@ pub struct ActionRule {
     #[serde(rename = "kind")]
     _kind: String,
     pub id: Spanned<String>,
-    pub name: Spanned<String>,
+    pub name: Spanned<Texts>,
     #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default)]
@@ -87,11 +87,55 @@ pub enum Process {
 #[serde(deny_unknown_fields)]
 pub struct Email {
     pub template: Spanned<String>,
-    pub subject: Spanned<String>,
+    pub subject: Spanned<Texts>,
     #[serde(default)]
     pub to: Recipients,
     #[serde(default)]
     pub attach: Vec<Attachment>,
+}
+
+/// A text in one language, or one per language: `subject: "Your certificate"` or
+/// `subject: { en: "Your certificate", nl: "Uw certificaat" }` (T7).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Texts {
+    One(String),
+    Many(std::collections::BTreeMap<String, String>),
+}
+
+impl Texts {
+    /// The text for `lang`: its own, its base language's, else the office language's.
+    /// `None` when a map has none of them.
+    pub fn pick(&self, lang: &crate::lang::Lang, office: &crate::lang::Lang) -> Option<&str> {
+        match self {
+            Texts::One(s) => Some(s),
+            Texts::Many(map) => lang
+                .chain()
+                .into_iter()
+                .chain(office.chain())
+                .find_map(|l| {
+                    map.iter()
+                        .find(|(k, _)| crate::lang::Lang::parse(k).as_ref() == Some(&l))
+                        .map(|(_, v)| v.as_str())
+                }),
+        }
+    }
+
+    /// The languages a map names (none for a single text).
+    pub fn languages(&self) -> Vec<String> {
+        match self {
+            Texts::One(_) => Vec::new(),
+            Texts::Many(map) => map.keys().cloned().collect(),
+        }
+    }
+
+    /// Every text (for checks that look at all of them).
+    pub fn all(&self) -> Vec<&str> {
+        match self {
+            Texts::One(s) => vec![s.as_str()],
+            Texts::Many(map) => map.values().map(String::as_str).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -222,6 +266,21 @@ impl ActionRule {
             )
         {
             return Err("timing.anchor certificate_expiry needs event certificate_issued or certificate_expiring".into());
+        }
+        for (what, texts) in [
+            ("email.subject", &self.email.subject.value),
+            ("name", &self.name.value),
+        ] {
+            for l in texts.languages() {
+                if crate::lang::Lang::parse(&l).is_none() {
+                    return Err(format!(
+                        "{what}: {l:?} is not a language tag (expected e.g. en, nl, de or nl-BE)"
+                    ));
+                }
+            }
+            if matches!(texts, Texts::Many(m) if m.is_empty()) {
+                return Err(format!("{what} has no text"));
+            }
         }
         if self.expires_after.is_some_and(|p| p.amount <= 0) {
             return Err("expires_after must be a positive period".into());

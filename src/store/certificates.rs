@@ -135,6 +135,9 @@ pub struct Verified {
     pub number: String,
     pub full_name: String,
     pub course_name: String,
+    pub type_id: String,
+    pub course_start: DateTime<Utc>,
+    pub course_end: DateTime<Utc>,
     pub issued_at: DateTime<Utc>,
     pub valid_until: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -142,7 +145,8 @@ pub struct Verified {
 
 pub async fn by_code(tx: &mut Tx, code: &str) -> Result<Option<Verified>, sqlx::Error> {
     on!(tx, c => sqlx::query_as(
-        "SELECT cert.number, p.full_name, co.name AS course_name, cert.issued_at, cert.valid_until, cert.revoked_at \
+        "SELECT cert.number, p.full_name, co.name AS course_name, co.type_id, co.start_at AS course_start, \
+         co.end_at AS course_end, cert.issued_at, cert.valid_until, cert.revoked_at \
          FROM certificates cert JOIN people p ON p.id = cert.person_id JOIN courses co ON co.id = cert.course_id \
          WHERE cert.verification_code = $1",
     ).bind(code).fetch_optional(&mut **c).await)

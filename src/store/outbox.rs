@@ -224,22 +224,60 @@ pub async fn processes(
         .collect())
 }
 
-/// Queues again the messages claimed by any process not in `alive`; returns how many.
-pub async fn release_unless_claimed_by(
+/// Queues again the messages claimed by a process that is gone: one of `dead`, one with
+/// no heartbeat in the last `stale_seconds` (by the database's clock), or none at all;
+/// never `me`'s. Returns how many.
+pub async fn release_orphans(
     tx: &mut Tx,
-    alive: &[String],
+    me: &str,
+    dead: &[String],
+    stale_seconds: i64,
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
+    let fresh = match tx {
+        Tx::Sqlite(_) => format!(
+            "julianday(i.heartbeat_at) > julianday('now') - {}",
+            stale_seconds as f64 / 86_400.0
+        ),
+        Tx::Postgres(_) => {
+            format!("i.heartbeat_at > CURRENT_TIMESTAMP - INTERVAL '{stale_seconds} seconds'")
+        }
+    };
     on!(tx, c => {
         let mut q = QueryBuilder::new(
             "UPDATE deliveries SET state = 'queued', claimed_by = NULL, next_attempt_at = ",
         );
         q.push_bind(now).push(", updated_at = ").push_bind(now)
-            .push(" WHERE state = 'sending' AND (claimed_by IS NULL OR claimed_by NOT IN ");
-        push_list(&mut q, alive);
-        q.push(")");
+            .push(" WHERE state = 'sending' AND (claimed_by IS NULL OR (claimed_by <> ")
+            .push_bind(me)
+            .push(" AND (NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = deliveries.claimed_by AND ")
+            .push(fresh)
+            .push(")");
+        if !dead.is_empty() {
+            q.push(" OR claimed_by IN ");
+            push_list(&mut q, dead);
+        }
+        q.push(")))");
         Ok(q.build().execute(&mut **c).await?.rows_affected())
     })
+}
+
+/// Queues again the messages this process itself left claimed by a pass that ended on an
+/// error (the next pass of the process calls this: nothing of it is in flight then).
+pub async fn release_own(tx: &mut Tx, me: &str, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    on!(tx, c => sqlx::query(
+        "UPDATE deliveries SET state = 'queued', claimed_by = NULL, next_attempt_at = $2, updated_at = $2 \
+         WHERE state = 'sending' AND claimed_by = $1",
+    ).bind(me).bind(now).execute(&mut **c).await.map(|r| r.rows_affected()))
+}
+
+/// Whether this process has messages claimed (a cheap read).
+pub async fn any_claimed_by(store: &Store, me: &str) -> Result<bool, sqlx::Error> {
+    let q = "SELECT EXISTS (SELECT 1 FROM deliveries WHERE state = 'sending' AND claimed_by = $1)";
+    match store {
+        Store::Sqlite(p) => sqlx::query_scalar(q).bind(me).fetch_one(p).await,
+        Store::Postgres(p) => sqlx::query_scalar(q).bind(me).fetch_one(p).await,
+    }
 }
 
 pub async fn forget_processes(tx: &mut Tx, ids: &[String]) -> Result<(), sqlx::Error> {

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 pub const OFFICE: &str = "office:
   name: Opleidingscentrum
   from: \"Opleidingscentrum <opleidingen@example.nl>\"
+  locale: nl
 ";
 
 pub struct Office {
