@@ -94,7 +94,7 @@ impl Runtime {
     pub async fn pass(&self, now: DateTime<Utc>) -> anyhow::Result<Pass> {
         let tz = self.config.timezone;
         if !self.rules_synced.load(Ordering::Relaxed) {
-            let changed = engine::sync_rules(&self.store, &self.rules).await?;
+            let changed = engine::sync_rules(&self.store, &self.rules, now).await?;
             if changed > 0 {
                 tracing::info!(
                     "{changed} waiting action instance(s) of changed rules are evaluated again"

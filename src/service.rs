@@ -48,10 +48,22 @@ pub fn watchdog_interval() -> Option<std::time::Duration> {
 /// Tells the watchdog this process is making progress; called by the loop and between
 /// batches of long passes.
 pub fn alive() {
+    LAST_ALIVE.store(
+        chrono::Utc::now().timestamp_millis(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     if watchdog_interval().is_some() {
         notify(&[sd_notify::NotifyState::Watchdog]);
     }
 }
+
+/// When this process last said it makes progress (unix ms; 0: never): `/healthz` counts a
+/// long pass that keeps working as alive.
+pub fn last_alive() -> i64 {
+    LAST_ALIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static LAST_ALIVE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
 /// This machine's name, for telling registrar processes apart.
 pub fn host() -> String {

@@ -486,3 +486,27 @@ fn the_api_refuses_control_characters_in_every_text_field() {
     assert_eq!(a.status, 200, "{}", a.body);
     api.stop();
 }
+
+#[test]
+fn a_server_without_starttls_when_the_config_asks_for_it_pauses_delivery_instead_of_failing_messages()
+ {
+    let server = SmtpServer::start();
+    let office = welcome(server.port, 3, "");
+    office.edit_config("tls: none", "tls: starttls");
+    office.import_own(None, &["courses", "people", "enrolments"]);
+    let out = office
+        .command(Some("2026-12-01T12:00:00+01:00"), &["tick"])
+        .output()
+        .expect("tick");
+    let text = output(&out);
+    assert!(text.contains("delivery paused"), "{text}");
+    assert!(text.contains("check mail.smtp.tls"), "{text}");
+    for d in office.deliveries() {
+        assert_eq!(
+            (d["state"].as_str(), d["attempts"].as_i64()),
+            (Some("queued"), Some(0)),
+            "{d}"
+        );
+    }
+    assert_eq!(server.count(), 0);
+}

@@ -7,3 +7,6 @@ ALTER TABLE actions ADD COLUMN reason TEXT;
 -- who completed late.
 ALTER TABLE actions ADD COLUMN rechecked_at TIMESTAMPTZ;
 UPDATE actions SET rechecked_at = event_at;
+-- Conditions changed meaning (D3 as amended: a complete enrolment meets D1 and D2): every
+-- waiting instance is evaluated again by the next pass.
+UPDATE actions SET recheck = 1 WHERE state = 'waiting';

@@ -62,10 +62,11 @@ fn record(
     before: Option<&Learner>,
     after: Option<&Learner>,
 ) {
+    // A removal moves the learner too: its waiting emails are evaluated again (and cancelled).
     let moved = match (before, after) {
         (Some(b), Some(a)) => b.status != a.status,
-        (None, Some(_)) => true,
-        _ => false,
+        (None, Some(_)) | (Some(_), None) => true,
+        (None, None) => false,
     };
     log.push(Change {
         entity: "certification",
@@ -80,7 +81,7 @@ fn record(
         event: moved.then(|| {
             (
                 EventKind::CertificationStatusChanged,
-                after.map(|a| a.cycle),
+                after.or(before).map(|l| l.cycle),
             )
         }),
     });

@@ -24,22 +24,22 @@ pub async fn run(config_path: &Path) -> ExitCode {
     };
     let (set, _templates, problems) = render::load_checked(&config);
     if problems.is_empty() {
-        println!(
+        say(format_args!(
             "{}: ok ({} course type(s), {} certification(s), {} action rule(s); every email rendered against a sample context)",
             config_path.display(),
             set.course_types.len(),
             set.certifications.len(),
             set.actions.len(),
-        );
+        ));
         let warnings = against_the_database(&config, &set).await;
         for w in &warnings {
-            println!("warning: {w}");
+            say(format_args!("warning: {w}"));
         }
         if !warnings.is_empty() {
-            println!(
+            say(format_args!(
                 "{} warning(s): these instances will not send unless the data or the rule changes (see `registrar plan --summary`)",
                 warnings.len()
-            );
+            ));
         }
         return ExitCode::SUCCESS;
     }
@@ -62,10 +62,18 @@ async fn against_the_database(config: &Config, rules: &RuleSet) -> Vec<String> {
     {
         return Vec::new();
     }
-    let store = match crate::store::Store::open(&config.database).await {
-        Ok(s) => s,
+    // Read as it is: `check` never migrates (a new binary's check before a deploy must
+    // not upgrade the database the running one uses).
+    let store = match crate::store::Store::open_current(&config.database).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            say(format_args!(
+                "note: the database was not checked: it is not at this registrar's version (`registrar migrate` upgrades it)"
+            ));
+            return Vec::new();
+        }
         Err(e) => {
-            println!("note: the database was not checked: {e}");
+            say(format_args!("note: the database was not checked: {e}"));
             return Vec::new();
         }
     };
@@ -75,7 +83,7 @@ async fn against_the_database(config: &Config, rules: &RuleSet) -> Vec<String> {
     let rows = match rows {
         Ok(r) => r,
         Err(e) => {
-            println!("note: the database was not checked: {e}");
+            say(format_args!("note: the database was not checked: {e}"));
             return Vec::new();
         }
     };
@@ -99,4 +107,10 @@ async fn against_the_database(config: &Config, rules: &RuleSet) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// A line on standard output; a closed one is no error for `check` (its exit code says it).
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }

@@ -436,6 +436,11 @@ async fn record(
                 (DeliveryState::Failed, None, why.clone())
             }
         };
+        // A server's words, kept and shown in terminals: no control characters.
+        let error: String = error
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         unsent.push((*id, state, next, error));
     }
     report.sent += sent.len() as u64;

@@ -46,8 +46,13 @@ pub struct Smtp {
     size: usize,
     /// Bounds every step: connect, greeting, STARTTLS, AUTH, and each message exchange.
     timeout: Duration,
-    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    /// Open connections not in use, with when each was last used.
+    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
 }
+
+/// A pooled connection idle longer than this is tested (NOOP) before it is used: servers
+/// close idle connections, and a message is never sent on one that may be closed.
+const IDLE_TEST: Duration = Duration::from_secs(2);
 
 impl Transport {
     /// The transport the config describes; the error names the key at fault.
@@ -126,36 +131,41 @@ impl Smtp {
             Err(e) => return Outcome::Permanent(format!("invalid address: {e}")),
         };
         self.rate.wait().await;
-        let pooled = self.idle.lock().await.pop();
-        let reused = pooled.is_some();
+        let mut pooled = self.idle.lock().await.pop();
+        if let Some((c, since)) = &mut pooled
+            && since.elapsed() > IDLE_TEST
+            && !matches!(
+                tokio::time::timeout(self.timeout, c.test_connected()).await,
+                Ok(true)
+            )
+        {
+            pooled = None;
+        }
         let mut conn = match pooled {
-            Some(c) => c,
+            Some((c, _)) => c,
             None => match self.connect().await {
                 Ok(c) => c,
                 Err(o) => return o,
             },
         };
-        let mut result = self.exchange(&mut conn, &envelope, message).await;
-        // A pooled connection the server closed meanwhile: once more on a fresh one.
-        if let Err(Failure::Smtp(e)) = &result
-            && reused
-            && !e.is_transient()
-            && !e.is_permanent()
-        {
-            match self.connect().await {
-                Ok(c) => {
-                    conn = c;
-                    result = self.exchange(&mut conn, &envelope, message).await;
-                }
-                Err(o) => return o,
-            }
-        }
+        // One exchange, never repeated here: a failure after the server may have taken the
+        // message is a temporary failure, retried later (with the same Message-ID).
+        let result = self.exchange(&mut conn, &envelope, message).await;
         // A connection that timed out may hold half an exchange: it is not reused.
         if !conn.has_broken() && !matches!(result, Err(Failure::Silent)) {
-            self.idle.lock().await.push(conn);
+            self.idle.lock().await.push((conn, Instant::now()));
         }
         match result {
             Ok(()) => Outcome::Sent,
+            // 530: the server wants a login we do not give.
+            Err(Failure::Smtp(e)) if e.status().is_some_and(|c| c.to_string() == "530") => {
+                Outcome::Config(format!(
+                    "the SMTP server {}:{} requires a login: {} (set mail.smtp.username and password_env or password_file)",
+                    self.host,
+                    self.port,
+                    smtp_error(&e)
+                ))
+            }
             Err(Failure::Smtp(e)) => classify(&e),
             Err(Failure::Silent) => Outcome::Temporary(format!(
                 "the server {}:{} did not answer within {} s (mail.smtp.timeout)",
@@ -200,6 +210,9 @@ impl Smtp {
                 self.port,
                 smtp_error(&e)
             ))),
+            // A client error while setting up (no STARTTLS offered, no login mechanism in
+            // common) does not go away by itself.
+            Ok(Err(e)) if e.is_client() => Err(Outcome::Permanent(smtp_error(&e))),
             Ok(Err(e)) => Err(classify(&e)),
             Err(_) => Err(Outcome::Temporary(format!(
                 "the server {}:{} did not answer within {} s ({what}; mail.smtp.timeout)",
@@ -253,11 +266,23 @@ impl Smtp {
                 )
                 .await?;
             if self.tls == Tls::Starttls {
-                self.bounded(
-                    "STARTTLS",
-                    conn.starttls(tls().map_err(lettre_err)?, &hello),
-                )
-                .await?;
+                match self
+                    .bounded(
+                        "STARTTLS",
+                        conn.starttls(tls().map_err(lettre_err)?, &hello),
+                    )
+                    .await
+                {
+                    Ok(()) => {}
+                    // "STARTTLS is not supported", a refused STARTTLS: the configuration.
+                    Err(Outcome::Permanent(why)) => {
+                        return Err(Outcome::Config(format!(
+                            "STARTTLS with {}:{} failed: {why} (check mail.smtp.tls: none, starttls or tls)",
+                            self.host, self.port
+                        )));
+                    }
+                    Err(other) => return Err(other),
+                }
             }
             conn
         };
@@ -267,7 +292,8 @@ impl Smtp {
                 .await
             {
                 Ok(_) => {}
-                // 535 and the like: the login is wrong, whatever the message.
+                // 535 and the like, or no mechanism in common: the login is wrong,
+                // whatever the message.
                 Err(Outcome::Permanent(why)) => {
                     return Err(Outcome::Config(format!(
                         "the SMTP server {}:{} refused the login of mail.smtp.username: {why} (check the username and password_env / password_file)",

@@ -524,10 +524,12 @@ fn compose_message(
                     "the rule attaches the certificate, but course type {type_id} has no certificate block"
                 )
             })?;
-        let bytes = env
-            .templates
-            .render_pdf(layout, ctx)
-            .map_err(|e| format!("certificate PDF: {e}"))?;
+        // Never a panic for the pass, whatever the layout and the values make of the SVG.
+        let bytes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            env.templates.render_pdf(layout, ctx)
+        }))
+        .map_err(|_| "certificate PDF: the layout could not be converted".to_string())?
+        .map_err(|e| format!("certificate PDF: {e}"))?;
         attachments.push(mail::Attached {
             filename: mail::certificate_file_name(subject, person, &lang),
             content_type: "application/pdf",

@@ -60,10 +60,14 @@ pub async fn ingest(
     }
 }
 
+/// The meaning of conditions, part of every rule's digest: raised when the engine's
+/// reading of conditions changes, so that every waiting instance is evaluated again.
+const VERDICT_VERSION: u32 = 2;
+
 /// A digest of each rule as it bears on its instances (with the course types, whose
 /// attendance percentages the conditions use).
 pub fn rule_digests(rules: &RuleSet) -> Vec<(String, String)> {
-    let types = format!("{:?}", rules.course_types);
+    let types = format!("{VERDICT_VERSION}{:?}", rules.course_types);
     rules
         .actions
         .iter()
@@ -78,9 +82,14 @@ pub fn rule_digests(rules: &RuleSet) -> Vec<(String, String)> {
 
 /// Records the rules in force; the waiting instances of rules that changed since they were
 /// last evaluated are evaluated again by the next pass. Returns how many.
-pub async fn sync_rules(store: &Store, rules: &RuleSet) -> Result<u64, sqlx::Error> {
+pub async fn sync_rules(
+    store: &Store,
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
     let digests = rule_digests(rules);
-    crate::store::transact!(store, |tx| actions::sync_rule_versions(tx, &digests).await)
+    crate::store::transact!(store, |tx| actions::sync_rule_versions(tx, &digests, now)
+        .await)
 }
 
 /// One batch of events: the enrolments they concern are read in bulk, and the new
@@ -123,11 +132,15 @@ async fn apply_events(
             // learner (one per rule and cycle).
             if let (Some(person), Some(cycle)) = (e.person_id.as_deref(), e.cycle) {
                 // The event carries the status it moved to (in part_id); the rule's
-                // conditions are on that status.
-                let status = e.part_id.as_deref().and_then(|s| {
+                // conditions are on that status. None: the learner was removed, and only
+                // what waits for it is evaluated again.
+                let Some(status) = e.part_id.as_deref().and_then(|s| {
                     s.parse::<crate::domain::certification::LearnerStatus>()
                         .ok()
-                });
+                }) else {
+                    continue;
+                };
+                let status = Some(status);
                 for rule in rules.actions.iter().filter(|r| {
                     r.enabled
                         && r.data_group == DataGroup::CertificationLearner
@@ -517,14 +530,28 @@ pub async fn plan_each(
     tz: Tz,
     now: DateTime<Utc>,
     rule_filter: Option<&str>,
-    mut emit: impl FnMut(PlanItem),
+    emit: impl FnMut(PlanItem),
 ) -> Result<u64, sqlx::Error> {
     let mut tx = store.begin_read().await?;
-    let subjects = actions::subjects_with_actions(&mut tx, rule_filter).await?;
+    let count = plan_in(&mut tx, rules, tz, now, rule_filter, emit).await;
+    tx.rollback().await?;
+    count
+}
+
+/// [`plan_each`] in the caller's (read) transaction.
+async fn plan_in(
+    tx: &mut Tx,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    rule_filter: Option<&str>,
+    mut emit: impl FnMut(PlanItem),
+) -> Result<u64, sqlx::Error> {
+    let subjects = actions::subjects_with_actions(tx, rule_filter).await?;
     let mut shown: HashMap<DateTime<Utc>, String> = HashMap::new();
     let mut count = 0;
     for batch in subjects.chunks(PLAN_BATCH) {
-        let rows = actions::plan_rows(&mut tx, batch, rule_filter).await?;
+        let rows = actions::plan_rows(tx, batch, rule_filter).await?;
         let evaluated = |a: &actions::PlanRow| {
             a.delivery.is_none() && matches!(a.state, ActionState::Waiting | ActionState::Approved)
         };
@@ -547,17 +574,17 @@ pub async fn plan_each(
             Default::default()
         } else {
             (
-                catalogue::courses(&mut tx, &courses).await?,
-                enrolments::of_courses(&mut tx, &courses).await?,
-                enrolments::progress_of_courses(&mut tx, &courses).await?,
+                catalogue::courses(tx, &courses).await?,
+                enrolments::of_courses(tx, &courses).await?,
+                enrolments::progress_of_courses(tx, &courses).await?,
             )
         };
-        let learners = certifications::states(&mut tx, &learner_keys).await?;
+        let learners = certifications::states(tx, &learner_keys).await?;
         let certificates =
             if courses.is_empty() || !rules.actions.iter().any(verdict::attaches_certificate) {
                 Default::default()
             } else {
-                certificates::in_force_of_courses(&mut tx, &courses).await?
+                certificates::in_force_of_courses(tx, &courses).await?
             };
         let parts: HashMap<&str, Vec<crate::domain::progress::PartRule>> = infos
             .iter()
@@ -718,7 +745,6 @@ pub async fn plan_each(
             shown.clear();
         }
     }
-    tx.rollback().await?;
     Ok(count)
 }
 
@@ -888,8 +914,9 @@ pub async fn summary(
     rule_filter: Option<&str>,
 ) -> Result<Vec<SummaryRow>, sqlx::Error> {
     let mut sum = Summary::default();
-    plan_each(store, rules, tz, now, rule_filter, |item| sum.add(&item)).await?;
+    // One snapshot: an instance is counted once, as due or as sent.
     let mut tx = store.begin_read().await?;
+    plan_in(&mut tx, rules, tz, now, rule_filter, |item| sum.add(&item)).await?;
     let sent = crate::store::outbox::sent_counts(&mut tx, rule_filter).await?;
     tx.rollback().await?;
     for (rule, course, n) in sent {

@@ -143,7 +143,8 @@ pub async fn set_due(
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     on!(tx, c => sqlx::query(
-        "UPDATE actions SET due_at = $1, expires_at = $2, recheck = 1, updated_at = $3, rechecked_at = $5 WHERE id = $4",
+        "UPDATE actions SET due_at = $1, expires_at = $2, recheck = 1, updated_at = $3, rechecked_at = $5 \
+         WHERE id = $4 AND state = 'waiting'",
     ).bind(due).bind(expires).bind(now).bind(id).bind(at).execute(&mut **c).await.map(|_| ()))
 }
 
@@ -261,7 +262,9 @@ pub async fn any_to_expire(store: &Store, now: DateTime<Utc>) -> Result<bool, sq
 pub async fn expire_unchanged(tx: &mut Tx, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     on!(tx, c => sqlx::query(
         "UPDATE actions SET state = 'expired', updated_at = $1 \
-         WHERE state = 'waiting' AND recheck = 0 AND expires_at <= $1",
+         WHERE state = 'waiting' AND recheck = 0 AND expires_at <= $1 \
+         AND NOT EXISTS (SELECT 1 FROM events e WHERE e.processed_at IS NULL \
+                         AND e.course_id = actions.course_id AND e.person_id = actions.person_id)",
     ).bind(now).execute(&mut **c).await.map(|r| r.rows_affected()))
 }
 
@@ -323,11 +326,13 @@ pub async fn oldest_due(
 }
 
 /// Records the digest of every rule in force; the waiting instances of a rule whose digest
-/// changed (edited, enabled, disabled) are evaluated again at the next pass, so that what
-/// `plan` says of them is what the pass does.
+/// changed (edited, enabled, disabled) or was not known (new, or back after being removed)
+/// are evaluated again at the next pass, so that what `plan` says of them is what the pass
+/// does. Rules no longer in force are forgotten.
 pub async fn sync_rule_versions(
     tx: &mut Tx,
     digests: &[(String, String)],
+    now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     let known: Vec<(String, String)> = on!(tx, c => sqlx::query_as(
         "SELECT rule_id, digest FROM rule_versions",
@@ -342,12 +347,22 @@ pub async fn sync_rule_versions(
             "INSERT INTO rule_versions (rule_id, digest) VALUES ($1, $2) \
              ON CONFLICT (rule_id) DO UPDATE SET digest = excluded.digest",
         ).bind(rule).bind(digest).execute(&mut **c).await.map(|_| ()))?;
-        if known.contains_key(rule) {
-            changed += on!(tx, c => sqlx::query(
-                "UPDATE actions SET recheck = 1, rechecked_at = CURRENT_TIMESTAMP WHERE rule_id = $1 \
-                 AND state = 'waiting' AND recheck = 0",
-            ).bind(rule).execute(&mut **c).await?.rows_affected());
-        }
+        changed += on!(tx, c => sqlx::query(
+            "UPDATE actions SET recheck = 1, rechecked_at = $2 WHERE rule_id = $1 \
+             AND state = 'waiting' AND recheck = 0",
+        ).bind(rule).bind(now).execute(&mut **c).await?.rows_affected());
+    }
+    let gone: Vec<String> = known
+        .keys()
+        .filter(|k| !digests.iter().any(|(r, _)| r == *k))
+        .cloned()
+        .collect();
+    if !gone.is_empty() {
+        on!(tx, c => {
+            let mut q = QueryBuilder::new("DELETE FROM rule_versions WHERE rule_id IN ");
+            push_list(&mut q, &gone);
+            q.build().execute(&mut **c).await.map(|_| ())
+        })?;
     }
     Ok(changed)
 }

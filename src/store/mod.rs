@@ -149,6 +149,57 @@ impl Store {
         Ok(Store::Postgres(pool))
     }
 
+    /// Connects without migrating, for reads only (`registrar check`): `None` when the
+    /// database is not at this registrar's schema (older, or newer), which a read cannot
+    /// assume to understand.
+    pub async fn open_current(url: &DatabaseUrl) -> Result<Option<Store>, StoreError> {
+        let shown = match url {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(u) => redact_url(u),
+        };
+        let open_err = |source| StoreError::Open {
+            url: shown.clone(),
+            source,
+        };
+        let q = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+        let (store, version): (Store, Result<Option<i64>, sqlx::Error>) = match url {
+            DatabaseUrl::Sqlite(path) => {
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .read_only(true)
+                    .busy_timeout(Duration::from_secs(30));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(2)
+                    .connect_with(opts)
+                    .await
+                    .map_err(open_err)?;
+                let v = sqlx::query_scalar(q).fetch_one(&pool).await;
+                (Store::Sqlite(pool), v)
+            }
+            DatabaseUrl::Postgres(u) => {
+                let opts = PgConnectOptions::from_str(u).map_err(open_err)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await
+                    .map_err(open_err)?;
+                let v = sqlx::query_scalar(q).fetch_one(&pool).await;
+                (Store::Postgres(pool), v)
+            }
+        };
+        let latest = match &store {
+            Store::Sqlite(_) => SQLITE_MIGRATIONS.iter().map(|m| m.version).max(),
+            Store::Postgres(_) => POSTGRES_MIGRATIONS.iter().map(|m| m.version).max(),
+        };
+        if version.ok().flatten() == latest {
+            Ok(Some(store))
+        } else {
+            store.close().await;
+            Ok(None)
+        }
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",
@@ -189,11 +240,15 @@ impl Store {
         }
     }
 
-    /// A transaction that only reads: a consistent snapshot that blocks no writer.
+    /// A transaction that only reads: one consistent snapshot that blocks no writer (on
+    /// PostgreSQL REPEATABLE READ, so that every statement of a `plan` sees the same state).
     pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Store::Sqlite(p) => Tx::Sqlite(p.begin().await?),
-            Store::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Store::Postgres(p) => Tx::Postgres(
+                p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await?,
+            ),
         })
     }
 
