@@ -28,7 +28,7 @@ fn main() {
         d.join("config.yaml"),
         format!(
             "database: sqlite://bench.db\ntimezone: Europe/Amsterdam\nrules: {}\ntemplates: {}\n\
-             office:\n  name: Bench\n  from: \"Bench <bench@example.org>\"\n\
+             office:\n  name: Bench\n  from: \"Bench <bench@example.org>\"\n  locale: nl\n\
              mail:\n  transport: file\n  outbox: outbox\nhttp:\n  listen: 127.0.0.1:{port}\n  token_env: BENCH_TOKEN\n",
             repo.join("rules").display(),
             repo.join("templates").display()
