@@ -20,6 +20,8 @@ fn main() {
         from: "Opleidingscentrum <opleidingen@example.nl>".into(),
         verify_base_url: "https://opleidingen.example.nl".into(),
         locale: registrar::lang::Lang::parse("nl").expect("nl"),
+        signer: None,
+        linkedin_organization_id: None,
     };
     let base = sample_context(&office, &office.locale);
     let names = [

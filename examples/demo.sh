@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 cargo build --quiet
 registrar() { cargo run --quiet -- --config examples/config.yaml "$@"; }
 
+# The office's signing key for Open Badges credentials, made once (mode 0600, never overwritten).
+[ -f examples/office.key ] || registrar keygen examples/office.key >/dev/null
 rm -f examples/demo.db examples/demo.db-wal examples/demo.db-shm
 rm -rf outbox
 for kind in courses parts people enrolments attendance part-results results; do

@@ -61,6 +61,11 @@ pub struct Office {
     /// The language of a participant without a `locale`, and of the templates without a
     /// language in their name (T7).
     pub locale: crate::lang::Lang,
+    /// The key that signs Open Badges credentials (`office.signing_key_file`), if any.
+    pub signer: Option<std::sync::Arc<crate::credential::Signer>>,
+    /// LinkedIn's id of the office's organisation page (`office.linkedin_organization_id`);
+    /// without it, "add to profile" names the organisation by `name`.
+    pub linkedin_organization_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -153,6 +158,9 @@ struct RawOffice {
     from: Option<String>,
     verify_base_url: Option<String>,
     locale: Option<String>,
+    signing_key_file: Option<String>,
+    retired_public_keys: Option<Vec<String>>,
+    linkedin_organization_id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -317,6 +325,8 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
             .unwrap_or_else(|| "http://127.0.0.1:8080".into())
             .trim_end_matches('/')
             .to_string(),
+        signer: None,
+        linkedin_organization_id: None,
     };
     if !mailbox_ok(&office.from) {
         bad(
@@ -337,6 +347,33 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
                 office.verify_base_url
             ),
         );
+    }
+    let mut office = office;
+    match office_raw.linkedin_organization_id {
+        Some(id) if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) => bad(
+            "office.linkedin_organization_id",
+            format!(
+                "{id:?} is not a LinkedIn organisation id (the digits in the company page's admin URL)"
+            ),
+        ),
+        id => office.linkedin_organization_id = id,
+    }
+    let retired = office_raw.retired_public_keys.unwrap_or_default();
+    match office_raw.signing_key_file {
+        Some(file) => match crate::credential::Signer::load(
+            &rel(&file),
+            &office.verify_base_url,
+            &office.name,
+            retired,
+        ) {
+            Ok(signer) => office.signer = Some(std::sync::Arc::new(signer)),
+            Err(why) => bad("office.signing_key_file", why),
+        },
+        None if !retired.is_empty() => bad(
+            "office.retired_public_keys",
+            "needs office.signing_key_file (the key in force)".into(),
+        ),
+        None => {}
     }
 
     let mail_raw = raw.mail.unwrap_or_default();

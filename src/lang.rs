@@ -191,6 +191,8 @@ pub struct Words {
     /// The PDF attachment's name: `certificate-COURSE-PERSON.pdf`.
     pub certificate_file: &'static str,
     pub verified_by: &'static str,
+    /// The verify page's link to the signed credential.
+    pub credential_link: &'static str,
 }
 
 const EN: Words = Words {
@@ -214,6 +216,7 @@ const EN: Words = Words {
     dates: "Dates",
     certificate_file: "certificate",
     verified_by: "Verified by",
+    credential_link: "Digital certificate (Open Badges 3.0, signed by the office)",
 };
 
 const NL: Words = Words {
@@ -237,6 +240,7 @@ const NL: Words = Words {
     dates: "Data",
     certificate_file: "certificaat",
     verified_by: "Gecontroleerd door",
+    credential_link: "Digitaal certificaat (Open Badges 3.0, ondertekend door het opleidingscentrum)",
 };
 
 /// The product's words in `lang` (English when we have none).

@@ -7,6 +7,7 @@
 pub mod change;
 pub mod cli;
 pub mod config;
+pub mod credential;
 pub mod daemon;
 pub mod delivery;
 pub mod domain;

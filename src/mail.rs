@@ -212,6 +212,12 @@ pub fn certificate_file_name(course: &str, person: &str, lang: &crate::lang::Lan
     )
 }
 
+/// The credential attachment's name: `certificate-COURSE-PERSON.json` (in every language:
+/// wallets and verifiers read it, not people).
+pub fn credential_file_name(course: &str, person: &str) -> String {
+    format!("certificate-{}-{}.json", safe(course), safe(person))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,7 +41,73 @@ fn registry(escape: bool) -> Handlebars<'static> {
     }
     h.register_helper("format_date", Box::new(format_date));
     h.register_helper("format_datetime", Box::new(format_datetime));
+    h.register_helper("qr", Box::new(qr));
     h
+}
+
+/// `{{qr URL x=690 y=400 size=110}}` in a certificate layout: the URL as a scannable QR
+/// code (error correction M, a quiet zone of four modules on white), an SVG group whose
+/// top left corner is at x, y and which is `size` units wide. An empty URL draws nothing.
+fn qr(
+    h: &handlebars::Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &handlebars::Context,
+    _: &mut handlebars::RenderContext<'_, '_>,
+    out: &mut dyn handlebars::Output,
+) -> handlebars::HelperResult {
+    let value = h
+        .param(0)
+        .ok_or(handlebars::RenderErrorReason::ParamNotFoundForIndex(
+            "qr", 0,
+        ))?;
+    let text = value.value().as_str().unwrap_or_default();
+    if text.is_empty() {
+        return Ok(());
+    }
+    let number = |key: &str, default: f64| {
+        h.hash_get(key)
+            .and_then(|v| v.value().as_f64())
+            .unwrap_or(default)
+    };
+    let (x, y, size) = (number("x", 0.0), number("y", 0.0), number("size", 100.0));
+    out.write(&qr_svg(text, x, y, size).map_err(handlebars::RenderErrorReason::Other)?)?;
+    Ok(())
+}
+
+/// The SVG group of [`qr`].
+pub fn qr_svg(text: &str, x: f64, y: f64, size: f64) -> Result<String, String> {
+    const QUIET: usize = 4;
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| format!("qr: {text:?} cannot be a QR code: {e}"))?;
+    let width = code.width();
+    let colors = code.to_colors();
+    let dark = |r: usize, c: usize| colors.get(r * width + c) == Some(&qrcode::Color::Dark);
+    let mut d = String::new();
+    for r in 0..width {
+        let mut c = 0;
+        while c < width {
+            if dark(r, c) {
+                let start = c;
+                while c < width && dark(r, c) {
+                    c += 1;
+                }
+                d.push_str(&format!(
+                    "M{} {}h{}v1h-{}z",
+                    start + QUIET,
+                    r + QUIET,
+                    c - start,
+                    c - start
+                ));
+            } else {
+                c += 1;
+            }
+        }
+    }
+    let total = width + 2 * QUIET;
+    let scale = size / total as f64;
+    Ok(format!(
+        "<g transform=\"translate({x} {y}) scale({scale})\"><rect width=\"{total}\" height=\"{total}\" fill=\"#ffffff\"/><path d=\"{d}\" fill=\"#000000\"/></g>"
+    ))
 }
 
 /// The language a template is being rendered in (`recipient.language`), English if none.
@@ -435,6 +501,10 @@ pub fn sample_context(office: &Office, lang: &Lang) -> Value {
                        "achieved": true, "passing_obligation_passed": true, "expiry_status": "valid"},
         "certificate": {"number": "FA-2026-000123", "verification_code": "sample-code",
                         "verify_url": format!("{}/verify/sample-code", office.verify_base_url),
+                        "linkedin_url": crate::credential::linkedin_url("Eerste hulp", office,
+                            chrono::NaiveDate::from_ymd_opt(2026, 3, 23).unwrap_or_default(),
+                            chrono::NaiveDate::from_ymd_opt(2028, 3, 23),
+                            &format!("{}/verify/sample-code", office.verify_base_url), "FA-2026-000123"),
                         "issued_on": day("2026-03-23T12:00:00+01:00"), "valid_until": day("2028-03-23T12:00:00+01:00"),
                         "issued_at": "2026-03-23T12:00:00+01:00", "valid_until_at": "2028-03-23T12:00:00+01:00"},
         "certification": {"id": "forklift-operator", "name": "Forklift operator", "status": "certified",
@@ -497,6 +567,23 @@ pub fn check_rules(
 ) -> Vec<TemplateProblem> {
     let home = &office.locale;
     let mut out = Vec::new();
+    for r in rules.iter().filter(|r| {
+        r.email
+            .attach
+            .contains(&crate::rules::action::Attachment::Credential)
+    }) {
+        if office.signer.is_none() {
+            out.push(TemplateProblem {
+                file: r.file.clone(),
+                line: r.id.referenced.line(),
+                column: r.id.referenced.column(),
+                message: format!(
+                    "action {}: attach: [credential] needs office.signing_key_file in the configuration (write a key with `registrar keygen PATH`)",
+                    r.id.value
+                ),
+            });
+        }
+    }
     // A missing or unparsable template is reported already.
     for r in rules
         .iter()
@@ -588,6 +675,8 @@ mod tests {
             from: "O <o@example.org>".into(),
             verify_base_url: "https://o.example.org".into(),
             locale: Lang::english(),
+            signer: None,
+            linkedin_organization_id: None,
         }
     }
 

@@ -155,14 +155,19 @@ pub async fn participant_context(
             issued_at: issued,
             valid_until: until,
         }) => json!({
+            "linkedin_url": crate::credential::linkedin_url(&type_name, office,
+                issued.with_timezone(&tz).date_naive(), until.map(|u| u.with_timezone(&tz).date_naive()),
+                &format!("{}/verify/{code}", office.verify_base_url), &number),
             "number": number, "verification_code": code,
             "verify_url": format!("{}/verify/{code}", office.verify_base_url),
             "issued_on": long_date(issued, tz), "valid_until": until.map(|u| long_date(u, tz)).unwrap_or_default(),
             "issued_at": local_rfc3339(issued, tz),
             "valid_until_at": until.map(|u| local_rfc3339(u, tz)).unwrap_or_default()}),
-        None => json!({"number": "(not issued yet)", "verification_code": "", "verify_url": "",
+        None => {
+            json!({"number": "(not issued yet)", "verification_code": "", "verify_url": "", "linkedin_url": "",
                        "issued_on": "(not issued yet)", "valid_until": "(not issued yet)",
-                       "issued_at": "", "valid_until_at": ""}),
+                       "issued_at": "", "valid_until_at": ""})
+        }
     };
     let fields =
         |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_else(|_| json!({}));

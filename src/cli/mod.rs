@@ -81,6 +81,36 @@ pub enum Command {
     Retry(deliveries::Ids),
     /// Certifications: assign a learner, administrator actions, exam and payment, history.
     Certification(certification::Args),
+    /// Write a new Ed25519 signing key for Open Badges credentials (mode 0600; never over
+    /// an existing file), or print the public key of one (--public).
+    Keygen(KeygenArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct KeygenArgs {
+    /// The key file (office.signing_key_file).
+    pub path: std::path::PathBuf,
+    /// Print the public key of an existing key file (for office.retired_public_keys).
+    #[arg(long)]
+    pub public: bool,
+}
+
+/// `registrar keygen`: needs no configuration (the configuration may name the file that
+/// does not exist yet).
+fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
+    if args.public {
+        let public = crate::credential::public_key_of(&args.path).map_err(anyhow::Error::msg)?;
+        say!("{public}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let public = crate::credential::keygen(&args.path).map_err(anyhow::Error::msg)?;
+    say!(
+        "wrote {} (mode 0600): the office's Ed25519 signing key",
+        args.path.display()
+    );
+    say!("public key: {public}");
+    say!("set office.signing_key_file to it, and keep a backup where only you can read it");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -207,6 +237,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Check = cli.command {
         return Ok(check::run(&cli.config).await);
     }
+    if let Command::Keygen(args) = &cli.command {
+        return keygen(args);
+    }
     let app = App::load(&cli)?;
     match cli.command {
         Command::Migrate => {
@@ -226,6 +259,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliveries(args) => deliveries::list(&app, args).await,
         Command::Retry(ids) => deliveries::retry(&app, ids).await,
         Command::Certification(args) => certification::run(&app, args).await,
-        Command::Check => Ok(ExitCode::SUCCESS),
+        Command::Check | Command::Keygen(_) => Ok(ExitCode::SUCCESS),
     }
 }

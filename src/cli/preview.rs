@@ -81,11 +81,11 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     })?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    // The certificate PDF, as attached, written next to the .eml.
-    if let Some((filename, bytes)) = &message.certificate_pdf {
-        let pdf = args.out.join(filename);
-        std::fs::write(&pdf, bytes).with_context(|| format!("cannot write {}", pdf.display()))?;
-        say!("{}", pdf.display());
+    // The attachments (certificate PDF, credential), as attached, written next to the .eml.
+    for (filename, bytes) in &message.attachments {
+        let file = args.out.join(filename);
+        std::fs::write(&file, bytes).with_context(|| format!("cannot write {}", file.display()))?;
+        say!("{}", file.display());
     }
     let path = args.out.join(format!(
         "{}.eml",
@@ -103,11 +103,15 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         } else {
             "HTML"
         },
-        if message.certificate_pdf.is_some() {
-            " + certificate PDF"
-        } else {
-            ""
-        }
+        message
+            .attachments
+            .iter()
+            .map(|(name, _)| if name.ends_with(".pdf") {
+                " + certificate PDF"
+            } else {
+                " + credential"
+            })
+            .collect::<String>()
     );
     let who = &args.person;
     let instance = preview

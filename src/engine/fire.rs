@@ -10,7 +10,7 @@ use crate::domain::{ActionState, SubjectKind};
 use crate::mail;
 use crate::render::Templates;
 use crate::rules::RuleSet;
-use crate::rules::action::ActionRule;
+use crate::rules::action::{ActionRule, Attachment};
 use crate::status::{self, ParticipantStatus};
 use crate::store::actions::{self, Instance};
 use crate::store::catalogue::CourseInfo;
@@ -74,8 +74,8 @@ pub struct Composed {
     pub subject: String,
     pub message_id: String,
     pub bytes: Vec<u8>,
-    /// The certificate PDF the message carries, with its file name.
-    pub certificate_pdf: Option<(String, Vec<u8>)>,
+    /// The files the message carries (certificate PDF, credential), with their names.
+    pub attachments: Vec<(String, Vec<u8>)>,
 }
 
 /// A new outbox row.
@@ -512,7 +512,7 @@ fn compose_message(
         mail::domain_of(&env.office.from),
     );
     let mut attachments = Vec::new();
-    if verdict::attaches_certificate(rule) {
+    if rule.email.attach.contains(&Attachment::CertificatePdf) {
         let layout = env
             .rules
             .course_types
@@ -536,6 +536,20 @@ fn compose_message(
             bytes,
         });
     }
+    if rule.email.attach.contains(&Attachment::Credential) {
+        let signer = env.office.signer.as_deref().ok_or(
+            "the rule attaches the credential, but office.signing_key_file is not set (see `registrar keygen`)",
+        )?;
+        let course_type = env.rules.course_types.get(type_id);
+        let facts = crate::credential::facts_of_context(ctx, course_type, &env.office.locale)?;
+        let credential = signer.credential(&facts)?;
+        attachments.push(mail::Attached {
+            filename: mail::credential_file_name(subject, person),
+            content_type: "application/json",
+            bytes: serde_json::to_vec_pretty(&credential)
+                .map_err(|e| format!("credential: {e}"))?,
+        });
+    }
     let bytes = mail::build_bytes(&env.office.from, &to, &rendered, &message_id, &attachments)?;
     Ok(Composed {
         recipients: to
@@ -546,10 +560,10 @@ fn compose_message(
         subject: rendered.subject,
         message_id,
         bytes,
-        certificate_pdf: attachments
+        attachments: attachments
             .into_iter()
-            .next()
-            .map(|a| (a.filename, a.bytes)),
+            .map(|a| (a.filename, a.bytes))
+            .collect(),
     })
 }
 

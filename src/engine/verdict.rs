@@ -210,10 +210,13 @@ pub fn verdict(
     Verdict { decision, reasons }
 }
 
-/// Whether the rule's email carries the certificate PDF (it then waits for the cycle's
-/// certificate).
+/// Whether the rule's email carries the certificate, as a PDF or a credential (it then
+/// waits for the cycle's certificate).
 pub fn attaches_certificate(rule: &ActionRule) -> bool {
-    rule.email.attach.contains(&Attachment::CertificatePdf)
+    rule.email
+        .attach
+        .iter()
+        .any(|a| matches!(a, Attachment::CertificatePdf | Attachment::Credential))
 }
 
 fn waits_for_certificate(rules: &RuleSet, course: &CourseInfo, cycle: i64) -> Reason {

@@ -128,6 +128,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/certifications/{certification}/learners"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/verify/{code}"),
+    ("GET", "/verify/{code}/credential"),
+    ("GET", "/.well-known/did.json"),
+    ("GET", "/did.json"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
 ];
@@ -180,6 +183,9 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/verify/{code}", get(query::verify))
+        .route("/verify/{code}/credential", get(query::credential))
+        .route("/.well-known/did.json", get(query::did_document))
+        .route("/did.json", get(query::did_document))
         .route("/healthz", get(query::healthz))
         .route("/metrics", get(query::metrics))
         .fallback(errors::not_found)

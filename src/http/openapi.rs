@@ -103,6 +103,14 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>) {
             "Public: is this certificate valid, expired or revoked (HTML, or JSON with Accept: application/json)",
             None,
         ),
+        ("GET", "/verify/{code}/credential") => (
+            "Public: the certificate as an Open Badges 3.0 credential signed by the office (404 without office.signing_key_file; 410 once revoked)",
+            None,
+        ),
+        ("GET", "/.well-known/did.json") | ("GET", "/did.json") => (
+            "Public: the office's did:web document (its signing keys), for verifiers of its credentials",
+            None,
+        ),
         ("GET", "/healthz") => ("Public: database reachable and scheduler alive", None),
         ("GET", "/metrics") => ("Public: Prometheus metrics", None),
         _ => ("", None),

@@ -114,15 +114,8 @@ pub async fn verify(
     );
     let w = words(&lang);
     let office = &s.config.office.name;
-    let row = if code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
-        None
-    } else {
-        let mut tx = s.store.begin_read().await?;
-        let row = certificates::by_code(&mut tx, &code).await?;
-        tx.rollback().await?;
-        row
-    };
-    let Some(v) = row else {
+    let now = Utc::now();
+    let Some((v, status)) = certificate_of(&s, &code, now).await? else {
         let e = ApiError::not_found("no certificate has this verification code");
         return Ok(if wants_json {
             e.into_response()
@@ -140,25 +133,9 @@ pub async fn verify(
                 .into_response()
         });
     };
-    let now = Utc::now();
     let tz = s.config.timezone;
     let rules = s.rules();
     let course_type = rules.course_types.get(&v.type_id);
-    let soon = course_type.map(|t| t.expiring_soon);
-    let status = if v.revoked_at.is_some() {
-        "revoked"
-    } else if v.valid_until.is_some_and(|u| u <= now) {
-        "expired"
-    } else if v
-        .valid_until
-        .zip(soon)
-        .and_then(|(u, p)| p.negated().add_to(u, tz))
-        .is_some_and(|from| from <= now)
-    {
-        "expiring_soon"
-    } else {
-        "valid"
-    };
     let day = |t: DateTime<Utc>| long_date(t, tz, &lang);
     let type_name = course_type.map_or(v.type_id.clone(), |t| t.name.clone());
     if wants_json {
@@ -223,7 +200,125 @@ pub async fn verify(
         row(w.number, &v.number),
         row(w.issued, &day(v.issued_at)),
     );
+    let body = if s.config.office.signer.is_some() && status != "revoked" {
+        // Relative, so that it works behind a proxy that adds a path.
+        format!(
+            "{body}<p class=\"links\"><a href=\"{code}/credential\">{}</a></p>",
+            esc(w.credential_link)
+        )
+    } else {
+        body
+    };
     Ok(Html(page(&lang, office, title, &body, colour)).into_response())
+}
+
+/// The certificate of `code` and its status at `now` (`valid`, `expiring_soon`, `expired`,
+/// `revoked`), or `None`.
+async fn certificate_of(
+    s: &ApiState,
+    code: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(certificates::Verified, &'static str)>, ApiError> {
+    if code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Ok(None);
+    }
+    let mut tx = s.store.begin_read().await?;
+    let row = certificates::by_code(&mut tx, code).await?;
+    tx.rollback().await?;
+    let Some(v) = row else { return Ok(None) };
+    let tz = s.config.timezone;
+    let soon = s
+        .rules()
+        .course_types
+        .get(&v.type_id)
+        .map(|t| t.expiring_soon);
+    let status = if v.revoked_at.is_some() {
+        "revoked"
+    } else if v.valid_until.is_some_and(|u| u <= now) {
+        "expired"
+    } else if v
+        .valid_until
+        .zip(soon)
+        .and_then(|(u, p)| p.negated().add_to(u, tz))
+        .is_some_and(|from| from <= now)
+    {
+        "expiring_soon"
+    } else {
+        "valid"
+    };
+    Ok(Some((v, status)))
+}
+
+/// GET /verify/{code}/credential: public. The certificate as an `OpenBadgeCredential`
+/// signed by the office — the same bytes as the email's attachment. 404 when the office
+/// does not sign (no `office.signing_key_file`) or the code is unknown; 410 once revoked
+/// (`/verify/{code}` says when).
+pub async fn credential(
+    State(s): State<ApiState>,
+    Path(code): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(signer) = s.config.office.signer.clone() else {
+        return Err(ApiError::not_found(
+            "this office does not issue signed credentials (office.signing_key_file is not set)",
+        ));
+    };
+    let Some((v, status)) = certificate_of(&s, &code, Utc::now()).await? else {
+        return Err(ApiError::not_found(
+            "no certificate has this verification code",
+        ));
+    };
+    if status == "revoked" {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "revoked",
+            format!(
+                "certificate {} was revoked on {} (see /verify/{code})",
+                v.number,
+                local_rfc3339(v.revoked_at.unwrap_or_default(), s.config.timezone)
+            ),
+        ));
+    }
+    let rules = s.rules();
+    let tz = s.config.timezone;
+    let course_type = rules.course_types.get(&v.type_id);
+    let type_name = course_type.map_or(v.type_id.clone(), |t| t.name.clone());
+    let (description, criteria) =
+        crate::credential::achievement_texts(course_type, &type_name, &s.config.office.locale);
+    let facts = crate::credential::Facts {
+        verification_code: code,
+        number: v.number,
+        holder: v.full_name,
+        email: v.email,
+        type_id: v.type_id,
+        type_name,
+        description,
+        criteria,
+        course_start: v.course_start.with_timezone(&tz).date_naive(),
+        course_end: v.course_end.with_timezone(&tz).date_naive(),
+        issued_at: v.issued_at,
+        valid_until: v.valid_until,
+    };
+    let doc = signer.credential(&facts).map_err(|why| {
+        tracing::error!("credential of certificate {}: {why}", facts.number);
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "credential_failed",
+            "the credential could not be made; the server log says why",
+        )
+    })?;
+    let body = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// GET /.well-known/did.json (and /did.json, for a `did:web` with a path): public. The
+/// office's DID document with its signing keys.
+pub async fn did_document(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    match &s.config.office.signer {
+        Some(signer) => Ok(Json(signer.did_document())),
+        None => Err(ApiError::not_found(
+            "this office does not sign credentials (office.signing_key_file is not set)",
+        )),
+    }
 }
 
 /// The verify page: the office's name, the status as a heading in its colour, the details.
@@ -235,14 +330,26 @@ fn page(lang: &crate::lang::Lang, office: &str, title: &str, body: &str, colour:
             .replace('"', "&quot;")
     };
     let w = crate::lang::words(lang);
+    // A mark beside the status that does not depend on colour alone.
+    let mark = match colour {
+        "#1f6f3a" => "✓",
+        "#8a5a00" => "!",
+        _ => "✕",
+    };
     format!(
-        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{title} · {office}</title><style>body{{font-family:system-ui,sans-serif;max-width:38em;margin:2.5em auto;padding:0 1em;color:#222}}\
-         header{{border-bottom:1px solid #ddd;padding-bottom:.6em;color:#555;font-size:.95em}}\
-         h1{{color:{colour};margin:.8em 0 .2em}} .note{{font-size:1.1em;margin:0 0 1.4em}}\
-         dl{{display:grid;grid-template-columns:max-content 1fr;gap:.5em 1.5em}} dt{{color:#666}} dd{{margin:0;font-weight:600}}\
-         footer{{margin-top:2em;color:#777;font-size:.85em}}</style></head>\
-         <body><header>{office}</header><h1>{title}</h1>{body}<footer>{} {office}</footer></body></html>",
+        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{title} · {office}</title><style>\
+         body{{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;background:#f4f5f7;margin:0;padding:2.5em 1em;color:#1f2933}}\
+         main{{max-width:36em;margin:0 auto;background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.12);border-top:8px solid {colour};padding:1.6em 2em 1.4em}}\
+         header{{color:#52606d;font-size:.85em;letter-spacing:.08em;text-transform:uppercase}}\
+         h1{{color:{colour};font-size:1.7em;margin:.5em 0 .15em;display:flex;align-items:center;gap:.45em}}\
+         .mark{{display:inline-flex;justify-content:center;align-items:center;width:1.3em;height:1.3em;border-radius:50%;background:{colour};color:#fff;font-size:.8em}}\
+         .note{{font-size:1.1em;margin:0 0 1.4em;color:#323f4b}}\
+         dl{{display:grid;grid-template-columns:max-content 1fr;gap:.55em 1.5em;margin:0;padding-top:1.1em;border-top:1px solid #e4e7eb}} dt{{color:#616e7c}} dd{{margin:0;font-weight:600}}\
+         .links{{margin:1.4em 0 0}} .links a{{color:#2f6fb7}}\
+         footer{{max-width:36em;margin:1em auto 0;color:#7b8794;font-size:.85em;text-align:center}}</style></head>\
+         <body><main><header>{office}</header><h1><span class=\"mark\" aria-hidden=\"true\">{mark}</span>{title}</h1>{body}</main>\
+         <footer>{} {office}</footer></body></html>",
         w.verified_by,
         office = esc(office),
     )

@@ -142,6 +142,8 @@ impl Texts {
 #[serde(rename_all = "snake_case")]
 pub enum Attachment {
     CertificatePdf,
+    /// The certificate as a signed Open Badges 3.0 credential (`certificate-COURSE-PERSON.json`).
+    Credential,
 }
 
 /// `participant`, or a fixed list of addresses.
@@ -253,6 +255,9 @@ impl ActionRule {
         }
         if learner && self.email.attach.contains(&Attachment::CertificatePdf) {
             return Err("attach: [certificate_pdf] needs data_group course_participant".into());
+        }
+        if learner && self.email.attach.contains(&Attachment::Credential) {
+            return Err("attach: [credential] needs data_group course_participant".into());
         }
         if learner && matches!(self.timing.anchor, Anchor::CourseStart | Anchor::CourseEnd) {
             return Err(

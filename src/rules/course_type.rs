@@ -19,6 +19,14 @@ pub struct CourseType {
     pub expiring_soon: Period,
     #[serde(default)]
     pub certificate: Option<CertificateSpec>,
+    /// What the certificate stands for, in the office's language (the Open Badges
+    /// achievement's description; default: the name).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// What it takes to earn it (the achievement's criteria; default: a sentence from
+    /// attendance_percent).
+    #[serde(default)]
+    pub criteria: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -77,6 +85,8 @@ impl CourseType {
             attendance_validity: None,
             expiring_soon: thirty_days(),
             certificate: None,
+            description: None,
+            criteria: None,
         }
     }
 

@@ -132,8 +132,12 @@ pub async fn in_force_of_courses(
 /// What `/verify/{code}` shows: number, holder, course, issued, valid until, revoked.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Verified {
+    pub course_id: String,
+    pub person_id: String,
     pub number: String,
     pub full_name: String,
+    /// For the credential's salted identifier only; the page never shows it.
+    pub email: Option<String>,
     pub course_name: String,
     pub type_id: String,
     pub course_start: DateTime<Utc>,
@@ -145,7 +149,7 @@ pub struct Verified {
 
 pub async fn by_code(tx: &mut Tx, code: &str) -> Result<Option<Verified>, sqlx::Error> {
     on!(tx, c => sqlx::query_as(
-        "SELECT cert.number, p.full_name, co.name AS course_name, co.type_id, co.start_at AS course_start, \
+        "SELECT cert.course_id, cert.person_id, cert.number, p.full_name, p.email, co.name AS course_name, co.type_id, co.start_at AS course_start, \
          co.end_at AS course_end, cert.issued_at, cert.valid_until, cert.revoked_at \
          FROM certificates cert JOIN people p ON p.id = cert.person_id JOIN courses co ON co.id = cert.course_id \
          WHERE cert.verification_code = $1",

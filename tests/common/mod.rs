@@ -175,3 +175,21 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Whether the outside tool `command` (an independent oracle) is installed. Where it is
+/// not, the test says so in one line and skips, except in CI (`CI` set), where a missing
+/// oracle fails the test: `.ci/run` installs it (`install` says how).
+pub fn tool(command: &str, install: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{command} is not installed, and CI must run this test ({install})"
+        );
+        eprintln!("skipping: {command} is not installed ({install})");
+    }
+    found
+}
