@@ -613,9 +613,13 @@ mod tests {
             c.mail.smtp.password,
             Some(Secret::Env("REGISTRAR_SMTP_PASSWORD".into()))
         );
+        // The demo's signing key is written by demo.sh (never committed): give
+        // the example config one of its own beside it.
+        let dir = tempfile::tempdir().unwrap();
+        crate::credential::keygen(&dir.path().join("office.key")).unwrap();
         let demo = Config::from_yaml(
             include_str!("../examples/config.yaml"),
-            Path::new("examples/config.yaml"),
+            &dir.path().join("config.yaml"),
         )
         .unwrap();
         assert_eq!(demo.mail.transport, Transport::File);
