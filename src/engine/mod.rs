@@ -151,7 +151,7 @@ async fn apply_events(
                             .is_none_or(|wanted| status.is_some_and(|s| wanted.contains(&s)))
                 }) {
                     let due =
-                        timing::due(e.at, rule.timing.offset, rule.timing.at.map(|t| t.0), tz);
+                        timing::due(e.at, rule.timing().offset, rule.timing().at.map(|t| t.0), tz);
                     new.push(NewAction {
                         rule: &rule.id.value,
                         kind: SubjectKind::Certification,
@@ -286,7 +286,7 @@ async fn apply_events(
         for (trigger, event_at) in triggers {
             for rule in rules.actions.iter().filter(|r| applies(r, trigger, info)) {
                 let due = anchor_of(rule, info, event_at, expiry).and_then(|a| {
-                    timing::due(a, rule.timing.offset, rule.timing.at.map(|t| t.0), tz)
+                    timing::due(a, rule.timing().offset, rule.timing().at.map(|t| t.0), tz)
                 });
                 new.push(NewAction {
                     rule: &rule.id.value,
@@ -370,7 +370,7 @@ fn anchor_of(
     event_at: DateTime<Utc>,
     certificate_expiry: Option<DateTime<Utc>>,
 ) -> Option<DateTime<Utc>> {
-    match rule.timing.anchor {
+    match rule.timing().anchor {
         Anchor::CourseStart => Some(course.start),
         Anchor::CourseEnd => Some(course.end),
         Anchor::Event => Some(event_at),
@@ -398,10 +398,10 @@ async fn anchor_waiting_on_expiry(
         let Some(rule) = rules.action(&rule_id) else {
             continue;
         };
-        if rule.timing.anchor != Anchor::CertificateExpiry {
+        if rule.timing().anchor != Anchor::CertificateExpiry {
             continue;
         }
-        let due = timing::due(until, rule.timing.offset, rule.timing.at.map(|t| t.0), tz);
+        let due = timing::due(until, rule.timing().offset, rule.timing().at.map(|t| t.0), tz);
         let expires = due
             .zip(rule.expires_after)
             .and_then(|(d, p)| p.add_to(d, tz));
@@ -441,11 +441,11 @@ async fn course_changed(
         let Some(rule) = rules.action(&rule_id) else {
             continue;
         };
-        if !matches!(rule.timing.anchor, Anchor::CourseStart | Anchor::CourseEnd) {
+        if !matches!(rule.timing().anchor, Anchor::CourseStart | Anchor::CourseEnd) {
             continue;
         }
         let due = anchor_of(rule, &info, event_at, None)
-            .and_then(|a| timing::due(a, rule.timing.offset, rule.timing.at.map(|t| t.0), tz));
+            .and_then(|a| timing::due(a, rule.timing().offset, rule.timing().at.map(|t| t.0), tz));
         let expires = due
             .zip(rule.expires_after)
             .and_then(|(d, p)| p.add_to(d, tz));

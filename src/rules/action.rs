@@ -21,7 +21,16 @@ pub struct ActionRule {
     pub event: RuleEvent,
     pub process: Process,
     pub email: Email,
-    pub timing: Timing,
+    /// When an event rule is due. Schedule rules have none: they run at `schedule`.
+    #[serde(default)]
+    pub timing: Option<Timing>,
+    /// `event: schedule`: the cron expression of the instants it runs at (T6).
+    #[serde(default)]
+    pub schedule: Option<Spanned<super::schedule::CronSchedule>>,
+    /// A participant or learner schedule: the period around an anchor in which a subject
+    /// is reached.
+    #[serde(default)]
+    pub window: Option<Window>,
     #[serde(default)]
     pub conditions: Conditions,
     #[serde(default)]
@@ -48,6 +57,18 @@ pub enum Execution {
 pub enum DataGroup {
     CourseParticipant,
     CertificationLearner,
+    /// One subject, the office: schedule rules only (a digest).
+    Office,
+}
+
+impl DataGroup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataGroup::CourseParticipant => "course_participant",
+            DataGroup::CertificationLearner => "certification_learner",
+            DataGroup::Office => "office",
+        }
+    }
 }
 
 /// The events that can create an action.
@@ -61,6 +82,8 @@ pub enum RuleEvent {
     CertificateIssued,
     CertificateExpiring,
     CertificationStatusChanged,
+    /// The instants of the rule's `schedule` (T6).
+    Schedule,
 }
 
 impl RuleEvent {
@@ -73,6 +96,7 @@ impl RuleEvent {
             RuleEvent::CertificateIssued => "certificate_issued",
             RuleEvent::CertificateExpiring => "certificate_expiring",
             RuleEvent::CertificationStatusChanged => "certification_status_changed",
+            RuleEvent::Schedule => "schedule",
         }
     }
 }
@@ -192,6 +216,44 @@ pub struct Timing {
     pub at: Option<LocalTime>,
 }
 
+/// What a schedule window counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowAnchor {
+    CourseStart,
+    CourseEnd,
+    /// The valid_until of the participant's certificate in force.
+    CertificateExpiry,
+    /// The valid_until of a certification learner.
+    ValidUntil,
+}
+
+/// `window: { anchor: course_end, from: 0 days, to: 28 days }`: a subject is reached at
+/// an instant between anchor + from and anchor + to (both included).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub anchor: WindowAnchor,
+    #[serde(default = "zero")]
+    pub from: Period,
+    pub to: Period,
+}
+
+impl Window {
+    /// Whether `instant` lies in the window of a subject whose anchor is `anchor`.
+    pub fn contains(
+        &self,
+        anchor: chrono::DateTime<chrono::Utc>,
+        instant: chrono::DateTime<chrono::Utc>,
+        tz: chrono_tz::Tz,
+    ) -> bool {
+        match (self.from.add_to(anchor, tz), self.to.add_to(anchor, tz)) {
+            (Some(from), Some(to)) => from <= instant && instant <= to,
+            _ => false,
+        }
+    }
+}
+
 fn zero() -> Period {
     Period {
         amount: 0,
@@ -222,11 +284,108 @@ pub struct Conditions {
 }
 
 impl ActionRule {
+    /// When an event rule is due (a schedule rule: at its instants, as if anchored on them).
+    pub fn timing(&self) -> Timing {
+        self.timing.clone().unwrap_or(Timing {
+            anchor: Anchor::Event,
+            offset: zero(),
+            at: None,
+        })
+    }
+
+    /// The schedule of an `event: schedule` rule.
+    pub fn cron(&self) -> Option<&super::schedule::CronSchedule> {
+        self.schedule.as_ref().map(|s| &s.value)
+    }
+
+    /// The combinations a schedule rule allows.
+    fn validate_schedule(&self) -> Result<(), String> {
+        if self.schedule.is_none() {
+            return Err("event: schedule needs schedule: a cron expression such as \"0 8 * * MON\" (minute hour day-of-month month day-of-week)".into());
+        }
+        if self.timing.is_some() {
+            return Err("a schedule rule runs at its schedule's instants: leave timing out (bound it with window)".into());
+        }
+        if self.execution == Execution::Manual {
+            return Err("execution: manual does not go with event: schedule (each instant is sent as it comes)".into());
+        }
+        if self.expires_after.is_some() {
+            return Err("expires_after does not go with event: schedule (a subject not reached at an instant is reached at the next one)".into());
+        }
+        match self.data_group {
+            DataGroup::Office => {
+                if !matches!(&self.email.to, Recipients::Fixed(list) if !list.is_empty()) {
+                    return Err("data_group office needs email.to with the addresses to send the digest to".into());
+                }
+                if self.window.is_some() {
+                    return Err("data_group office has no subjects to bound: leave window out".into());
+                }
+                let c = &self.conditions;
+                if c.course_status.is_some()
+                    || c.course_type.is_some()
+                    || c.attendance_requirement_achieved.is_some()
+                    || c.passing_obligation_passed.is_some()
+                    || c.result.is_some()
+                    || c.completed.is_some()
+                    || c.certification_status.is_some()
+                {
+                    return Err("data_group office takes no conditions (the digest lists what happened; an empty one is not sent)".into());
+                }
+                if !self.email.attach.is_empty() {
+                    return Err("data_group office attaches nothing (certificates belong to participants)".into());
+                }
+            }
+            DataGroup::CourseParticipant | DataGroup::CertificationLearner => {
+                let learner = self.data_group == DataGroup::CertificationLearner;
+                let Some(w) = self.window else {
+                    return Err(format!(
+                        "a {} schedule needs a window that bounds it, e.g. window: {{ anchor: {}, from: 0 days, to: 28 days }}",
+                        self.data_group.as_str(),
+                        if learner { "valid_until" } else { "course_end" }
+                    ));
+                };
+                let fits = if learner {
+                    w.anchor == WindowAnchor::ValidUntil
+                } else {
+                    w.anchor != WindowAnchor::ValidUntil
+                };
+                if !fits {
+                    return Err(if learner {
+                        "window.anchor of a certification_learner schedule is valid_until".into()
+                    } else {
+                        "window.anchor of a course_participant schedule is course_start, course_end or certificate_expiry".into()
+                    });
+                }
+                if w.to.add_to(chrono::DateTime::UNIX_EPOCH, chrono_tz::UTC)
+                    < w.from.add_to(chrono::DateTime::UNIX_EPOCH, chrono_tz::UTC)
+                {
+                    return Err("window.to comes before window.from".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that need the whole document: which combinations make sense.
     pub fn validate(&self) -> Result<(), String> {
         crate::domain::parse_id(&self.id.value, "id")?;
         let learner = self.data_group == DataGroup::CertificationLearner;
-        if learner != (self.event == RuleEvent::CertificationStatusChanged) {
+        let office = self.data_group == DataGroup::Office;
+        let scheduled = self.event == RuleEvent::Schedule;
+        if scheduled {
+            self.validate_schedule()?;
+        } else if self.schedule.is_some() || self.window.is_some() {
+            return Err(
+                "schedule and window need event: schedule (an event rule is timed with timing)"
+                    .into(),
+            );
+        } else if self.timing.is_none() {
+            return Err("timing is missing (e.g. timing: { anchor: event, offset: 0 days })".into());
+        }
+        if office && !scheduled {
+            return Err("data_group office needs event: schedule (a digest runs on a schedule)".into());
+        }
+        if !scheduled && learner != (self.event == RuleEvent::CertificationStatusChanged) {
             return Err(format!(
                 "event {} does not go with data_group {} (certification_learner rules use \
                  certification_status_changed; course_participant rules use the other events)",
@@ -259,12 +418,12 @@ impl ActionRule {
         if learner && self.email.attach.contains(&Attachment::Credential) {
             return Err("attach: [credential] needs data_group course_participant".into());
         }
-        if learner && matches!(self.timing.anchor, Anchor::CourseStart | Anchor::CourseEnd) {
+        if learner && matches!(self.timing().anchor, Anchor::CourseStart | Anchor::CourseEnd) {
             return Err(
                 "timing.anchor course_start/course_end needs data_group course_participant".into(),
             );
         }
-        if self.timing.anchor == Anchor::CertificateExpiry
+        if self.timing().anchor == Anchor::CertificateExpiry
             && !matches!(
                 self.event,
                 RuleEvent::CertificateIssued | RuleEvent::CertificateExpiring

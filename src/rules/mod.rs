@@ -4,6 +4,7 @@
 pub mod action;
 pub mod certification;
 pub mod course_type;
+pub mod schedule;
 pub mod timing;
 
 pub use action::ActionRule;
