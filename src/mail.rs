@@ -44,8 +44,16 @@ pub fn recipients(to: &Recipients, ctx: &Value) -> Result<Vec<Mailbox>, String> 
     }
 }
 
-/// `<rule.course.person.cycle@domain>`, each part percent-encoded to a dot-atom.
-pub fn message_id(rule: &str, course: &str, person: &str, cycle: i64, domain: &str) -> String {
+/// `<rule.course.person.cycle@domain>`, each part percent-encoded to a dot-atom; a schedule
+/// rule's message adds its instant (`...cycle.instant@`), one Message-ID per instant.
+pub fn message_id(
+    rule: &str,
+    course: &str,
+    person: &str,
+    cycle: i64,
+    instant: i64,
+    domain: &str,
+) -> String {
     let enc = |s: &str| {
         s.bytes()
             .map(|b| match b {
@@ -53,6 +61,11 @@ pub fn message_id(rule: &str, course: &str, person: &str, cycle: i64, domain: &s
                 _ => format!("%{b:02X}"),
             })
             .collect::<String>()
+    };
+    let cycle = if instant == 0 {
+        cycle.to_string()
+    } else {
+        format!("{cycle}.{instant}")
     };
     format!(
         "<{}.{}.{}.{cycle}@{}>",
@@ -80,8 +93,14 @@ fn enc_domain(d: &str) -> String {
 /// letters, digits and `-` appear as they are; any other id is shown with `_` for what a
 /// file name should not hold (and at most 60 characters), and the name ends in a digest of
 /// the exact key, so `x y`, `x_y` and `x.y` get three files.
-pub fn file_name(rule: &str, course: &str, person: &str, cycle: i64) -> String {
-    format!("{}.eml", key_name(&[rule, course, person], Some(cycle)))
+pub fn file_name(rule: &str, course: &str, person: &str, cycle: i64, instant: i64) -> String {
+    if instant == 0 {
+        format!("{}.eml", key_name(&[rule, course, person], Some(cycle)))
+    } else {
+        // A schedule rule's message: one file per instant.
+        let at = instant.to_string();
+        format!("{}.eml", key_name(&[rule, course, person, &at], Some(cycle)))
+    }
 }
 
 /// `parts` joined by `__` (and the cycle), injective as [`file_name`] describes.
@@ -229,6 +248,7 @@ mod tests {
             "ehbo-2026-03",
             "zoë 1",
             2,
+             0,
             "example.nl",
         );
         assert_eq!(
@@ -242,6 +262,7 @@ mod tests {
                 "ehbo-2026-03",
                 "zoë 1",
                 2,
+                 0,
                 "example.nl"
             )
         );
@@ -252,6 +273,7 @@ mod tests {
                 "ehbo-2026-03",
                 "zoë 1",
                 3,
+                 0,
                 "example.nl"
             )
         );
@@ -261,15 +283,15 @@ mod tests {
     fn t3_ids_that_differ_get_different_outbox_files() {
         let names: std::collections::HashSet<String> = ["x y", "x_y", "x.y", "x-y", "xy"]
             .iter()
-            .map(|p| file_name("welcome", "c1", p, 1))
+            .map(|p| file_name("welcome", "c1", p, 1, 0))
             .collect();
         assert_eq!(names.len(), 5, "{names:?}");
         assert_eq!(
-            file_name("welcome", "c1", "anne", 2),
+            file_name("welcome", "c1", "anne", 2, 0),
             "welcome__c1__anne__2.eml"
         );
         let long = "a".repeat(200);
-        assert!(file_name(&long, &long, &long, 1).len() < 255);
+        assert!(file_name(&long, &long, &long, 1, 0).len() < 255);
     }
 
     #[test]

@@ -471,7 +471,7 @@ fn reason(e: &handlebars::RenderError) -> String {
     match e.reason() {
         handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
             format!(
-                "unknown variable `{path}` (the context has participant, course, part, enrolment, attendance, certificate, certification, office and recipient)"
+                "unknown variable `{path}` (the context has participant, course, part, enrolment, attendance, certificate, certification, office and recipient; an office digest has digest, office and recipient)"
             )
         }
         other => other.to_string(),
@@ -511,6 +511,38 @@ pub fn sample_context(office: &Office, lang: &Lang) -> Value {
                           "valid_until": day("2029-04-01T12:00:00+02:00"), "grace_period_ends": day("2029-06-30T12:00:00+02:00")},
         "office": {"name": office.name, "from": office.from, "verify_base_url": office.verify_base_url,
                    "locale": office.locale},
+    })
+}
+
+/// The sample context of `rule`'s messages: an office digest sees `digest`, `office` and
+/// `recipient` only; the others what [`sample_context`] has.
+pub fn sample_context_of(rule: &crate::rules::ActionRule, office: &Office, lang: &Lang) -> Value {
+    if rule.data_group != crate::rules::action::DataGroup::Office {
+        return sample_context(office, lang);
+    }
+    let at = "2026-11-23T08:00:00+01:00";
+    let day = |s: &str| {
+        crate::lang::parse_moment(s)
+            .map_or_else(String::new, |t| crate::lang::long_date_of(&t, lang))
+    };
+    json!({
+        "recipient": {"language": lang},
+        "office": {"name": office.name, "from": office.from, "verify_base_url": office.verify_base_url,
+                   "locale": office.locale},
+        "digest": {
+            "since": "2026-11-16T08:00:00+01:00", "until": at,
+            "since_date": day("2026-11-16T08:00:00+01:00"), "until_date": day(at),
+            "failed_deliveries": [{"id": 12, "rule": "certificate-on-completion", "course": "ehbo-2026-03",
+                "person": "p-0001", "name": "Anne de Vries", "address": "anne.devries@example.nl",
+                "reason": "550 5.1.1 mailbox unavailable", "when": "2026-11-20T10:15:00+01:00",
+                "when_date": day("2026-11-20T10:15:00+01:00")}],
+            "awaiting_approval": [{"id": 7, "rule": "result-notice", "course": "ehbo-2026-03",
+                "person": "p-0001", "name": "Anne de Vries"}],
+            "certificates_issued": [{"number": "FA-2026-000123", "person": "p-0001", "name": "Anne de Vries",
+                "course": "ehbo-2026-03", "issued_on": day("2026-11-18T12:00:00+01:00"),
+                "issued_at": "2026-11-18T12:00:00+01:00"}],
+            "counts": {"failed_deliveries": 1, "awaiting_approval": 1, "certificates_issued": 1},
+        },
     })
 }
 
@@ -596,7 +628,7 @@ pub fn check_rules(
         langs.sort();
         langs.dedup();
         for lang in &langs {
-            if let Err(p) = templates.render(r, &sample_context(office, lang), home) {
+            if let Err(p) = templates.render(r, &sample_context_of(r, office, lang), home) {
                 out.push(p);
             }
         }

@@ -114,7 +114,11 @@ impl Runtime {
             tz,
             locale: None,
         };
-        let fired = fire::fire(&self.store, &env, now).await?;
+        let mut fired = fire::fire(&self.store, &env, now).await?;
+        // T6: schedule rules whose instant has come.
+        let scheduled = engine::schedule::run(&self.store, &env, now).await?;
+        fired.queued += scheduled.queued;
+        fired.failed += scheduled.failed;
         let delivered = delivery::deliver(
             &self.store,
             &self.transport,
@@ -149,7 +153,8 @@ impl Runtime {
         )
         .await?
         .filter(|t| *t > now);
-        Ok([action, retry, learner].into_iter().flatten().min())
+        let instant = engine::schedule::next_instant(&self.rules, self.config.timezone, now);
+        Ok([action, retry, learner, instant].into_iter().flatten().min())
     }
 
     /// SIGHUP (T5): a valid set replaces the running one at once; an invalid one is

@@ -1,6 +1,7 @@
 //! `registrar plan [--now T] [--rule ID] [--summary] [--format table|json]`: every action
 //! instance not yet delivered, when it is due, and why the others did not send; or, with
-//! `--summary`, per rule and course how many are in each state and the common reasons.
+//! `--summary`, per rule and course how many are in each state and the common reasons; with
+//! `--schedules`, the schedule rules' next instants and whom they would reach now.
 
 use super::App;
 use crate::engine::{self, PlanItem};
@@ -25,6 +26,65 @@ pub struct Args {
     /// reasons.
     #[arg(long)]
     pub summary: bool,
+    /// Only the schedule rules (T6): each one's next instant, the latest served, and whom
+    /// an instant now would reach (the table shows them above the instances too).
+    #[arg(long)]
+    pub schedules: bool,
+}
+
+/// The schedule rules as `plan` shows them (the templates give a digest its language).
+async fn schedule_lines(
+    app: &App,
+    store: &crate::store::Store,
+    rule: Option<&str>,
+) -> anyhow::Result<Vec<engine::schedule::Line>> {
+    if !app
+        .rules
+        .actions
+        .iter()
+        .any(|r| r.event == crate::rules::action::RuleEvent::Schedule)
+    {
+        return Ok(Vec::new());
+    }
+    let templates = crate::render::Templates::load(&app.config.templates).map_err(|_| {
+        anyhow::anyhow!("the templates have errors (run `registrar check`)")
+    })?;
+    let env = engine::fire::Env {
+        rules: &app.rules,
+        templates: &templates,
+        office: &app.config.office,
+        tz: app.config.timezone,
+        locale: None,
+    };
+    Ok(engine::schedule::plan(store, &env, app.now, rule).await?)
+}
+
+fn write_schedules(
+    out: &mut impl Write,
+    lines: &[engine::schedule::Line],
+) -> std::io::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "SCHEDULE RULES")?;
+    for l in lines {
+        let now = match (l.reached_now, l.digest_now) {
+            (Some(n), _) => format!("an instant now would reach {n}"),
+            (_, Some(true)) => "a digest now would be sent".into(),
+            (_, Some(false)) => "a digest now would be empty (not sent)".into(),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "{} ({}, \"{}\"): next {}; last {}; {now}",
+            l.rule,
+            l.data_group,
+            l.schedule,
+            l.next.as_deref().map(|d| d.get(..16).unwrap_or(d).replace('T', " ")).unwrap_or_else(|| "never".into()),
+            l.last.as_deref().map(|d| d.get(..16).unwrap_or(d).replace('T', " ")).unwrap_or_else(|| "none yet".into()),
+        )?;
+    }
+    writeln!(out)
 }
 
 pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
@@ -37,6 +97,20 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
     let tz = app.config.timezone;
     engine::ingest(&store, &app.rules, tz, app.now).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if args.schedules {
+        let lines = schedule_lines(app, &store, args.rule.as_deref()).await?;
+        store.close().await;
+        match args.format {
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut out, &lines)?;
+                writeln!(out)?;
+            }
+            Format::Table if lines.is_empty() => writeln!(out, "no schedule rules")?,
+            Format::Table => write_schedules(&mut out, &lines)?,
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.summary {
         let rows = engine::summary(&store, &app.rules, tz, app.now, args.rule.as_deref()).await?;
         store.close().await;
@@ -95,6 +169,8 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", if first { "[]" } else { "\n]" })?;
         }
         Format::Table => {
+            let lines = schedule_lines(app, &store, args.rule.as_deref()).await?;
+            write_schedules(&mut out, &lines)?;
             let items = engine::plan(&store, &app.rules, tz, app.now, args.rule.as_deref()).await?;
             write_table(&mut out, &items)?;
         }

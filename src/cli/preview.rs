@@ -1,5 +1,7 @@
 //! `registrar preview --rule ID --course C --person P [--out DIR]`: writes the exact
-//! message the rule would send to this participant as an .eml file; sends nothing.
+//! message the rule would send to this participant as an .eml file; sends nothing. An
+//! office digest (`data_group: office`) needs only `--rule`: the digest as it would be
+//! sent now.
 
 use super::App;
 use crate::engine::fire::{Env, preview};
@@ -15,12 +17,13 @@ pub struct Args {
     /// The action rule id.
     #[arg(long)]
     pub rule: String,
-    /// The course id.
+    /// The course id (or, for a certification rule, the certification id); not for an
+    /// office digest.
     #[arg(long)]
-    pub course: String,
-    /// The person id.
+    pub course: Option<String>,
+    /// The person id; not for an office digest.
     #[arg(long)]
-    pub person: String,
+    pub person: Option<String>,
     /// Where to write the .eml file.
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
@@ -58,6 +61,46 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         office: &app.config.office,
         tz: app.config.timezone,
         locale,
+    };
+    if rule.data_group == crate::rules::action::DataGroup::Office {
+        let digest = crate::engine::schedule::preview_digest(&store, &env, rule, app.now).await?;
+        store.close().await;
+        let Some(message) = digest else {
+            say!(
+                "{}: nothing to report now (no failed delivery, none awaiting approval, no certificate issued since the last digest): an empty digest is not sent",
+                rule.id.value
+            );
+            return Ok(ExitCode::SUCCESS);
+        };
+        let message = message.map_err(|why| {
+            anyhow::anyhow!("{why}: this digest cannot be sent (the delivery would fail with that reason)")
+        })?;
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("cannot create {}", args.out.display()))?;
+        let path = args
+            .out
+            .join(format!("{}.eml", mail::key_name(&[&rule.id.value], None)));
+        std::fs::write(&path, &message.bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        say!("{}", path.display());
+        say!("  To:      {}", message.recipients);
+        say!("  Subject: {}", message.subject);
+        if let Some(next) = rule.cron().and_then(|c| c.next_after(app.now, env.tz)) {
+            say!(
+                "  Sent at the next instant of {:?}: {}",
+                rule.cron().map(|c| c.as_str()).unwrap_or_default(),
+                crate::domain::time::local_rfc3339(next, env.tz)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(course), Some(person)) = (args.course.clone(), args.person.clone()) else {
+        anyhow::bail!("--course and --person name the participant to preview the message for");
+    };
+    let args = Resolved {
+        course,
+        person,
+        out: args.out,
     };
     // The same composer and the same verdict as the pass that would send it.
     let preview = preview(&store, &env, rule, &args.course, &args.person, app.now).await?;
@@ -133,6 +176,13 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         Decision::Cancel => say!("  Not sent: {reasons}{instance}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The participant named on the command line.
+struct Resolved {
+    course: String,
+    person: String,
+    out: PathBuf,
 }
 
 fn rule_has_text(templates: &Templates, rule: &crate::rules::action::ActionRule) -> bool {

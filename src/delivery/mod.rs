@@ -248,6 +248,7 @@ pub async fn deliver(
                             &row.course_id,
                             &row.person_id,
                             row.cycle,
+                            row.instant,
                         );
                         t.send(&row.recipients, bytes, &name).await
                     }

@@ -145,7 +145,7 @@ word_enum!(
 word_enum!(
     /// What an action instance is about: a participant of a course, or a learner of a
     /// certification. A course and a certification may share an id.
-    SubjectKind, "subject kind" { Course => "course", Certification => "certification" }
+    SubjectKind, "subject kind" { Course => "course", Certification => "certification", Office => "office" }
 );
 
 /// FNV-1a, 64 bits: a stable digest (the same across runs and builds) for names and keys

@@ -191,6 +191,7 @@ async fn fire_batch(
                     learner.map_or(Facts::NotAssigned, |l| Facts::Learner { cycle: l.cycle });
                 verdict::verdict(env.rules, rule, &m, &facts, now)
             }
+            SubjectKind::Office => verdict::verdict(env.rules, rule, &m, &Facts::Office, now),
             SubjectKind::Course => {
                 if !courses.contains_key(&a.course_id) {
                     let only = people.get(a.course_id.as_str()).map(Vec::as_slice);
@@ -247,13 +248,34 @@ async fn fire_batch(
                             |(course, people)| people.get(&a.person_id).map(|p| (course, p)),
                         );
                         match subject {
-                            Some((course, p)) => compose(tx, env, rule, course, p, a.cycle).await?,
+                            Some((course, p)) => {
+                                compose(tx, env, rule, course, p, a.cycle, a.instant).await?
+                            }
                             None => Err(format!("{} is no longer a participant", a.person_id)),
                         }
                     }
                     SubjectKind::Certification => {
-                        compose_learner(tx, env, rule, &a.course_id, &a.person_id, a.cycle).await?
+                        compose_learner(
+                            tx,
+                            env,
+                            rule,
+                            &a.course_id,
+                            &a.person_id,
+                            a.cycle,
+                            a.instant,
+                        )
+                        .await?
                     }
+                    // A digest fired again by `retry`: its period as it was.
+                    SubjectKind::Office => super::schedule::compose_digest(
+                        tx,
+                        env,
+                        rule,
+                        a.due_at.unwrap_or(now),
+                        Some(a.event_at),
+                    )
+                    .await?
+                    .unwrap_or_else(|| Err("the digest has nothing to report any more".into())),
                 };
                 match &message {
                     Ok(_) => report.queued += 1,
@@ -309,6 +331,7 @@ async fn fire_batch(
                 course: &a.course_id,
                 person: &a.person_id,
                 cycle: a.cycle,
+                instant: a.instant,
                 due_at: a.due_at,
                 message,
             },
@@ -319,14 +342,16 @@ async fn fire_batch(
     Ok(())
 }
 
-/// Renders the rule's message for this participant, exactly as it will be sent.
-async fn compose(
+/// Renders the rule's message for this participant, exactly as it will be sent (`instant`:
+/// a schedule rule's, else 0).
+pub(super) async fn compose(
     tx: &mut Tx,
     env: &Env<'_>,
     rule: &ActionRule,
     course: &CourseInfo,
     p: &ParticipantStatus,
     cycle: i64,
+    instant: i64,
 ) -> Result<Result<Composed, String>, sqlx::Error> {
     let choose = env.chooser(rule);
     let Some(ctx) =
@@ -342,18 +367,20 @@ async fn compose(
         &p.person_id,
         &course.type_id,
         cycle,
+        instant,
         &ctx,
     ))
 }
 
 /// Renders the rule's message for a certification learner.
-async fn compose_learner(
+pub(super) async fn compose_learner(
     tx: &mut Tx,
     env: &Env<'_>,
     rule: &ActionRule,
     certification: &str,
     person: &str,
     cycle: i64,
+    instant: i64,
 ) -> Result<Result<Composed, String>, sqlx::Error> {
     let choose = env.chooser(rule);
     let Some((ctx, _, _)) = status::learner_context(
@@ -378,6 +405,7 @@ async fn compose_learner(
         person,
         "",
         cycle,
+        instant,
         &ctx,
     ))
 }
@@ -420,7 +448,7 @@ async fn preview_in(
         let Some(l) = certifications::load(tx, subject, person, Lock::None).await? else {
             return Ok(None);
         };
-        let message = compose_learner(tx, env, rule, subject, person, l.cycle).await?;
+        let message = compose_learner(tx, env, rule, subject, person, l.cycle, 0).await?;
         let instance = actions::find(tx, &rule.id.value, subject, person, l.cycle).await?;
         (message, l.cycle, instance)
     } else {
@@ -434,7 +462,7 @@ async fn preview_in(
         let Some(p) = people.into_iter().next() else {
             return Ok(None);
         };
-        let message = compose(tx, env, rule, &course, &p, p.cycle).await?;
+        let message = compose(tx, env, rule, &course, &p, p.cycle, 0).await?;
         let instance = actions::find(tx, &rule.id.value, subject, person, p.cycle).await?;
         let facts = participant_facts(&course, &p);
         let verdict = judge_preview(env, rule, instance.as_ref(), p.cycle, &facts, now);
@@ -486,13 +514,14 @@ fn judge_preview(
 
 /// The message of `rule` for `person` about `subject` (a course, or a certification), with
 /// the certificate PDF of course type `type_id` when the rule attaches it.
-fn compose_message(
+pub(super) fn compose_message(
     env: &Env<'_>,
     rule: &ActionRule,
     subject: &str,
     person: &str,
     type_id: &str,
     cycle: i64,
+    instant: i64,
     ctx: &serde_json::Value,
 ) -> Result<Composed, String> {
     let to = mail::recipients(&rule.email.to, ctx)?;
@@ -509,6 +538,7 @@ fn compose_message(
         subject,
         person,
         cycle,
+        instant,
         mail::domain_of(&env.office.from),
     );
     let mut attachments = Vec::new();

@@ -5,6 +5,7 @@
 
 pub mod conditions;
 pub mod fire;
+pub mod schedule;
 pub mod verdict;
 
 use crate::domain::progress::{
@@ -650,6 +651,7 @@ async fn plan_in(
                 (ActionState::Waiting | ActionState::Approved, None) => {
                     let rule = rules.action(&a.rule_id);
                     let facts = match a.kind {
+                        SubjectKind::Office => Facts::Office,
                         SubjectKind::Certification => learners
                             .get(&(a.course_id.clone(), a.person_id.clone()))
                             .map_or(Facts::NotAssigned, |(_, cycle)| Facts::Learner {

@@ -76,6 +76,8 @@ pub enum Facts<'a> {
     NotEnrolled,
     /// The learner is no longer assigned.
     NotAssigned,
+    /// The office (a digest): nothing to check.
+    Office,
 }
 
 /// The verdict on one instance at `now`. `rule` is `None` when the rule is no longer in
@@ -148,6 +150,7 @@ pub fn verdict(
                 }
             }
         }
+        Facts::Office => {}
         Facts::Learner { cycle } => {
             if *cycle != m.cycle {
                 unmet.push(Reason::new(

@@ -46,7 +46,7 @@ pub async fn insert(
                     .push_bind(ActionState::Waiting.as_str()).push_bind(a.event_at).push_bind(a.due).push_bind(a.expires)
                     .push_bind(now).push_bind(now).push_bind(a.seen_at);
             });
-            q.push(" ON CONFLICT (rule_id, course_id, person_id, cycle) DO NOTHING");
+            q.push(" ON CONFLICT (rule_id, course_id, person_id, cycle, instant) DO NOTHING");
             q.build().execute(&mut **c).await?;
         });
     }
@@ -162,6 +162,10 @@ pub struct Instance {
     pub expires_at: Option<DateTime<Utc>>,
     /// When it last became eligible to be evaluated (created, or its subject changed).
     pub rechecked_at: Option<DateTime<Utc>>,
+    /// A schedule rule's instant (Unix seconds); 0 for event rules.
+    pub instant: i64,
+    /// When the instance's event happened (for an office digest: the start of its period).
+    pub event_at: DateTime<Utc>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -176,6 +180,8 @@ struct InstanceRow {
     due_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
     rechecked_at: Option<DateTime<Utc>>,
+    instant: i64,
+    event_at: DateTime<Utc>,
 }
 
 impl TryFrom<InstanceRow> for Instance {
@@ -192,11 +198,59 @@ impl TryFrom<InstanceRow> for Instance {
             due_at: r.due_at,
             expires_at: r.expires_at,
             rechecked_at: r.rechecked_at,
+            instant: r.instant,
+            event_at: r.event_at,
         })
     }
 }
 
-const INSTANCE: &str = "id, rule_id, subject_kind, course_id, person_id, cycle, state, due_at, expires_at, rechecked_at";
+const INSTANCE: &str = "id, rule_id, subject_kind, course_id, person_id, cycle, state, due_at, expires_at, rechecked_at, instant, event_at";
+
+/// An instance of a schedule rule, fired when it is created (T6).
+pub struct NewScheduled<'a> {
+    pub rule: &'a str,
+    pub kind: SubjectKind,
+    pub subject: &'a str,
+    pub person: &'a str,
+    pub cycle: i64,
+    /// The scheduled instant.
+    pub instant: DateTime<Utc>,
+    /// For an office digest the start of its period, else the instant.
+    pub event_at: DateTime<Utc>,
+}
+
+/// Creates a fired instance of a schedule rule for one subject and instant; `None` when
+/// it exists already (another pass or process reached this subject at this instant).
+pub async fn insert_scheduled(
+    tx: &mut Tx,
+    a: &NewScheduled<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, sqlx::Error> {
+    on!(tx, c => sqlx::query_scalar(
+        "INSERT INTO actions (rule_id, subject_kind, course_id, person_id, cycle, instant, state, event_at, due_at, \
+         created_at, updated_at, rechecked_at, recheck) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $9, 0) \
+         ON CONFLICT (rule_id, course_id, person_id, cycle, instant) DO NOTHING RETURNING id",
+    ).bind(a.rule).bind(a.kind.as_str()).bind(a.subject).bind(a.person).bind(a.cycle).bind(a.instant.timestamp())
+        .bind(ActionState::Fired.as_str()).bind(a.event_at).bind(a.instant).bind(now)
+        .fetch_optional(&mut **c).await)
+}
+
+/// One instance awaiting `registrar approve`, for the office digest.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Awaiting {
+    pub id: i64,
+    pub rule: String,
+    pub course: String,
+    pub person: String,
+}
+
+/// Every instance awaiting approval, oldest first.
+pub async fn awaiting_approval(tx: &mut Tx) -> Result<Vec<Awaiting>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT id, rule_id AS rule, course_id AS course, person_id AS person FROM actions \
+         WHERE state = 'awaiting_approval' ORDER BY id",
+    ).fetch_all(&mut **c).await)
+}
 
 /// Whether the firing pass has anything to do (a cheap read before the write lock).
 pub async fn any_to_fire(store: &Store, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {

@@ -255,3 +255,38 @@ pub async fn existing_people(tx: &mut Tx, ids: &[String]) -> Result<Vec<String>,
     }
     Ok(out)
 }
+
+/// The names and addresses of `ids` (for lists such as the office digest).
+pub async fn names(
+    tx: &mut Tx,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, (String, Option<String>)>, sqlx::Error> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in ids.chunks(500) {
+        let found: Vec<(String, String, Option<String>)> = on!(tx, c => {
+            let mut q = QueryBuilder::new("SELECT id, full_name, email FROM people WHERE id IN ");
+            push_list(&mut q, chunk);
+            q.build_query_as().fetch_all(&mut **c).await?
+        });
+        out.extend(found.into_iter().map(|(id, n, e)| (id, (n, e))));
+    }
+    Ok(out)
+}
+
+/// A course as a schedule window sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Span {
+    pub id: String,
+    pub type_id: String,
+    pub status: String,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+}
+
+/// Every course that is not cancelled, with its type and dates (one row each: a schedule
+/// instant decides on its window from these, set-wise).
+pub async fn spans(tx: &mut Tx) -> Result<Vec<Span>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT id, type_id, status, start_at, end_at FROM courses WHERE status <> 'cancelled' ORDER BY id",
+    ).fetch_all(&mut **c).await)
+}

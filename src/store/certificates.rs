@@ -155,3 +155,37 @@ pub async fn by_code(tx: &mut Tx, code: &str) -> Result<Option<Verified>, sqlx::
          WHERE cert.verification_code = $1",
     ).bind(code).fetch_optional(&mut **c).await)
 }
+
+/// A certificate issued, for the office digest.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Issued {
+    pub number: String,
+    pub course: String,
+    pub person: String,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// The certificates issued after `since` and at or before `until`, in number order.
+pub async fn issued_between(
+    tx: &mut Tx,
+    since: Option<DateTime<Utc>>,
+    until: DateTime<Utc>,
+) -> Result<Vec<Issued>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT number, course_id AS course, person_id AS person, issued_at FROM certificates \
+         WHERE ($1 IS NULL OR issued_at > $1) AND issued_at <= $2 ORDER BY issued_at, number",
+    ).bind(since).bind(until).fetch_all(&mut **c).await)
+}
+
+/// The certificates in force (not revoked) valid until a moment in `[from, to]`: (course,
+/// person, cycle, valid until).
+pub async fn valid_until_between(
+    tx: &mut Tx,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(String, String, i64, DateTime<Utc>)>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT course_id, person_id, cycle, valid_until FROM certificates \
+         WHERE revoked_at IS NULL AND valid_until >= $1 AND valid_until <= $2 ORDER BY course_id, person_id",
+    ).bind(from).bind(to).fetch_all(&mut **c).await)
+}

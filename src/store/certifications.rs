@@ -174,3 +174,15 @@ pub async fn states(
     }
     Ok(out)
 }
+
+/// The learners whose valid_until lies in `[from, to]`, with their status and cycle.
+pub async fn valid_until_between(
+    tx: &mut Tx,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<LearnerRow>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT certification_id, person_id, status, cycle, valid_until FROM certification_learners \
+         WHERE valid_until >= $1 AND valid_until <= $2 ORDER BY certification_id, person_id",
+    ).bind(from).bind(to).fetch_all(&mut **c).await)
+}

@@ -28,6 +28,7 @@ pub mod certifications;
 pub mod enrolments;
 pub mod history;
 pub mod outbox;
+pub mod schedules;
 
 pub use history::{Change, Changes, Json, j};
 

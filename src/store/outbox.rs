@@ -23,6 +23,8 @@ pub struct NewDelivery<'a> {
     pub course: &'a str,
     pub person: &'a str,
     pub cycle: i64,
+    /// A schedule rule's instant (Unix seconds); 0 for event rules.
+    pub instant: i64,
     pub due_at: Option<DateTime<Utc>>,
     pub message: Result<Message<'a>, &'a str>,
 }
@@ -54,16 +56,16 @@ pub async fn insert(
     };
     on!(tx, c => sqlx::query(
         "INSERT INTO deliveries (action_id, rule_id, subject_kind, course_id, person_id, cycle, state, recipients, subject, \
-         message_id, message, attempts, next_attempt_at, last_error, due_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $14, $12, $12) \
-         ON CONFLICT (rule_id, course_id, person_id, cycle) DO UPDATE SET state = excluded.state, \
+         message_id, message, attempts, next_attempt_at, last_error, due_at, created_at, updated_at, instant) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $14, $12, $12, $15) \
+         ON CONFLICT (rule_id, course_id, person_id, cycle, instant) DO UPDATE SET state = excluded.state, \
          recipients = excluded.recipients, subject = excluded.subject, message_id = excluded.message_id, \
          message = excluded.message, attempts = 0, next_attempt_at = excluded.next_attempt_at, \
          last_error = excluded.last_error, updated_at = excluded.updated_at \
          WHERE deliveries.message IS NULL AND deliveries.state = 'failed'",
     ).bind(d.action).bind(d.rule).bind(d.kind.as_str()).bind(d.course).bind(d.person).bind(d.cycle).bind(state.as_str())
         .bind(recipients).bind(subject).bind(message_id).bind(bytes).bind(now).bind(error).bind(d.due_at)
-        .execute(&mut **c).await.map(|_| ()))
+        .bind(d.instant).execute(&mut **c).await.map(|_| ()))
 }
 
 /// Whether any message is ready to send at `now` (a cheap read before the write lock).
@@ -84,6 +86,7 @@ pub struct Claimed {
     pub course_id: String,
     pub person_id: String,
     pub cycle: i64,
+    pub instant: i64,
     pub recipients: String,
     pub message: Option<Vec<u8>>,
     pub attempts: i64,
@@ -105,7 +108,7 @@ pub async fn claim(
         "UPDATE deliveries SET state = 'sending', claimed_by = $1, claimed_at = $2, attempts = attempts + 1, updated_at = $3 \
          WHERE id IN (SELECT id FROM deliveries WHERE state IN ('queued', 'retrying') AND next_attempt_at <= $3 \
          ORDER BY next_attempt_at, id LIMIT $4{lock}) \
-         RETURNING id, rule_id, course_id, person_id, cycle, recipients, message, attempts"
+         RETURNING id, rule_id, course_id, person_id, cycle, instant, recipients, message, attempts"
     ))).bind(me).bind(Utc::now()).bind(now).bind(limit).fetch_all(&mut **c).await)
 }
 
@@ -326,6 +329,31 @@ pub async fn list(
     ).bind(state.map(DeliveryState::as_str)).fetch_all(&mut **c).await)?;
     tx.rollback().await?;
     Ok(rows)
+}
+
+/// A delivery that failed, for the office digest.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FailedRow {
+    pub id: i64,
+    pub rule: String,
+    pub course: String,
+    pub person: String,
+    pub recipients: String,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The deliveries that failed (for good) after `since` and at or before `until`.
+pub async fn failed_between(
+    tx: &mut Tx,
+    since: Option<DateTime<Utc>>,
+    until: DateTime<Utc>,
+) -> Result<Vec<FailedRow>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT id, rule_id AS rule, course_id AS course, person_id AS person, recipients, last_error AS reason, \
+         updated_at AS at FROM deliveries WHERE state = 'failed' AND ($1 IS NULL OR updated_at > $1) \
+         AND updated_at <= $2 ORDER BY updated_at, id",
+    ).bind(since).bind(until).fetch_all(&mut **c).await)
 }
 
 /// A delivery as `retry` sees it.
