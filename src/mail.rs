@@ -99,7 +99,10 @@ pub fn file_name(rule: &str, course: &str, person: &str, cycle: i64, instant: i6
     } else {
         // A schedule rule's message: one file per instant.
         let at = instant.to_string();
-        format!("{}.eml", key_name(&[rule, course, person, &at], Some(cycle)))
+        format!(
+            "{}.eml",
+            key_name(&[rule, course, person, &at], Some(cycle))
+        )
     }
 }
 
@@ -248,7 +251,7 @@ mod tests {
             "ehbo-2026-03",
             "zoë 1",
             2,
-             0,
+            0,
             "example.nl",
         );
         assert_eq!(
@@ -262,7 +265,7 @@ mod tests {
                 "ehbo-2026-03",
                 "zoë 1",
                 2,
-                 0,
+                0,
                 "example.nl"
             )
         );
@@ -273,7 +276,7 @@ mod tests {
                 "ehbo-2026-03",
                 "zoë 1",
                 3,
-                 0,
+                0,
                 "example.nl"
             )
         );

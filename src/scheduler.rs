@@ -154,7 +154,10 @@ impl Runtime {
         .await?
         .filter(|t| *t > now);
         let instant = engine::schedule::next_instant(&self.rules, self.config.timezone, now);
-        Ok([action, retry, learner, instant].into_iter().flatten().min())
+        Ok([action, retry, learner, instant]
+            .into_iter()
+            .flatten()
+            .min())
     }
 
     /// SIGHUP (T5): a valid set replaces the running one at once; an invalid one is

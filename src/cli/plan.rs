@@ -46,9 +46,8 @@ async fn schedule_lines(
     {
         return Ok(Vec::new());
     }
-    let templates = crate::render::Templates::load(&app.config.templates).map_err(|_| {
-        anyhow::anyhow!("the templates have errors (run `registrar check`)")
-    })?;
+    let templates = crate::render::Templates::load(&app.config.templates)
+        .map_err(|_| anyhow::anyhow!("the templates have errors (run `registrar check`)"))?;
     let env = engine::fire::Env {
         rules: &app.rules,
         templates: &templates,
@@ -59,10 +58,7 @@ async fn schedule_lines(
     Ok(engine::schedule::plan(store, &env, app.now, rule).await?)
 }
 
-fn write_schedules(
-    out: &mut impl Write,
-    lines: &[engine::schedule::Line],
-) -> std::io::Result<()> {
+fn write_schedules(out: &mut impl Write, lines: &[engine::schedule::Line]) -> std::io::Result<()> {
     if lines.is_empty() {
         return Ok(());
     }
@@ -80,8 +76,14 @@ fn write_schedules(
             l.rule,
             l.data_group,
             l.schedule,
-            l.next.as_deref().map(|d| d.get(..16).unwrap_or(d).replace('T', " ")).unwrap_or_else(|| "never".into()),
-            l.last.as_deref().map(|d| d.get(..16).unwrap_or(d).replace('T', " ")).unwrap_or_else(|| "none yet".into()),
+            l.next
+                .as_deref()
+                .map(|d| d.get(..16).unwrap_or(d).replace('T', " "))
+                .unwrap_or_else(|| "never".into()),
+            l.last
+                .as_deref()
+                .map(|d| d.get(..16).unwrap_or(d).replace('T', " "))
+                .unwrap_or_else(|| "none yet".into()),
         )?;
     }
     writeln!(out)

@@ -73,7 +73,9 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         };
         let message = message.map_err(|why| {
-            anyhow::anyhow!("{why}: this digest cannot be sent (the delivery would fail with that reason)")
+            anyhow::anyhow!(
+                "{why}: this digest cannot be sent (the delivery would fail with that reason)"
+            )
         })?;
         std::fs::create_dir_all(&args.out)
             .with_context(|| format!("cannot create {}", args.out.display()))?;

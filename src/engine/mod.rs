@@ -151,8 +151,12 @@ async fn apply_events(
                             .as_ref()
                             .is_none_or(|wanted| status.is_some_and(|s| wanted.contains(&s)))
                 }) {
-                    let due =
-                        timing::due(e.at, rule.timing().offset, rule.timing().at.map(|t| t.0), tz);
+                    let due = timing::due(
+                        e.at,
+                        rule.timing().offset,
+                        rule.timing().at.map(|t| t.0),
+                        tz,
+                    );
                     new.push(NewAction {
                         rule: &rule.id.value,
                         kind: SubjectKind::Certification,
@@ -402,7 +406,12 @@ async fn anchor_waiting_on_expiry(
         if rule.timing().anchor != Anchor::CertificateExpiry {
             continue;
         }
-        let due = timing::due(until, rule.timing().offset, rule.timing().at.map(|t| t.0), tz);
+        let due = timing::due(
+            until,
+            rule.timing().offset,
+            rule.timing().at.map(|t| t.0),
+            tz,
+        );
         let expires = due
             .zip(rule.expires_after)
             .and_then(|(d, p)| p.add_to(d, tz));
@@ -442,7 +451,10 @@ async fn course_changed(
         let Some(rule) = rules.action(&rule_id) else {
             continue;
         };
-        if !matches!(rule.timing().anchor, Anchor::CourseStart | Anchor::CourseEnd) {
+        if !matches!(
+            rule.timing().anchor,
+            Anchor::CourseStart | Anchor::CourseEnd
+        ) {
             continue;
         }
         let due = anchor_of(rule, &info, event_at, None)

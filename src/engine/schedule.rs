@@ -14,11 +14,11 @@ use crate::domain::time::local_rfc3339;
 use crate::domain::{ActionState, CourseStatus, SubjectKind};
 use crate::rules::action::{ActionRule, DataGroup, RuleEvent, WindowAnchor};
 use crate::rules::schedule::CronSchedule;
+use crate::status::{self, ParticipantStatus};
 use crate::store::actions::{self, NewScheduled};
 use crate::store::catalogue::{self, CourseInfo};
 use crate::store::outbox::{self, Message, NewDelivery};
 use crate::store::{Lock, Store, Tx, certificates, certifications, schedules};
-use crate::status::{self, ParticipantStatus};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::collections::BTreeMap;
@@ -72,10 +72,7 @@ async fn claim(
 ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>, sqlx::Error> {
     let id = rule.id.value.as_str();
     let row = schedules::get_or_create(tx, id, now, Lock::Update).await?;
-    let Some(latest) = cron
-        .latest_until(now, tz)
-        .filter(|l| *l >= row.first_seen)
-    else {
+    let Some(latest) = cron.latest_until(now, tz).filter(|l| *l >= row.first_seen) else {
         return Ok(None);
     };
     match row.instant {
@@ -86,17 +83,24 @@ async fn claim(
         Some(i) if i > latest => return Ok(None),
         _ => {}
     }
-    let since = row.instant.or_else(|| cron.previous(latest, tz));
-    // T6 catch-up: only the latest missed instant fires.
+    // A digest covers what happened since the instant before (or, the first time, since
+    // the rule was first seen, if that is earlier).
+    let since = row.instant.or_else(|| {
+        Some(
+            cron.previous(latest, tz)
+                .map_or(row.first_seen, |p| p.min(row.first_seen)),
+        )
+    });
+    // T6 catch-up: only the latest missed instant fires; the others are counted.
     let mut skipped = 0u32;
-    if let Some(last) = row.instant {
-        let mut at = last;
-        while let Some(next) = cron.next_after(at, tz).filter(|n| *n < latest) {
-            skipped += 1;
-            at = next;
-            if skipped >= 10_000 {
-                break;
-            }
+    let mut at = row
+        .instant
+        .unwrap_or(row.first_seen - chrono::TimeDelta::seconds(1));
+    while let Some(next) = cron.next_after(at, tz).filter(|n| *n < latest) {
+        skipped += 1;
+        at = next;
+        if skipped >= 10_000 {
+            break;
         }
     }
     let late = now - latest;
@@ -142,7 +146,17 @@ async fn digest(
         let Some(action) = actions::insert_scheduled(tx, &new, now).await? else {
             return Ok(Some(None)); // queued by another process
         };
-        queue(tx, rule, SubjectKind::Office, ("", "", 0), until, action, &message, now).await?;
+        queue(
+            tx,
+            rule,
+            SubjectKind::Office,
+            ("", "", 0),
+            until,
+            action,
+            &message,
+            now,
+        )
+        .await?;
         Ok(Some(Some(message.is_ok())))
     })?;
     let mut report = Fired::default();
@@ -355,9 +369,7 @@ async fn candidates(
                 .map(|c| (c.id, c.type_id))
                 .collect();
             let mut by_course: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for (course, person, _, until) in
-                certificates::valid_until_between(tx, lo, hi).await?
-            {
+            for (course, person, _, until) in certificates::valid_until_between(tx, lo, hi).await? {
                 if w.contains(until, instant, tz)
                     && types.get(&course).is_some_and(|t| type_fits(t))
                 {
@@ -420,8 +432,7 @@ async fn reached_in_course(
                 expires_at: None,
                 due_shown: None,
             };
-            verdict::verdict(env.rules, Some(rule), &m, &participant_facts(&info, p), now)
-                .decision
+            verdict::verdict(env.rules, Some(rule), &m, &participant_facts(&info, p), now).decision
                 == Decision::Fire
         })
         .collect();
@@ -479,8 +490,17 @@ async fn reach(
                             let message =
                                 fire::compose(tx, env, rule, &info, p, p.cycle, secs).await?;
                             let key = (course.as_str(), p.person_id.as_str(), p.cycle);
-                            queue(tx, rule, SubjectKind::Course, key, instant, action, &message, now)
-                                .await?;
+                            queue(
+                                tx,
+                                rule,
+                                SubjectKind::Course,
+                                key,
+                                instant,
+                                action,
+                                &message,
+                                now,
+                            )
+                            .await?;
                             count(&mut part, &message);
                         }
                     }
@@ -633,15 +653,20 @@ pub async fn plan(
             next: cron
                 .next_after(now, env.tz)
                 .map(|t| local_rfc3339(t, env.tz)),
-            last: row.and_then(|r| r.instant).map(|t| local_rfc3339(t, env.tz)),
+            last: row
+                .and_then(|r| r.instant)
+                .map(|t| local_rfc3339(t, env.tz)),
             reached_now: None,
             digest_now: None,
         };
         match rule.data_group {
             DataGroup::Office => {
                 let since = row.and_then(|r| r.instant);
-                line.digest_now =
-                    Some(digest_context(&mut tx, env, rule, now, since).await?.is_some());
+                line.digest_now = Some(
+                    digest_context(&mut tx, env, rule, now, since)
+                        .await?
+                        .is_some(),
+                );
             }
             DataGroup::CourseParticipant | DataGroup::CertificationLearner => {
                 line.reached_now = Some(reached_count(&mut tx, env, rule, now).await?);

@@ -315,10 +315,15 @@ impl ActionRule {
         match self.data_group {
             DataGroup::Office => {
                 if !matches!(&self.email.to, Recipients::Fixed(list) if !list.is_empty()) {
-                    return Err("data_group office needs email.to with the addresses to send the digest to".into());
+                    return Err(
+                        "data_group office needs email.to with the addresses to send the digest to"
+                            .into(),
+                    );
                 }
                 if self.window.is_some() {
-                    return Err("data_group office has no subjects to bound: leave window out".into());
+                    return Err(
+                        "data_group office has no subjects to bound: leave window out".into(),
+                    );
                 }
                 let c = &self.conditions;
                 if c.course_status.is_some()
@@ -332,7 +337,10 @@ impl ActionRule {
                     return Err("data_group office takes no conditions (the digest lists what happened; an empty one is not sent)".into());
                 }
                 if !self.email.attach.is_empty() {
-                    return Err("data_group office attaches nothing (certificates belong to participants)".into());
+                    return Err(
+                        "data_group office attaches nothing (certificates belong to participants)"
+                            .into(),
+                    );
                 }
             }
             DataGroup::CourseParticipant | DataGroup::CertificationLearner => {
@@ -380,10 +388,14 @@ impl ActionRule {
                     .into(),
             );
         } else if self.timing.is_none() {
-            return Err("timing is missing (e.g. timing: { anchor: event, offset: 0 days })".into());
+            return Err(
+                "timing is missing (e.g. timing: { anchor: event, offset: 0 days })".into(),
+            );
         }
         if office && !scheduled {
-            return Err("data_group office needs event: schedule (a digest runs on a schedule)".into());
+            return Err(
+                "data_group office needs event: schedule (a digest runs on a schedule)".into(),
+            );
         }
         if !scheduled && learner != (self.event == RuleEvent::CertificationStatusChanged) {
             return Err(format!(
@@ -418,7 +430,12 @@ impl ActionRule {
         if learner && self.email.attach.contains(&Attachment::Credential) {
             return Err("attach: [credential] needs data_group course_participant".into());
         }
-        if learner && matches!(self.timing().anchor, Anchor::CourseStart | Anchor::CourseEnd) {
+        if learner
+            && matches!(
+                self.timing().anchor,
+                Anchor::CourseStart | Anchor::CourseEnd
+            )
+        {
             return Err(
                 "timing.anchor course_start/course_end needs data_group course_participant".into(),
             );

@@ -148,7 +148,10 @@ impl FromStr for CronSchedule {
                     numbers.sort_unstable();
                     numbers.dedup();
                     restricted[5] = numbers.len() < 7;
-                    let names: Vec<&str> = numbers.iter().filter_map(|d| DAYS.get(*d).copied()).collect();
+                    let names: Vec<&str> = numbers
+                        .iter()
+                        .filter_map(|d| DAYS.get(*d).copied())
+                        .collect();
                     if let Some(f) = six.get_mut(5) {
                         *f = names.join(",");
                     }
@@ -363,7 +366,9 @@ mod tests {
         );
         // Every minute of the gap maps to 03:00: that instant comes once.
         let minutes = s("* 2-3 29 3 *");
-        let a = minutes.next_after(local(2026, 3, 29, 1, 59), ams()).unwrap();
+        let a = minutes
+            .next_after(local(2026, 3, 29, 1, 59), ams())
+            .unwrap();
         let b = minutes.next_after(a, ams()).unwrap();
         assert_eq!(shown(Some(a)), "2026-03-29T03:00:00+02:00");
         assert_eq!(shown(Some(b)), "2026-03-29T03:01:00+02:00");
@@ -373,9 +378,7 @@ mod tests {
     fn t6_a_repeated_time_in_autumn_fires_once() {
         // 2026-10-25: 03:00 -> 02:00 in Amsterdam; 02:30 happens twice.
         let daily = s("30 2 * * *");
-        let first = daily
-            .next_after(local(2026, 10, 24, 12, 0), ams())
-            .unwrap();
+        let first = daily.next_after(local(2026, 10, 24, 12, 0), ams()).unwrap();
         assert_eq!(shown(Some(first)), "2026-10-25T02:30:00+02:00");
         assert_eq!(
             shown(daily.next_after(first, ams())),
