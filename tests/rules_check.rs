@@ -87,7 +87,7 @@ fn t5_the_example_rules_pass_check() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("7 action rule(s)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("9 action rule(s)"));
 }
 
 #[test]
