@@ -514,6 +514,7 @@ fn judge_preview(
 
 /// The message of `rule` for `person` about `subject` (a course, or a certification), with
 /// the certificate PDF of course type `type_id` when the rule attaches it.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn compose_message(
     env: &Env<'_>,
     rule: &ActionRule,

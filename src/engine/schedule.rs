@@ -404,6 +404,7 @@ async fn candidates(
 
 /// The participants of `course` (of `only`, when given) that `rule` reaches at `instant`:
 /// their conditions hold now, by the one verdict.
+#[allow(clippy::too_many_arguments)]
 async fn reached_in_course(
     tx: &mut Tx,
     env: &Env<'_>,

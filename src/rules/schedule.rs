@@ -141,20 +141,20 @@ impl FromStr for CronSchedule {
         for i in 0..six.len() {
             let v = values(six.get(i).map_or("", String::as_str), i)?;
             restricted[i] = v.is_some();
-            if i == 5 {
-                if let Some(days) = v {
-                    // Names for the crate, whose numbers start at 1 for Sunday.
-                    let mut numbers: Vec<usize> = days.iter().map(|d| (*d % 7) as usize).collect();
-                    numbers.sort_unstable();
-                    numbers.dedup();
-                    restricted[5] = numbers.len() < 7;
-                    let names: Vec<&str> = numbers
-                        .iter()
-                        .filter_map(|d| DAYS.get(*d).copied())
-                        .collect();
-                    if let Some(f) = six.get_mut(5) {
-                        *f = names.join(",");
-                    }
+            if i == 5
+                && let Some(days) = v
+            {
+                // Names for the crate, whose numbers start at 1 for Sunday.
+                let mut numbers: Vec<usize> = days.iter().map(|d| (*d % 7) as usize).collect();
+                numbers.sort_unstable();
+                numbers.dedup();
+                restricted[5] = numbers.len() < 7;
+                let names: Vec<&str> = numbers
+                    .iter()
+                    .filter_map(|d| DAYS.get(*d).copied())
+                    .collect();
+                if let Some(f) = six.get_mut(5) {
+                    *f = names.join(",");
                 }
             }
         }
