@@ -462,3 +462,96 @@ async fn t6_two_serve_processes_on_postgres_send_each_digest_once() {
     assert_eq!(outbox_files(&office, "weekly-digest").len(), digests.len());
     office.cleanup().await;
 }
+
+/// The example office's rules, with `extra` rules beside them.
+fn example_with(extra: &str) -> Office {
+    let office = Office::new(&format!("{OFFICE}{FILE_MAIL}"));
+    let rules = office.dir.path().join("rules");
+    common::copy_dir(&common::repo().join("rules"), &rules);
+    std::fs::write(rules.join("extra.yaml"), extra).expect("rules");
+    office.edit_config(
+        &format!("rules: {}", common::repo().join("rules").display()),
+        "rules: rules",
+    );
+    office
+}
+
+const LEARNER_AND_EXPIRY: &str = "kind: action
+id: renew-weekly
+name: Renew
+data_group: certification_learner
+event: schedule
+schedule: \"0 9 * * MON\"
+process: send_email
+email:
+  template: certification-window-open
+  subject: \"Verleng {{certification.name}} voor {{certification.valid_until}}\"
+window: { anchor: valid_until, from: -30 days, to: 0 days }
+conditions: { certification_status: [recertifying] }
+---
+kind: action
+id: expiring-weekly
+name: Expiring
+data_group: course_participant
+event: schedule
+schedule: \"0 9 * * MON\"
+process: send_email
+email:
+  template: certificate-expiring
+  subject: \"Uw certificaat verloopt op {{certificate.valid_until}}\"
+window: { anchor: certificate_expiry, from: -60 days, to: 0 days }
+";
+
+#[test]
+fn t6_learner_and_certificate_schedules_keep_to_their_windows() {
+    let office = example_with(LEARNER_AND_EXPIRY);
+    office.example("2026-03-24T09:00:00+01:00");
+    for action in ["assign", "approve"] {
+        office.run(
+            "2026-03-25T11:00:00+01:00",
+            &[
+                "certification",
+                action,
+                "--certification",
+                "first-aid-responder",
+                "--person",
+                "anne",
+                "--reason",
+                "test",
+            ],
+        );
+    }
+    tick(&office, "2026-03-25T12:00:00+01:00");
+    // Anne is certified until 2028-03-25 11:00 (recertifying from 26 December 2027); her
+    // first-aid certificate of 23 March 2026 is valid until 23 March 2028.
+    tick(&office, "2028-01-17T09:00:00+01:00");
+    assert!(of_rule(&office, "renew-weekly").is_empty());
+    assert!(of_rule(&office, "expiring-weekly").is_empty());
+    tick(&office, "2028-01-24T09:00:00+01:00");
+    let expiring = of_rule(&office, "expiring-weekly");
+    let holders: HashSet<&str> = expiring
+        .iter()
+        .filter_map(|d| d["person"].as_str())
+        .collect();
+    assert!(
+        holders.contains("anne") && !holders.contains("sanne"),
+        "{expiring:?}"
+    );
+    assert!(
+        of_rule(&office, "renew-weekly").is_empty(),
+        "not in the window yet"
+    );
+    tick(&office, "2028-02-28T09:00:00+01:00");
+    let renew = of_rule(&office, "renew-weekly");
+    assert_eq!(renew.len(), 1, "{renew:?}");
+    assert_eq!(renew[0]["course"], "first-aid-responder");
+    assert_eq!(renew[0]["person"], "anne");
+    tick(&office, "2028-03-06T09:00:00+01:00");
+    assert_eq!(of_rule(&office, "renew-weekly").len(), 2);
+    let per_holder = of_rule(&office, "expiring-weekly").len();
+    // After valid_until (25 March) the learner is out of the window, and the certificates
+    // have expired: nobody more.
+    tick(&office, "2028-03-27T09:00:00+02:00");
+    assert_eq!(of_rule(&office, "renew-weekly").len(), 2);
+    assert_eq!(of_rule(&office, "expiring-weekly").len(), per_holder);
+}

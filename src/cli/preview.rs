@@ -164,6 +164,24 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         .map(|id| format!(" (action {id})"))
         .unwrap_or_default();
     let reasons = preview.verdict.texts().join("; ");
+    if let Some(cron) = rule.cron() {
+        // A schedule rule: sent at its instants while the subject is in the window.
+        let next = cron
+            .next_after(app.now, app.config.timezone)
+            .map(|t| crate::domain::time::local_rfc3339(t, app.config.timezone))
+            .unwrap_or_else(|| "never".into());
+        match preview.verdict.decision {
+            Decision::Fire | Decision::AwaitApproval => say!(
+                "  Schedule \"{}\": the conditions hold now; the next instant ({next}) sends it to {who} if that falls in the rule's window.",
+                cron.as_str()
+            ),
+            _ => say!(
+                "  Schedule \"{}\": not sent as things stand: {reasons}; this is a preview all the same (next instant {next}).",
+                cron.as_str()
+            ),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     match preview.verdict.decision {
         Decision::Fire => say!("  Due now: the next pass sends it to {who}{instance}."),
         Decision::AwaitApproval => {

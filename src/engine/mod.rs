@@ -583,28 +583,13 @@ async fn plan_in(
             .filter(|a| evaluated(a) && a.kind == SubjectKind::Certification)
             .map(|a| (a.course_id.clone(), a.person_id.clone()))
             .collect();
-        let (infos, enrolled, progress) = if courses.is_empty() {
-            Default::default()
-        } else {
-            (
-                catalogue::courses(tx, &courses).await?,
-                enrolments::of_courses(tx, &courses).await?,
-                enrolments::progress_of_courses(tx, &courses).await?,
-            )
-        };
+        let bulk = Bulk::read(
+            tx,
+            &courses,
+            rules.actions.iter().any(verdict::attaches_certificate),
+        )
+        .await?;
         let learners = certifications::states(tx, &learner_keys).await?;
-        let certificates =
-            if courses.is_empty() || !rules.actions.iter().any(verdict::attaches_certificate) {
-                Default::default()
-            } else {
-                certificates::in_force_of_courses(tx, &courses).await?
-            };
-        let parts: HashMap<&str, Vec<crate::domain::progress::PartRule>> = infos
-            .iter()
-            .map(|(id, c)| (id.as_str(), c.part_rules()))
-            .collect();
-        let (no_progress, no_marks, no_results) =
-            (Default::default(), HashMap::new(), HashMap::new());
         // D1 and D2 once per participant, however many rules wait for them (instances come
         // course by course, so the cache is per course).
         let mut summaries: HashMap<String, (AttendanceSummary, PassingSummary)> = HashMap::new();
@@ -669,61 +654,22 @@ async fn plan_in(
                             .map_or(Facts::NotAssigned, |(_, cycle)| Facts::Learner {
                                 cycle: *cycle,
                             }),
-                        SubjectKind::Course => {
-                            match (
-                                infos.get(&a.course_id),
-                                enrolled.get(&a.course_id).and_then(|m| m.get(&a.person_id)),
-                            ) {
-                                (Some(course), Some(e)) => {
-                                    let cached = summaries.get(&a.person_id).copied();
-                                    let (attendance, passing) = cached.unwrap_or_else(|| {
-                                        let percent = rules
-                                            .course_types
-                                            .get(&course.type_id)
-                                            .map_or(100, |t| t.attendance_percent);
-                                        let p: &enrolments::Progress =
-                                            progress.get(&a.course_id).unwrap_or(&no_progress);
-                                        let course_parts = parts
-                                            .get(a.course_id.as_str())
-                                            .map_or(&[][..], Vec::as_slice);
-                                        (
-                                            attendance_requirement(
-                                                course_parts,
-                                                p.marks.get(&a.person_id).unwrap_or(&no_marks),
-                                                percent,
-                                            ),
-                                            passing_obligation(
-                                                course_parts,
-                                                p.part_results
-                                                    .get(&a.person_id)
-                                                    .unwrap_or(&no_results),
-                                            ),
-                                        )
-                                    });
-                                    if cached.is_none() {
-                                        summaries
-                                            .insert(a.person_id.clone(), (attendance, passing));
-                                    }
-                                    Facts::Participant {
-                                        course,
-                                        result: e.result,
-                                        cycle: e.cycle,
-                                        completed: e.completed_at.is_some(),
-                                        attendance,
-                                        passing,
-                                        // Looked up only for rules that attach it.
-                                        certificate: rule
-                                            .is_some_and(verdict::attaches_certificate)
-                                            && certificates.contains(&(
-                                                a.course_id.clone(),
-                                                a.person_id.clone(),
-                                                a.cycle,
-                                            )),
-                                    }
+                        SubjectKind::Course => match bulk.participant(&a.course_id, &a.person_id) {
+                            Some((course, e)) => {
+                                let cached = summaries.get(&a.person_id).copied();
+                                let summary = cached
+                                    .unwrap_or_else(|| bulk.summaries(rules, course, &a.person_id));
+                                if cached.is_none() {
+                                    summaries.insert(a.person_id.clone(), summary);
                                 }
-                                _ => Facts::NotEnrolled,
+                                // The certificate is looked up only for rules that attach it.
+                                let certificate = rule
+                                    .is_some_and(verdict::attaches_certificate)
+                                    .then_some(a.cycle);
+                                bulk.facts(course, e, summary, certificate)
                             }
-                        }
+                            None => Facts::NotEnrolled,
+                        },
                     };
                     let v = verdict::verdict(
                         rules,
@@ -760,6 +706,127 @@ async fn plan_in(
         }
     }
     Ok(count)
+}
+
+/// The participants of a batch of courses with what their facts need (enrolments, marks,
+/// part results, certificates), read in bulk: a few queries per batch, whatever its size.
+/// `plan` and schedule instants judge many participants this way.
+pub(crate) struct Bulk {
+    infos: HashMap<String, CourseInfo>,
+    enrolled: HashMap<String, HashMap<String, enrolments::Enrolment>>,
+    progress: HashMap<String, enrolments::Progress>,
+    certificates: std::collections::HashSet<(String, String, i64)>,
+    parts: HashMap<String, Vec<crate::domain::progress::PartRule>>,
+}
+
+impl Bulk {
+    /// Reads `courses` (with the certificates in force when `certificates` is set).
+    pub(crate) async fn read(
+        tx: &mut Tx,
+        courses: &[String],
+        certificates: bool,
+    ) -> Result<Bulk, sqlx::Error> {
+        if courses.is_empty() {
+            return Ok(Bulk {
+                infos: HashMap::new(),
+                enrolled: HashMap::new(),
+                progress: HashMap::new(),
+                certificates: Default::default(),
+                parts: HashMap::new(),
+            });
+        }
+        let infos = catalogue::courses(tx, courses).await?;
+        let parts = infos
+            .iter()
+            .map(|(id, c)| (id.clone(), c.part_rules()))
+            .collect();
+        Ok(Bulk {
+            enrolled: enrolments::of_courses(tx, courses).await?,
+            progress: enrolments::progress_of_courses(tx, courses).await?,
+            certificates: if certificates {
+                certificates::in_force_of_courses(tx, courses).await?
+            } else {
+                Default::default()
+            },
+            infos,
+            parts,
+        })
+    }
+
+    /// The course and the enrolment of a participant, if both exist.
+    pub(crate) fn participant(
+        &self,
+        course: &str,
+        person: &str,
+    ) -> Option<(&CourseInfo, &enrolments::Enrolment)> {
+        Some((
+            self.infos.get(course)?,
+            self.enrolled.get(course)?.get(person)?,
+        ))
+    }
+
+    /// The participants of `course`, in no particular order.
+    pub(crate) fn participants_of(&self, course: &str) -> Vec<&enrolments::Enrolment> {
+        self.enrolled
+            .get(course)
+            .map(|m| m.values().collect())
+            .unwrap_or_default()
+    }
+
+    /// D1 and D2 of a participant.
+    pub(crate) fn summaries(
+        &self,
+        rules: &RuleSet,
+        course: &CourseInfo,
+        person: &str,
+    ) -> (AttendanceSummary, PassingSummary) {
+        let percent = rules
+            .course_types
+            .get(&course.type_id)
+            .map_or(100, |t| t.attendance_percent);
+        let no_marks = HashMap::new();
+        let no_results = HashMap::new();
+        let progress = self.progress.get(&course.id);
+        let parts = self.parts.get(&course.id).map_or(&[][..], Vec::as_slice);
+        (
+            attendance_requirement(
+                parts,
+                progress
+                    .and_then(|p| p.marks.get(person))
+                    .unwrap_or(&no_marks),
+                percent,
+            ),
+            passing_obligation(
+                parts,
+                progress
+                    .and_then(|p| p.part_results.get(person))
+                    .unwrap_or(&no_results),
+            ),
+        )
+    }
+
+    /// The facts the verdict reads; `certificate_cycle`: the cycle whose certificate
+    /// counts, for rules that attach it.
+    pub(crate) fn facts<'a>(
+        &self,
+        course: &'a CourseInfo,
+        e: &enrolments::Enrolment,
+        (attendance, passing): (AttendanceSummary, PassingSummary),
+        certificate_cycle: Option<i64>,
+    ) -> Facts<'a> {
+        Facts::Participant {
+            course,
+            result: e.result,
+            cycle: e.cycle,
+            completed: e.completed_at.is_some(),
+            attendance,
+            passing,
+            certificate: certificate_cycle.is_some_and(|cycle| {
+                self.certificates
+                    .contains(&(course.id.clone(), e.person_id.clone(), cycle))
+            }),
+        }
+    }
 }
 
 impl From<Decision> for PlanState {

@@ -8,23 +8,24 @@
 //! latest missed instant fires (its lateness logged); an instant before the rule was first
 //! seen is not its own.
 
+use super::Bulk;
 use super::fire::{self, Env, Fired, participant_facts};
 use super::verdict::{self, Decision, Facts, Moment};
 use crate::domain::time::local_rfc3339;
-use crate::domain::{ActionState, CourseStatus, SubjectKind};
+use crate::domain::{ActionState, SubjectKind};
 use crate::rules::action::{ActionRule, DataGroup, RuleEvent, WindowAnchor};
 use crate::rules::schedule::CronSchedule;
-use crate::status::{self, ParticipantStatus};
+use crate::status;
 use crate::store::actions::{self, NewScheduled};
-use crate::store::catalogue::{self, CourseInfo};
+use crate::store::catalogue;
 use crate::store::outbox::{self, Message, NewDelivery};
 use crate::store::{Lock, Store, Tx, certificates, certifications, schedules};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// Courses handled per transaction when an instant reaches participants.
-const COURSE_BATCH: usize = 50;
+const COURSE_BATCH: usize = 100;
 /// A month added or taken away may land up to three days from the naive estimate.
 const SLACK: chrono::TimeDelta = chrono::TimeDelta::days(4);
 
@@ -40,7 +41,27 @@ fn scheduled(rules: &crate::rules::RuleSet) -> impl Iterator<Item = (&ActionRule
 /// Runs every schedule rule whose latest instant has not been served yet.
 pub async fn run(store: &Store, env: &Env<'_>, now: DateTime<Utc>) -> Result<Fired, sqlx::Error> {
     let mut report = Fired::default();
+    if scheduled(env.rules).next().is_none() {
+        return Ok(report);
+    }
+    // Usually every rule's latest instant is served: find out without the write lock.
+    let mut read = store.begin_read().await?;
+    let rows = schedules::all(&mut read).await;
+    read.rollback().await?;
+    let rows = rows?;
     for (rule, cron) in scheduled(env.rules) {
+        let served = rows
+            .iter()
+            .find(|r| r.rule_id == rule.id.value)
+            .is_some_and(|r| {
+                r.done()
+                    && cron
+                        .latest_until(now, env.tz)
+                        .is_none_or(|l| l < r.first_seen || r.instant.is_some_and(|i| i >= l))
+            });
+        if served {
+            continue;
+        }
         let claimed =
             crate::store::transact!(store, |tx| claim(tx, rule, cron, env.tz, now).await)?;
         let Some((instant, since)) = claimed else {
@@ -402,42 +423,65 @@ async fn candidates(
     }
 }
 
-/// The participants of `course` (of `only`, when given) that `rule` reaches at `instant`:
-/// their conditions hold now, by the one verdict.
-#[allow(clippy::too_many_arguments)]
-async fn reached_in_course(
+/// The participants of a batch of courses (of `only`, when given) that `rule` reaches at
+/// `instant`: their facts read in bulk and judged by the one verdict.
+async fn reached(
     tx: &mut Tx,
     env: &Env<'_>,
     rule: &ActionRule,
     instant: DateTime<Utc>,
     now: DateTime<Utc>,
-    course: &str,
-    only: Option<&[String]>,
-    lock: Lock,
-) -> Result<Option<(CourseInfo, Vec<ParticipantStatus>)>, sqlx::Error> {
-    let Some((info, people)) =
-        status::participants(tx, env.rules, env.tz, now, course, only, lock).await?
-    else {
-        return Ok(None);
-    };
-    if info.status == CourseStatus::Cancelled {
-        return Ok(None);
-    }
-    let reached = people
-        .into_iter()
-        .filter(|p| {
-            let m = Moment {
-                state: ActionState::Waiting,
-                cycle: p.cycle,
-                due_at: Some(instant),
-                expires_at: None,
-                due_shown: None,
+    batch: &[(String, Option<Vec<String>>)],
+) -> Result<Vec<(String, Vec<String>)>, sqlx::Error> {
+    let ids: Vec<String> = batch.iter().map(|(c, _)| c.clone()).collect();
+    let bulk = Bulk::read(tx, &ids, verdict::attaches_certificate(rule)).await?;
+    let mut out = Vec::new();
+    for (course, only) in batch {
+        let only: Option<HashSet<&str>> = only
+            .as_ref()
+            .map(|o| o.iter().map(String::as_str).collect());
+        let mut people = Vec::new();
+        for e in bulk.participants_of(course) {
+            if only
+                .as_ref()
+                .is_some_and(|o| !o.contains(e.person_id.as_str()))
+            {
+                continue;
+            }
+            let Some((info, e)) = bulk.participant(course, &e.person_id) else {
+                continue;
             };
-            verdict::verdict(env.rules, Some(rule), &m, &participant_facts(&info, p), now).decision
-                == Decision::Fire
-        })
-        .collect();
-    Ok(Some((info, reached)))
+            let summary = bulk.summaries(env.rules, info, &e.person_id);
+            let facts = bulk.facts(info, e, summary, Some(e.cycle));
+            if fires(env, rule, e.cycle, instant, &facts, now) {
+                people.push(e.person_id.clone());
+            }
+        }
+        if !people.is_empty() {
+            people.sort();
+            out.push((course.clone(), people));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the verdict fires `rule` for a subject at `instant` (as an instance due then).
+fn fires(
+    env: &Env<'_>,
+    rule: &ActionRule,
+    cycle: i64,
+    instant: DateTime<Utc>,
+    facts: &Facts<'_>,
+    now: DateTime<Utc>,
+) -> bool {
+    let m = Moment {
+        state: ActionState::Waiting,
+        cycle,
+        due_at: Some(instant),
+        expires_at: None,
+        due_shown: None,
+    };
+    verdict::verdict(env.rules, Some(rule), &m, facts, now).decision == Decision::Fire
 }
 
 /// One message to each participant or learner the instant reaches.
@@ -459,26 +503,37 @@ async fn reach(
             for batch in courses.chunks(COURSE_BATCH) {
                 let part = crate::store::transact!(store, |tx| {
                     let mut part = Fired::default();
-                    for (course, only) in batch {
-                        let Some((info, people)) = reached_in_course(
+                    for (course, people) in reached(tx, env, rule, instant, now, batch).await? {
+                        // Those reached, read again with their rows held until the batch
+                        // commits, and judged again on what is held.
+                        let Some((info, statuses)) = status::participants(
                             tx,
-                            env,
-                            rule,
-                            instant,
+                            env.rules,
+                            env.tz,
                             now,
-                            course,
-                            only.as_deref(),
+                            &course,
+                            Some(&people),
                             Lock::Share,
                         )
                         .await?
                         else {
                             continue;
                         };
-                        for p in &people {
+                        for p in &statuses {
+                            if !fires(
+                                env,
+                                rule,
+                                p.cycle,
+                                instant,
+                                &participant_facts(&info, p),
+                                now,
+                            ) {
+                                continue;
+                            }
                             let new = NewScheduled {
                                 rule: id,
                                 kind: SubjectKind::Course,
-                                subject: course,
+                                subject: &course,
                                 person: &p.person_id,
                                 cycle: p.cycle,
                                 instant,
@@ -531,17 +586,8 @@ async fn reach(
                         if now_l.cycle != l.cycle || now_l.status.as_str() != l.status {
                             continue;
                         }
-                        let m = Moment {
-                            state: ActionState::Waiting,
-                            cycle: l.cycle,
-                            due_at: Some(instant),
-                            expires_at: None,
-                            due_shown: None,
-                        };
                         let facts = Facts::Learner { cycle: l.cycle };
-                        if verdict::verdict(env.rules, Some(rule), &m, &facts, now).decision
-                            != Decision::Fire
-                        {
+                        if !fires(env, rule, l.cycle, instant, &facts, now) {
                             continue;
                         }
                         let new = NewScheduled {
@@ -689,28 +735,22 @@ async fn reached_count(
     let mut n = 0u64;
     match candidates(tx, env, rule, now).await? {
         Candidates::Courses(courses) => {
-            for (course, only) in &courses {
-                if let Some((_, people)) =
-                    reached_in_course(tx, env, rule, now, now, course, only.as_deref(), Lock::None)
-                        .await?
-                {
+            for batch in courses.chunks(COURSE_BATCH) {
+                for (_, people) in reached(tx, env, rule, now, now, batch).await? {
                     n += people.len() as u64;
                 }
             }
         }
         Candidates::Learners(learners) => {
             for l in &learners {
-                let m = Moment {
-                    state: ActionState::Waiting,
-                    cycle: l.cycle,
-                    due_at: Some(now),
-                    expires_at: None,
-                    due_shown: None,
-                };
-                let facts = Facts::Learner { cycle: l.cycle };
-                if verdict::verdict(env.rules, Some(rule), &m, &facts, now).decision
-                    == Decision::Fire
-                {
+                if fires(
+                    env,
+                    rule,
+                    l.cycle,
+                    now,
+                    &Facts::Learner { cycle: l.cycle },
+                    now,
+                ) {
                     n += 1;
                 }
             }

@@ -333,7 +333,8 @@ pub async fn get(tx: &mut Tx, id: i64, lock: Lock) -> Result<Option<Instance>, s
     row.map(Instance::try_from).transpose()
 }
 
-/// The instance of a rule for a subject's cycle, if the rule made one.
+/// The instance of an event rule for a subject's cycle, if the rule made one (a schedule
+/// rule makes one per instant: none of them is "the" instance).
 pub async fn find(
     tx: &mut Tx,
     rule: &str,
@@ -342,7 +343,8 @@ pub async fn find(
     cycle: i64,
 ) -> Result<Option<Instance>, sqlx::Error> {
     let sql = format!(
-        "SELECT {INSTANCE} FROM actions WHERE rule_id = $1 AND course_id = $2 AND person_id = $3 AND cycle = $4"
+        "SELECT {INSTANCE} FROM actions WHERE rule_id = $1 AND course_id = $2 AND person_id = $3 AND cycle = $4 \
+         AND instant = 0"
     );
     let row: Option<InstanceRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(rule).bind(course).bind(person).bind(cycle).fetch_optional(&mut **c).await)?;
