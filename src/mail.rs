@@ -97,12 +97,17 @@ pub fn file_name(rule: &str, course: &str, person: &str, cycle: i64, instant: i6
     if instant == 0 {
         format!("{}.eml", key_name(&[rule, course, person], Some(cycle)))
     } else {
-        // A schedule rule's message: one file per instant.
+        // A schedule rule's message: one file per instant (an office digest has no
+        // course or person).
         let at = instant.to_string();
-        format!(
-            "{}.eml",
-            key_name(&[rule, course, person, &at], Some(cycle))
-        )
+        if course.is_empty() && person.is_empty() {
+            format!("{}.eml", key_name(&[rule, &at], None))
+        } else {
+            format!(
+                "{}.eml",
+                key_name(&[rule, course, person, &at], Some(cycle))
+            )
+        }
     }
 }
 

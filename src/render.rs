@@ -539,7 +539,7 @@ pub fn sample_context_of(rule: &crate::rules::ActionRule, office: &Office, lang:
             "awaiting_approval": [{"id": 7, "rule": "result-notice", "course": "ehbo-2026-03",
                 "person": "p-0001", "name": "Anne de Vries"}],
             "certificates_issued": [{"number": "FA-2026-000123", "person": "p-0001", "name": "Anne de Vries",
-                "course": "ehbo-2026-03", "issued_on": day("2026-11-18T12:00:00+01:00"),
+                "course": "ehbo-2026-03", "issued_on": day("2026-11-18T12:00:00+01:00"), "revoked": false,
                 "issued_at": "2026-11-18T12:00:00+01:00"}],
             "counts": {"failed_deliveries": 1, "awaiting_approval": 1, "certificates_issued": 1},
         },

@@ -78,6 +78,19 @@ pub struct Composed {
     pub attachments: Vec<(String, Vec<u8>)>,
 }
 
+/// The outbox's view of a composed message, or of why there is none.
+pub(super) fn outgoing_message(message: &Result<Composed, String>) -> Result<Message<'_>, &str> {
+    match message {
+        Ok(m) => Ok(Message {
+            recipients: &m.recipients,
+            subject: &m.subject,
+            message_id: &m.message_id,
+            bytes: &m.bytes,
+        }),
+        Err(why) => Err(why.as_str()),
+    }
+}
+
 /// A new outbox row.
 struct Outgoing {
     instance: Instance,
@@ -313,15 +326,7 @@ async fn fire_batch(
     actions::set_states(tx, &states, now).await?;
     for o in &outgoing {
         let a = &o.instance;
-        let message = match &o.message {
-            Ok(m) => Ok(Message {
-                recipients: &m.recipients,
-                subject: &m.subject,
-                message_id: &m.message_id,
-                bytes: &m.bytes,
-            }),
-            Err(why) => Err(why.as_str()),
-        };
+        let message = outgoing_message(&o.message);
         outbox::insert(
             tx,
             &NewDelivery {

@@ -18,7 +18,7 @@ use crate::rules::schedule::CronSchedule;
 use crate::status;
 use crate::store::actions::{self, NewScheduled};
 use crate::store::catalogue;
-use crate::store::outbox::{self, Message, NewDelivery};
+use crate::store::outbox::{self, NewDelivery};
 use crate::store::{Lock, Store, Tx, certificates, certifications, schedules};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -208,15 +208,7 @@ async fn queue(
     if let Err(why) = message {
         tracing::warn!(rule = %rule.id.value, subject, person, "not sent: {why}");
     }
-    let message = match message {
-        Ok(m) => Ok(Message {
-            recipients: &m.recipients,
-            subject: &m.subject,
-            message_id: &m.message_id,
-            bytes: &m.bytes,
-        }),
-        Err(why) => Err(why.as_str()),
-    };
+    let message = fire::outgoing_message(message);
     outbox::insert(
         tx,
         &NewDelivery {
@@ -294,7 +286,7 @@ pub async fn digest_context(
         .iter()
         .map(|i| {
             json!({"number": i.number, "person": i.person, "name": name(&i.person),
-                "course": i.course, "issued_on": day(i.issued_at),
+                "course": i.course, "issued_on": day(i.issued_at), "revoked": i.revoked,
                 "issued_at": local_rfc3339(i.issued_at, tz)})
         })
         .collect();

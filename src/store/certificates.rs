@@ -163,6 +163,7 @@ pub struct Issued {
     pub course: String,
     pub person: String,
     pub issued_at: DateTime<Utc>,
+    pub revoked: bool,
 }
 
 /// The certificates issued after `since` and at or before `until`, in number order.
@@ -172,7 +173,7 @@ pub async fn issued_between(
     until: DateTime<Utc>,
 ) -> Result<Vec<Issued>, sqlx::Error> {
     on!(tx, c => sqlx::query_as(
-        "SELECT number, course_id AS course, person_id AS person, issued_at FROM certificates \
+        "SELECT number, course_id AS course, person_id AS person, issued_at, revoked_at IS NOT NULL AS revoked FROM certificates \
          WHERE ($1 IS NULL OR issued_at > $1) AND issued_at <= $2 ORDER BY issued_at, number",
     ).bind(since).bind(until).fetch_all(&mut **c).await)
 }
