@@ -22,6 +22,7 @@ fn main() {
         locale: registrar::lang::Lang::parse("nl").expect("nl"),
         signer: None,
         linkedin_organization_id: None,
+        reply_to: None,
     };
     let base = sample_context(&office, &office.locale);
     let names = [

@@ -155,6 +155,7 @@ async fn main() {
         locale: registrar::lang::Lang::parse("nl").expect("nl"),
         signer: None,
         linkedin_organization_id: None,
+        reply_to: None,
     };
     let env = fire::Env {
         rules: &rules,

@@ -66,6 +66,8 @@ pub struct Office {
     /// LinkedIn's id of the office's organisation page (`office.linkedin_organization_id`);
     /// without it, "add to profile" names the organisation by `name`.
     pub linkedin_organization_id: Option<String>,
+    /// Where replies to the emails go (`office.reply_to`), when not to `from`.
+    pub reply_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -161,6 +163,7 @@ struct RawOffice {
     signing_key_file: Option<String>,
     retired_public_keys: Option<Vec<String>>,
     linkedin_organization_id: Option<String>,
+    reply_to: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -327,6 +330,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
             .to_string(),
         signer: None,
         linkedin_organization_id: None,
+        reply_to: office_raw.reply_to.clone(),
     };
     if !mailbox_ok(&office.from) {
         bad(
@@ -334,6 +338,14 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
             format!(
                 "{:?} is not an address (expected \"Name <address@example.org>\" or address@example.org)",
                 office.from
+            ),
+        );
+    }
+    if let Some(r) = office.reply_to.as_deref().filter(|r| !mailbox_ok(r)) {
+        bad(
+            "office.reply_to",
+            format!(
+                "{r:?} is not an address (expected \"Name <address@example.org>\" or address@example.org)"
             ),
         );
     }

@@ -161,17 +161,47 @@ pub struct Attached {
     pub bytes: Vec<u8>,
 }
 
+/// The headers every message of the office carries besides From, To and Subject.
+#[derive(Debug, Clone)]
+pub struct Envelope<'a> {
+    pub from: &'a str,
+    /// `office.reply_to`: where replies go, when not to `from`.
+    pub reply_to: Option<&'a str>,
+    /// The `Date:` in the office's time zone (RFC 3834 and RFC 5322 let it carry any
+    /// offset; a Dutch office reads +0100, not +0000).
+    pub date: chrono::DateTime<chrono::FixedOffset>,
+}
+
 /// The bytes of [`build`]'s message. Never panics: whatever the builder cannot take
 /// (a header value it refuses outright) is an error with its reason, for that one delivery.
 pub fn build_bytes(
-    from: &str,
+    envelope: &Envelope<'_>,
     to: &[Mailbox],
     rendered: &Rendered,
     message_id: &str,
     attachments: &[Attached],
 ) -> Result<Vec<u8>, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        build(from, to, rendered, message_id, attachments).map(|m| m.formatted())
+        build(envelope.from, to, rendered, message_id, attachments).and_then(|mut m| {
+            use lettre::message::header::{HeaderName, HeaderValue};
+            if let Some(r) = envelope.reply_to {
+                let mbox: Mailbox = r
+                    .parse()
+                    .map_err(|e| format!("office.reply_to {r:?} is not an address: {e}"))?;
+                m.headers_mut()
+                    .set(lettre::message::header::ReplyTo::from(lettre::message::Mailboxes::from(mbox)));
+            }
+            // RFC 3834: sent by a program, so that auto-responders do not answer it.
+            m.headers_mut().insert_raw(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Auto-Submitted"),
+                "auto-generated".to_string(),
+            ));
+            m.headers_mut().insert_raw(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Date"),
+                envelope.date.to_rfc2822(),
+            ));
+            Ok(m.formatted())
+        })
     }))
     .unwrap_or_else(|_| {
         Err("the message could not be built: a name, subject or address holds something an email header cannot".into())

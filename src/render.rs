@@ -709,6 +709,7 @@ mod tests {
             locale: Lang::english(),
             signer: None,
             linkedin_organization_id: None,
+            reply_to: None,
         }
     }
 

@@ -586,7 +586,12 @@ pub(super) fn compose_message(
                 .map_err(|e| format!("credential: {e}"))?,
         });
     }
-    let bytes = mail::build_bytes(&env.office.from, &to, &rendered, &message_id, &attachments)?;
+    let envelope = mail::Envelope {
+        from: &env.office.from,
+        reply_to: env.office.reply_to.as_deref(),
+        date: chrono::Utc::now().with_timezone(&env.tz).fixed_offset(),
+    };
+    let bytes = mail::build_bytes(&envelope, &to, &rendered, &message_id, &attachments)?;
     Ok(Composed {
         recipients: to
             .iter()
