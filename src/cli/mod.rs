@@ -45,9 +45,10 @@ pub struct Cli {
         default_value = "config.yaml"
     )]
     pub config: PathBuf,
-    /// Act as if it were this moment (RFC 3339), e.g. to replay or test; default: now.
+    /// Act as if it were this moment, e.g. to replay or test; default: now. A date, a
+    /// local time in the office's time zone (`2026-12-01 09:00`) or RFC 3339.
     #[arg(long, global = true, value_parser = parse_now)]
-    pub now: Option<DateTime<Utc>>,
+    pub now: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -113,10 +114,10 @@ fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| format!("{s:?} is not an RFC 3339 time (e.g. 2026-03-02T09:00:00+01:00)"))
+/// `--now` as typed; read in the office's time zone once the config is loaded.
+fn parse_now(s: &str) -> Result<String, String> {
+    crate::domain::time::parse_instant(s, chrono_tz::UTC, crate::domain::time::DayEdge::Start)
+        .map(|_| s.to_string())
 }
 
 /// What a command runs with.
@@ -138,10 +139,19 @@ impl App {
         let user = std::env::var("REGISTRAR_ACTOR")
             .or_else(|_| std::env::var("USER"))
             .unwrap_or_else(|_| "unknown".into());
+        let now = match &cli.now {
+            Some(s) => crate::domain::time::parse_instant(
+                s,
+                config.timezone,
+                crate::domain::time::DayEdge::Start,
+            )
+            .map_err(anyhow::Error::msg)?,
+            None => Utc::now(),
+        };
         Ok(App {
             config,
             rules,
-            now: cli.now.unwrap_or_else(Utc::now),
+            now,
             now_given: cli.now.is_some(),
             actor: format!("cli:{user}"),
         })

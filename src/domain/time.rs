@@ -35,12 +35,29 @@ pub enum DayEdge {
     End,
 }
 
-/// Parses RFC 3339 (`2026-03-02T09:00:00+01:00`) or a local date (`2026-03-02`): the
-/// start of that day, or for `DayEdge::End` its last second (23:59:59 local).
+/// Parses a time as people type it: RFC 3339 (`2026-03-02T09:00:00+01:00`, also with a
+/// space for the `T`), a local date-time in the office zone (`2026-11-24 19:00`,
+/// `2026-11-24T19:00:30`; T1's rules: a time in a DST gap moves forward, one that occurs
+/// twice is the first), or a local date (`2026-03-02`): the start of that day, or for
+/// `DayEdge::End` its last second (23:59:59 local).
 pub fn parse_instant(s: &str, tz: Tz, edge: DayEdge) -> Result<DateTime<Utc>, String> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
+    }
+    // RFC 3339 allows a space for the T; chrono's parser does not.
+    if let Ok(t) = DateTime::parse_from_rfc3339(&s.replacen(' ', "T", 1)) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(local) = chrono::NaiveDateTime::parse_from_str(s, format) {
+            return Ok(local_to_utc(local, tz));
+        }
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         let time = match edge {
@@ -50,7 +67,7 @@ pub fn parse_instant(s: &str, tz: Tz, edge: DayEdge) -> Result<DateTime<Utc>, St
         return Ok(local_to_utc(d.and_time(time), tz));
     }
     Err(format!(
-        "{s:?} is not a date or time (expected RFC 3339 with offset, e.g. 2026-03-02T09:00:00+01:00, or a date, e.g. 2026-03-02)"
+        "{s:?} is not a date or time (expected a date, e.g. 2026-03-02, a local time in the office's time zone, e.g. 2026-03-02 09:00, or RFC 3339 with offset, e.g. 2026-03-02T09:00:00+01:00)"
     ))
 }
 
@@ -104,6 +121,25 @@ mod tests {
     #[test]
     fn garbage_is_refused_with_the_expected_forms() {
         let e = parse_instant("32-13-2026", ams(), DayEdge::Start).unwrap_err();
-        assert!(e.contains("expected RFC 3339"));
+        assert!(e.contains("2026-03-02 09:00"), "{e}");
+        assert!(e.contains("RFC 3339 with offset"));
+    }
+
+    #[test]
+    fn t1_a_local_time_as_people_type_it_is_read_in_the_office_zone() {
+        let shown = |s: &str| {
+            parse_instant(s, ams(), DayEdge::Start)
+                .map(|t| local_rfc3339(t, ams()))
+                .unwrap()
+        };
+        assert_eq!(shown("2026-11-24 19:00"), "2026-11-24T19:00:00+01:00");
+        assert_eq!(shown("2026-06-24T19:00:30"), "2026-06-24T19:00:30+02:00");
+        assert_eq!(
+            shown("2026-11-24 19:00:00+01:00"),
+            "2026-11-24T19:00:00+01:00"
+        );
+        // The spring gap moves forward; the autumn overlap takes the first.
+        assert_eq!(shown("2026-03-29 02:30"), "2026-03-29T03:30:00+02:00");
+        assert_eq!(shown("2026-10-25 02:30"), "2026-10-25T02:30:00+02:00");
     }
 }

@@ -90,9 +90,11 @@ async fn import_once(
     let file = std::fs::File::open(path)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let delimiter = sniff_delimiter(path);
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
+        .delimiter(delimiter)
         .from_reader(std::io::BufReader::with_capacity(1 << 16, file));
     let mut report = Report::default();
     let header = match reader.headers() {
@@ -355,9 +357,26 @@ pub async fn apply_rows(
     Ok(outcomes)
 }
 
+/// The field separator of a file, from its header row: a semicolon when the header has
+/// more semicolons than commas (what Excel writes where the decimal mark is a comma, as in
+/// the Netherlands and Belgium), else a comma.
+fn sniff_delimiter(path: &Path) -> u8 {
+    use std::io::{BufRead, Read};
+    let mut first = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = std::io::BufReader::new(f.take(64 * 1024)).read_until(b'\n', &mut first);
+    }
+    let count = |b: u8| first.iter().filter(|c| **c == b).count();
+    if count(b';') > count(b',') {
+        b';'
+    } else {
+        b','
+    }
+}
+
 fn csv_message(e: &csv::Error) -> String {
     match e.kind() {
-        csv::ErrorKind::Utf8 { .. } => "the row is not valid UTF-8 (save the file as UTF-8)".into(),
+        csv::ErrorKind::Utf8 { .. } => "this line is not UTF-8: save the file as \"CSV UTF-8\" (in Excel: Save As, CSV UTF-8 (comma delimited)) and import it again".into(),
         csv::ErrorKind::Io(io) => format!("cannot read the file: {io}"),
         _ => {
             let text = e.to_string();

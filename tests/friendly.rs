@@ -1,0 +1,94 @@
+//! Friendly to the people who type (issue 17): times as people write them, Excel's
+//! semicolon CSV with a byte-order mark, and a file that is not UTF-8 — through the binary.
+
+mod common;
+
+use common::office::{OFFICE, Office};
+use registrar::store::{Lock, catalogue};
+
+fn office() -> Office {
+    Office::new(&format!(
+        "{OFFICE}mail:\n  transport: file\n  outbox: outbox\n"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn t1_a_semicolon_csv_with_a_bom_and_local_times_imports_in_the_office_zone() {
+    let office = office();
+    // What Excel writes in the Netherlands: semicolons, a BOM, times without offset.
+    let csv = "\u{feff}id;name;type;status;start;end\n\
+               ehbo-2026-11;EHBO november;first-aid;final;2026-11-24 19:00;2026-11-24 22:00\n\
+               ehbo-2026-06;EHBO juni;first-aid;final;2026-06-24T19:00;2026-06-24T22:00:00\n";
+    let file = office.csv("courses.csv", csv);
+    let out = office
+        .command(
+            Some("2026-11-01"),
+            &["import", "courses", &file.to_string_lossy()],
+        )
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = office.store().await;
+    let shown = |t: chrono::DateTime<chrono::Utc>| {
+        registrar::domain::time::local_rfc3339(t, chrono_tz::Europe::Amsterdam)
+    };
+    let nov = common::read(&store, async |tx| {
+        catalogue::course(tx, "ehbo-2026-11", Lock::None).await
+    })
+    .await
+    .expect("course");
+    assert_eq!(shown(nov.start), "2026-11-24T19:00:00+01:00");
+    assert_eq!(shown(nov.end), "2026-11-24T22:00:00+01:00");
+    let june = common::read(&store, async |tx| {
+        catalogue::course(tx, "ehbo-2026-06", Lock::None).await
+    })
+    .await
+    .expect("course");
+    assert_eq!(shown(june.start), "2026-06-24T19:00:00+02:00");
+    store.close().await;
+
+    // --now as people type it: a date, or a local time.
+    for now in ["2026-12-01", "2026-12-01 09:00"] {
+        let out = office.command(Some(now), &["plan"]).output().expect("plan");
+        assert!(
+            out.status.success(),
+            "{now}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = office
+        .command(Some("1 december"), &["plan"])
+        .output()
+        .expect("plan");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2026-03-02 09:00"), "{err}");
+}
+
+#[test]
+fn csv_a_file_that_is_not_utf8_is_refused_saying_how_to_save_it() {
+    let office = office();
+    let file = office.dir.path().join("people.csv");
+    // "Zoë" in Windows-1252, as an older Excel saves "CSV (comma delimited)".
+    let mut bytes = b"id,full_name,email\nanne,Anne de Vries,anne@example.nl\nzoe,Zo".to_vec();
+    bytes.push(0xEB);
+    bytes.extend_from_slice(b" van 't Hof,zoe@example.nl\n");
+    std::fs::write(&file, bytes).expect("write");
+    let out = office
+        .command(
+            Some("2026-11-01"),
+            &["import", "people", &file.to_string_lossy()],
+        )
+        .output()
+        .expect("import");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 3") && err.contains("save the file as \"CSV UTF-8\""),
+        "{err}"
+    );
+}
