@@ -238,8 +238,17 @@ impl Config {
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
         } else {
-            serde_saphyr::from_str(text).map_err(|e| ConfigError {
-                problems: vec![format!("{shown}: {}", crate::rules::yaml_message(&e))],
+            serde_saphyr::from_str(text).map_err(|e| {
+                let (line, column) = crate::rules::location_of(&e);
+                let key = crate::rules::key_path_at(text, line)
+                    .map(|k| format!("`{k}`: "))
+                    .unwrap_or_default();
+                ConfigError {
+                    problems: vec![format!(
+                        "{shown}:{line}:{column}: {key}{}",
+                        crate::rules::bare_message(&e)
+                    )],
+                }
             })?
         };
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -580,7 +589,7 @@ mod tests {
     fn unknown_keys_are_errors_naming_the_key() {
         let e = load("database: sqlite://x.db\ntimezon: Europe/Amsterdam\n").unwrap_err();
         assert!(e.to_string().contains("timezon"), "{e}");
-        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(e.to_string().contains("config.yaml:2:1:"), "{e}");
     }
 
     #[test]
@@ -641,5 +650,16 @@ mod tests {
     fn redact_url_hides_the_password() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn a_type_error_names_the_setting_and_where() {
+        let err = load("scheduler:\n  max_attempts: abc\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":2:17: `scheduler.max_attempts`: invalid u32"),
+            "{err}"
+        );
     }
 }

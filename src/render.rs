@@ -355,6 +355,11 @@ impl Templates {
         variants(&self.html, name)
     }
 
+    /// Whether certificate layout `name` (`NAME.svg.hbs`) exists.
+    pub fn has_layout(&self, name: &str) -> bool {
+        self.svg.has_template(name)
+    }
+
     /// The languages certificate layout `name` has its own variant in (`NAME.LANG.svg.hbs`).
     pub fn layout_languages_of(&self, name: &str) -> Vec<Lang> {
         variants(&self.svg, name)
@@ -577,6 +582,24 @@ pub fn load_checked(
     layouts.sort_unstable();
     layouts.dedup();
     for name in layouts {
+        if !templates.has_layout(name) && templates.layout_languages_of(name).is_empty() {
+            // Said where the course type names it, not at a file that does not exist.
+            for (id, t) in &set.course_types {
+                if t.certificate.as_ref().is_some_and(|c| c.template == name) {
+                    let (file, line, column) = set
+                        .layout_refs
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(|| (config.rules.clone(), 0, 0));
+                    problems.push(format!(
+                        "{}:{line}:{column}: course type {id}: certificate.template {name:?}: {} does not exist",
+                        file.display(),
+                        config.templates.join(format!("{name}.svg.hbs")).display()
+                    ));
+                }
+            }
+            continue;
+        }
         let mut langs = templates.layout_languages_of(name);
         langs.push(office.clone());
         langs.dedup();

@@ -454,6 +454,7 @@ fn t3_two_serve_processes_on_one_database_send_every_email_once_while_marks_arri
         for mut child in children {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
+                .stderr(std::process::Stdio::null())
                 .status();
             let _ = child.wait();
         }

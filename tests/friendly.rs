@@ -92,3 +92,66 @@ fn csv_a_file_that_is_not_utf8_is_refused_saying_how_to_save_it() {
         "{err}"
     );
 }
+
+#[test]
+fn t5_check_names_the_setting_of_a_config_type_error_and_the_course_type_of_a_missing_layout() {
+    let office = office();
+    office.edit_config("mail:\n", "scheduler:\n  max_attempts: abc\nmail:\n");
+    let out = office.command(None, &["check"]).output().expect("check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.yaml:") && err.contains("`scheduler.max_attempts`: invalid u32"),
+        "{err}"
+    );
+
+    // A course type naming a layout that does not exist: said at its `template:` line.
+    let office = self::office();
+    let rules = office.dir.path().join("rules");
+    common::copy_dir(&common::repo().join("rules"), &rules);
+    let types = rules.join("course_types.yaml");
+    let text = std::fs::read_to_string(&types).expect("types");
+    let line = text
+        .lines()
+        .position(|l| l == "  template: certificate")
+        .expect("the example names its layout")
+        + 1;
+    std::fs::write(
+        &types,
+        text.replace("  template: certificate\n", "  template: certificaat\n"),
+    )
+    .expect("types");
+    office.edit_config(
+        &format!("rules: {}", common::repo().join("rules").display()),
+        "rules: rules",
+    );
+    let out = office.command(None, &["check"]).output().expect("check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "course_types.yaml:{line}:13: course type first-aid: certificate.template \"certificaat\""
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn import_takes_the_singular_of_a_kind_as_meant() {
+    let office = office();
+    let file = office.csv(
+        "people.csv",
+        "id,full_name,email\nanne,Anne de Vries,anne@example.nl\n",
+    );
+    let out = office
+        .command(
+            Some("2026-11-01"),
+            &["import", "person", &file.to_string_lossy()],
+        )
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

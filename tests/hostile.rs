@@ -223,6 +223,7 @@ fn t3_a_tick_delivering_for_over_a_minute_beside_serve_sends_nothing_twice() {
     std::thread::sleep(Duration::from_secs(7));
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &serve.id().to_string()])
+        .stderr(std::process::Stdio::null())
         .status();
     let serve_out = serve.wait_with_output().expect("serve ends");
     assert!(
@@ -321,6 +322,7 @@ fn a_refused_login_pauses_delivery_until_the_password_is_fixed_and_then_every_me
     std::fs::write(office.dir.path().join("smtp-password"), "right horse").expect("password");
     let _ = std::process::Command::new("kill")
         .args(["-HUP", &serve.id().to_string()])
+        .stderr(std::process::Stdio::null())
         .status();
     assert!(
         wait_for(Duration::from_secs(20), || server.count() >= 6),
@@ -331,6 +333,7 @@ fn a_refused_login_pauses_delivery_until_the_password_is_fixed_and_then_every_me
     std::thread::sleep(Duration::from_millis(500));
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &serve.id().to_string()])
+        .stderr(std::process::Stdio::null())
         .status();
     let out = serve.wait_with_output().expect("serve ends");
     let log = output(&out);
@@ -427,6 +430,7 @@ fn five_hundred_held_partial_requests_neither_keep_healthz_from_answering_nor_st
     }
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &serve.id().to_string()])
+        .stderr(std::process::Stdio::null())
         .status();
     let _ = serve.wait();
     assert_eq!(closed, 500, "the server closed every unfinished request");

@@ -127,6 +127,7 @@ impl Api {
     fn stop(&mut self) {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
+            .stderr(std::process::Stdio::null())
             .status();
         let _ = self.child.wait();
     }

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// assign, record-payment, record-exam, override_payment, override_training,
-    /// override_exam, approve, revoke_access, force_recertification, permanent_revoke,
-    /// restore_access, remove; or history, list.
+    /// assign, record-payment, record-exam, override-payment, override-training,
+    /// override-exam, approve, revoke-access, force-recertification, permanent-revoke,
+    /// restore-access, remove; or history, list (underscores are accepted for hyphens).
     pub action: String,
     /// The certification id (rules directory).
     #[arg(long)]

@@ -12,13 +12,21 @@ use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
+    // The singular (and the other spellings people type) is what they mean, not a
+    // near-miss to be corrected into another kind (`person` is not `parts`).
+    #[value(alias = "course")]
     Courses,
+    #[value(alias = "part")]
     Parts,
+    #[value(aliases = ["person", "persons", "participants", "participant"])]
     People,
+    #[value(aliases = ["enrolment", "enrollments", "enrollment"])]
     Enrolments,
+    #[value(aliases = ["marks", "mark"])]
     Attendance,
-    #[value(name = "part-results")]
+    #[value(name = "part-results", aliases = ["part-result", "part_results"])]
     PartResults,
+    #[value(alias = "result")]
     Results,
 }
 

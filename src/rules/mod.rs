@@ -49,6 +49,9 @@ pub struct RuleSet {
     pub certifications: BTreeMap<String, certification::Certification>,
     /// Action templates in file order, ids unique.
     pub actions: Vec<ActionRule>,
+    /// Where each course type names its certificate layout (`certificate.template`):
+    /// file, line and column, for messages about the layout.
+    pub layout_refs: BTreeMap<String, (PathBuf, u64, u64)>,
 }
 
 impl RuleSet {
@@ -69,14 +72,47 @@ pub fn yaml_message(e: &serde_saphyr::Error) -> String {
         .to_string()
 }
 
-fn location_of(e: &serde_saphyr::Error) -> (u64, u64) {
+pub fn location_of(e: &serde_saphyr::Error) -> (u64, u64) {
     e.location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((1, 1))
 }
 
+/// The dotted key at `line` (1-based) of a YAML text, from the indentation of the lines
+/// above it (`scheduler.max_attempts`), for messages that name the setting.
+pub fn key_path_at(text: &str, line: u64) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let index = usize::try_from(line).ok()?.checked_sub(1)?;
+    let key_of = |l: &str| -> Option<(usize, String)> {
+        let trimmed = l.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            return None;
+        }
+        let indent = l.len() - trimmed.len();
+        let body = trimmed.strip_prefix("- ").unwrap_or(trimmed);
+        let (key, _) = body.split_once(':')?;
+        let key = key.trim().trim_matches('"').trim_matches('\'');
+        (!key.is_empty() && !key.contains(' ')).then(|| (indent, key.to_string()))
+    };
+    let (mut indent, key) = key_of(lines.get(index)?)?;
+    let mut path = vec![key];
+    for l in lines.get(..index)?.iter().rev() {
+        if let Some((i, k)) = key_of(l)
+            && i < indent
+        {
+            path.push(k);
+            indent = i;
+            if i == 0 {
+                break;
+            }
+        }
+    }
+    path.reverse();
+    Some(path.join("."))
+}
+
 /// The message without its "line L column C: " prefix (the location is reported apart).
-fn bare_message(e: &serde_saphyr::Error) -> String {
+pub fn bare_message(e: &serde_saphyr::Error) -> String {
     let m = yaml_message(e);
     let m = match m.split_once(": ") {
         Some((head, rest)) if head.starts_with("line ") => rest.to_string(),
@@ -293,6 +329,21 @@ pub fn load_text(text: &str, file: &Path, set: &mut RuleSet, errors: &mut Vec<Ru
                             format!("duplicate course type id {:?}", ct.id),
                         ));
                     } else {
+                        if ct.certificate.is_some()
+                            && let Some(at) = (doc.first_line..=doc.first_line + 200).find(|n| {
+                                key_path_at(&doc.text, *n).as_deref()
+                                    == Some("certificate.template")
+                            })
+                        {
+                            let column = doc
+                                .text
+                                .lines()
+                                .nth(usize::try_from(at).unwrap_or(1).saturating_sub(1))
+                                .and_then(|l| l.find(':').map(|c| c as u64 + 3))
+                                .unwrap_or(1);
+                            set.layout_refs
+                                .insert(ct.id.clone(), (file.to_path_buf(), at, column));
+                        }
                         set.course_types.insert(ct.id.clone(), ct);
                     }
                 }
