@@ -317,7 +317,7 @@ fn a_file_that_is_not_utf8_or_empty_is_reported_without_a_panic() {
     let out = office.import("people", &path);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("line 2: the row is not valid UTF-8"),
+        stderr(&out).contains("line 2: this line is not UTF-8: save the file as \"CSV UTF-8\""),
         "{}",
         stderr(&out)
     );
@@ -447,6 +447,10 @@ fn a_bad_config_names_the_key_and_changes_nothing() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("line 4"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("config.yaml:4:11: `mail.smtp.port`"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!dir.path().join("x.db").exists(), "no database was created");
 }
