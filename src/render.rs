@@ -319,7 +319,7 @@ impl Templates {
             problem(
                 e.line_no.unwrap_or(1) as u64,
                 e.column_no.unwrap_or(1) as u64,
-                reason(&e),
+                reason(&e, &ctx),
             )
         })?;
         crate::pdf::svg_to_pdf(&svg, fonts).map_err(|m| problem(0, 0, m))
@@ -392,7 +392,7 @@ impl Templates {
             })?;
             self.text
                 .render_template(text, ctx)
-                .map_err(|e| problem(reason(&e)))
+                .map_err(|e| problem(reason(&e, ctx)))
         };
         let subject = inline("email.subject", &rule.email.subject)?;
         // A subject is one header line: a line break (from the template or a value) would
@@ -432,7 +432,7 @@ impl Templates {
             file: file(ext),
             line: e.line_no.unwrap_or(1) as u64,
             column: e.column_no.unwrap_or(1) as u64,
-            message: format!("{} (used by action {})", reason(&e), rule.id.value),
+            message: format!("{} (used by action {})", reason(&e, ctx), rule.id.value),
         };
         if !self.html.has_template(name) {
             return Err(TemplateProblem {
@@ -471,16 +471,81 @@ fn variants(registry: &Handlebars<'static>, name: &str) -> Vec<Lang> {
     out
 }
 
-/// The reason of a render error, worded for the person who wrote the template.
-fn reason(e: &handlebars::RenderError) -> String {
+/// The reason of a render error, worded for the person who wrote the template; an unknown
+/// variable gets the nearest name the context has ("did you mean ...?").
+fn reason(e: &handlebars::RenderError, ctx: &Value) -> String {
     match e.reason() {
         handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
-            format!(
-                "unknown variable `{path}` (the context has participant, course, part, enrolment, attendance, certificate, certification, office and recipient; an office digest has digest, office and recipient)"
-            )
+            match nearest_variable(path, ctx) {
+                Some(near) => format!("unknown variable `{path}` (did you mean `{near}`?)"),
+                None => format!(
+                    "unknown variable `{path}` (the context has participant, course, part, enrolment, attendance, certificate, certification, office and recipient; an office digest has digest, office and recipient)"
+                ),
+            }
         }
         other => other.to_string(),
     }
+}
+
+/// Every variable of `ctx` as a template names it: dotted paths to each value, and the
+/// keys of the objects in lists (as `{{#each}}` names them).
+fn variables(ctx: &Value, prefix: &str, out: &mut Vec<String>) {
+    match ctx {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.push(path.clone());
+                variables(v, &path, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items.iter().take(1) {
+                variables(item, "", out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The variable of `ctx` nearest to `path` (at most two edits away, or a third of its
+/// length for long names), if any.
+fn nearest_variable(path: &str, ctx: &Value) -> Option<String> {
+    let mut names = Vec::new();
+    variables(ctx, "", &mut names);
+    let limit = (path.chars().count() / 3).clamp(1, 3);
+    names
+        .into_iter()
+        .map(|n| (edit_distance(path, &n), n))
+        .filter(|(d, _)| *d <= limit)
+        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)))
+        .map(|(_, n)| n)
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row.first().copied().unwrap_or(0);
+        if let Some(first) = row.first_mut() {
+            *first = i + 1;
+        }
+        for (j, cb) in b.iter().enumerate() {
+            let (Some(&left), Some(&up)) = (row.get(j), row.get(j + 1)) else {
+                break;
+            };
+            let value = (prev + usize::from(ca != *cb)).min(left + 1).min(up + 1);
+            prev = up;
+            if let Some(cell) = row.get_mut(j + 1) {
+                *cell = value;
+            }
+        }
+    }
+    row.last().copied().unwrap_or(0)
 }
 
 /// A context with every variable filled, for `registrar check`, in `lang`.

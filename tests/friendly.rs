@@ -155,3 +155,33 @@ fn import_takes_the_singular_of_a_kind_as_meant() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn t5_a_template_typo_gets_the_nearest_field() {
+    let office = office();
+    office.own_rules(
+        "kind: course_type\nid: first-aid\nname: EHBO\n---\nkind: action\nid: welcome\nname: Welcome\n\
+         data_group: course_participant\nevent: participant_added\nprocess: send_email\n\
+         email: { template: welcome, subject: \"Welkom {{course.nme}}\" }\ntiming: { anchor: event }\n\
+         ---\nkind: action\nid: welcome-2\nname: Welcome\n\
+         data_group: course_participant\nevent: participant_added\nprocess: send_email\n\
+         email: { template: welcome, subject: \"Welkom\" }\ntiming: { anchor: event }\n",
+        &[(
+            "welcome.html.hbs",
+            "<p>Beste {{participant.fist_name}},</p>",
+        )],
+    );
+    let out = office.command(None, &["check"]).output().expect("check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown variable `course.nme` (did you mean `course.name`?)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "unknown variable `participant.fist_name` (did you mean `participant.first_name`?)"
+        ),
+        "{err}"
+    );
+}
