@@ -164,63 +164,52 @@ async fn digest(
             instant: until,
             event_at: since.unwrap_or(until),
         };
-        let Some(action) = actions::insert_scheduled(tx, &new, now).await? else {
-            return Ok(Some(None)); // queued by another process
-        };
-        queue(
-            tx,
-            rule,
-            SubjectKind::Office,
-            ("", "", 0),
-            until,
-            action,
-            &message,
-            now,
-        )
-        .await?;
-        Ok(Some(Some(message.is_ok())))
+        let mut part = Fired::default();
+        // None: queued by another process already.
+        if let Some(action) = actions::insert_scheduled(tx, &new, now).await? {
+            queue(tx, &new, action, &message, now, &mut part).await?;
+        }
+        Ok(Some(part))
     })?;
-    let mut report = Fired::default();
-    match outcome {
-        None => tracing::info!(
+    let Some(report) = outcome else {
+        tracing::info!(
             "{id}: nothing to report for {}: the digest is not sent (T6)",
             local_rfc3339(until, env.tz)
-        ),
-        Some(None) => {}
-        Some(Some(true)) => report.queued += 1,
-        Some(Some(false)) => report.failed += 1,
-    }
+        );
+        return Ok(Fired::default());
+    };
     Ok(report)
 }
 
-/// Writes the outbox row of a scheduled instance.
-#[allow(clippy::too_many_arguments)]
+/// Writes the outbox row of the scheduled instance `new` (created as `action`) and counts
+/// it as queued, or as failed when there is no message.
 async fn queue(
     tx: &mut Tx,
-    rule: &ActionRule,
-    kind: SubjectKind,
-    (subject, person, cycle): (&str, &str, i64),
-    instant: DateTime<Utc>,
+    new: &NewScheduled<'_>,
     action: i64,
     message: &Result<fire::Composed, String>,
     now: DateTime<Utc>,
+    report: &mut Fired,
 ) -> Result<(), sqlx::Error> {
-    if let Err(why) = message {
-        tracing::warn!(rule = %rule.id.value, subject, person, "not sent: {why}");
+    match message {
+        Ok(_) => report.queued += 1,
+        Err(why) => {
+            report.failed += 1;
+            tracing::warn!(rule = %new.rule, subject = %new.subject, person = %new.person, "not sent: {why}");
+        }
     }
-    let message = fire::outgoing_message(message);
     outbox::insert(
         tx,
         &NewDelivery {
             action,
-            rule: &rule.id.value,
-            kind,
-            course: subject,
-            person,
-            cycle,
-            instant: instant.timestamp(),
-            due_at: Some(instant),
-            message,
+            rule: new.rule,
+            kind: new.kind,
+            course: new.subject,
+            person: new.person,
+            cycle: new.cycle,
+            instant: new.instant.timestamp(),
+            due_at: Some(new.instant),
+            message: fire::outgoing_message(message),
         },
         now,
     )
@@ -537,19 +526,7 @@ async fn reach(
                             };
                             let message =
                                 fire::compose(tx, env, rule, &info, p, p.cycle, secs).await?;
-                            let key = (course.as_str(), p.person_id.as_str(), p.cycle);
-                            queue(
-                                tx,
-                                rule,
-                                SubjectKind::Course,
-                                key,
-                                instant,
-                                action,
-                                &message,
-                                now,
-                            )
-                            .await?;
-                            count(&mut part, &message);
+                            queue(tx, &new, action, &message, now, &mut part).await?;
                         }
                     }
                     Ok::<_, sqlx::Error>(part)
@@ -604,19 +581,7 @@ async fn reach(
                             secs,
                         )
                         .await?;
-                        let key = (l.certification_id.as_str(), l.person_id.as_str(), l.cycle);
-                        queue(
-                            tx,
-                            rule,
-                            SubjectKind::Certification,
-                            key,
-                            instant,
-                            action,
-                            &message,
-                            now,
-                        )
-                        .await?;
-                        count(&mut part, &message);
+                        queue(tx, &new, action, &message, now, &mut part).await?;
                     }
                     Ok::<_, sqlx::Error>(part)
                 })?;
@@ -633,14 +598,6 @@ async fn reach(
         );
     }
     Ok(report)
-}
-
-fn count(part: &mut Fired, message: &Result<fire::Composed, String>) {
-    if message.is_ok() {
-        part.queued += 1;
-    } else {
-        part.failed += 1;
-    }
 }
 
 /// The next instant of any schedule rule after `now` (`serve` wakes for it).
