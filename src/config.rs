@@ -235,24 +235,30 @@ impl Config {
     /// relative paths.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
-        let raw: RawConfig = if text.trim().is_empty() {
-            RawConfig::default()
+        let (raw, mistakes) = if text.trim().is_empty() {
+            (Some(RawConfig::default()), Vec::new())
         } else {
-            serde_saphyr::from_str(text).map_err(|e| {
-                let (line, column) = crate::rules::location_of(&e);
+            crate::rules::parse_past_mistakes::<RawConfig>(text)
+        };
+        let mut problems: Vec<String> = mistakes
+            .into_iter()
+            .map(|(line, column, message)| {
                 let key = crate::rules::key_path_at(text, line)
                     .map(|k| format!("`{k}`: "))
                     .unwrap_or_default();
-                ConfigError {
-                    problems: vec![format!(
-                        "{shown}:{line}:{column}: {key}{}",
-                        crate::rules::bare_message(&e)
-                    )],
-                }
-            })?
-        };
+                format!("{shown}:{line}:{column}: {key}{message}")
+            })
+            .collect();
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        validate(raw, path, &base)
+        // The settings that could be read are checked too: every mistake at once.
+        match raw.map(|raw| validate(raw, path, &base)) {
+            Some(Ok(config)) if problems.is_empty() => Ok(config),
+            Some(Err(e)) => {
+                problems.extend(e.problems);
+                Err(ConfigError { problems })
+            }
+            _ => Err(ConfigError { problems }),
+        }
     }
 }
 

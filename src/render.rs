@@ -511,41 +511,11 @@ fn variables(ctx: &Value, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
-/// The variable of `ctx` nearest to `path` (at most two edits away, or a third of its
-/// length for long names), if any.
+/// The variable of `ctx` nearest to `path`, if any (see [`crate::suggest::nearest`]).
 fn nearest_variable(path: &str, ctx: &Value) -> Option<String> {
     let mut names = Vec::new();
     variables(ctx, "", &mut names);
-    let limit = (path.chars().count() / 3).clamp(1, 3);
-    names
-        .into_iter()
-        .map(|n| (edit_distance(path, &n), n))
-        .filter(|(d, _)| *d <= limit)
-        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)))
-        .map(|(_, n)| n)
-}
-
-/// Levenshtein distance in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row.first().copied().unwrap_or(0);
-        if let Some(first) = row.first_mut() {
-            *first = i + 1;
-        }
-        for (j, cb) in b.iter().enumerate() {
-            let (Some(&left), Some(&up)) = (row.get(j), row.get(j + 1)) else {
-                break;
-            };
-            let value = (prev + usize::from(ca != *cb)).min(left + 1).min(up + 1);
-            prev = up;
-            if let Some(cell) = row.get_mut(j + 1) {
-                *cell = value;
-            }
-        }
-    }
-    row.last().copied().unwrap_or(0)
+    crate::suggest::nearest(path, names.iter().map(String::as_str)).map(str::to_string)
 }
 
 /// A context with every variable filled, for `registrar check`, in `lang`.
@@ -680,6 +650,54 @@ pub fn load_checked(
 /// Problems of every action's email, in every language it is written in, against the
 /// sample context, for `registrar check`; and a language present for one part of an email
 /// but missing for another (T7).
+/// Every unknown variable of a rule's subject, name and templates in one language, not
+/// only the first: each one found gets a placeholder in the sample context and the
+/// rendering is tried again (at most 30 times).
+fn every_problem(
+    templates: &Templates,
+    rule: &ActionRule,
+    mut ctx: Value,
+    home: &Lang,
+) -> Vec<TemplateProblem> {
+    let mut out: Vec<TemplateProblem> = Vec::new();
+    for _ in 0..30 {
+        let Err(p) = templates.render(rule, &ctx, home) else {
+            break;
+        };
+        let missing = p
+            .message
+            .strip_prefix("unknown variable `")
+            .and_then(|m| m.split('`').next())
+            .map(str::to_string);
+        if out.contains(&p) {
+            break;
+        }
+        out.push(p);
+        match missing {
+            Some(path) if fill(&mut ctx, &path) => {}
+            _ => break,
+        }
+    }
+    out
+}
+
+/// Puts a placeholder at a dotted `path` of `ctx`, making the objects on the way.
+fn fill(ctx: &mut Value, path: &str) -> bool {
+    let mut parts = path.split('.').peekable();
+    let mut at = ctx;
+    while let Some(part) = parts.next() {
+        let Value::Object(map) = at else {
+            return false;
+        };
+        if parts.peek().is_none() {
+            map.insert(part.to_string(), Value::String("...".into()));
+            return true;
+        }
+        at = map.entry(part.to_string()).or_insert_with(|| json!({}));
+    }
+    false
+}
+
 pub fn check_rules(
     templates: &Templates,
     rules: &[ActionRule],
@@ -716,9 +734,12 @@ pub fn check_rules(
         langs.sort();
         langs.dedup();
         for lang in &langs {
-            if let Err(p) = templates.render(r, &sample_context_of(r, office, lang), home) {
-                out.push(p);
-            }
+            out.extend(every_problem(
+                templates,
+                r,
+                sample_context_of(r, office, lang),
+                home,
+            ));
         }
         let at = |s: &serde_saphyr::Spanned<Texts>, message: String| TemplateProblem {
             file: r.file.clone(),

@@ -30,6 +30,9 @@ macro_rules! word_enum {
         pub enum $name { $($variant),+ }
 
         impl $name {
+            /// Every word, in declaration order.
+            pub const WORDS: &'static [&'static str] = &[$($word),+];
+
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $word),+ }
             }

@@ -15,59 +15,44 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Map, Value, json};
 
-/// One JSON object as a row of `kind`, with the path's ids as columns.
+/// Why a body is not a row: the problems, and whether they are only rules between its
+/// fields (409, like an unknown course type) rather than a misfit of the schema (422).
+struct Misfit {
+    between: bool,
+    errors: Vec<Value>,
+}
+
+impl From<Vec<Value>> for Misfit {
+    fn from(errors: Vec<Value>) -> Misfit {
+        Misfit {
+            between: false,
+            errors,
+        }
+    }
+}
+
+impl From<Misfit> for ApiError {
+    fn from(m: Misfit) -> ApiError {
+        let message = first_message(&m.errors);
+        if m.between {
+            let mut e = ApiError::conflict(message);
+            e.errors = m.errors;
+            e
+        } else {
+            ApiError::invalid(message, m.errors)
+        }
+    }
+}
+
+/// One JSON object as a row of `kind`, with the path's ids as columns: checked against
+/// the body's schema (src/http/schema.rs), then parsed by the importer's parser.
 fn to_row(
     kind: Kind,
     object: &Map<String, Value>,
     ids: &[(&str, &str)],
     tz: chrono_tz::Tz,
-) -> Result<Row, Vec<Value>> {
-    let mut header: Vec<String> = Vec::new();
-    let mut cells: Vec<String> = Vec::new();
-    let mut errors = Vec::new();
-    for (key, value) in object {
-        if ids.iter().any(|(k, _)| k == key) {
-            errors.push(
-                json!({"field": key, "message": "is given by the URL; leave it out of the body"}),
-            );
-            continue;
-        }
-        if key == "fields" && kind.has_fields() {
-            match value {
-                Value::Object(fields) => {
-                    for (name, v) in fields {
-                        match cell(v) {
-                            Some(text) => {
-                                header.push(format!("field.{name}"));
-                                cells.push(text);
-                            }
-                            None => errors.push(json!({"field": format!("fields.{name}"), "message": "must be a string, number or boolean"})),
-                        }
-                    }
-                }
-                _ => errors.push(
-                    json!({"field": "fields", "message": "must be an object of custom fields"}),
-                ),
-            }
-            continue;
-        }
-        match cell(value) {
-            Some(text) => {
-                header.push(key.clone());
-                cells.push(text);
-            }
-            None => errors.push(
-                json!({"field": key, "message": "must be a string, number, boolean or null"}),
-            ),
-        }
-    }
-    for (k, v) in ids {
-        header.push((*k).to_string());
-        cells.push((*v).to_string());
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+) -> Result<Row, Misfit> {
+    let (header, cells) = super::schema::row_cells(kind, object, ids)?;
     let cols =
         kinds::read_header(kind, &csv::StringRecord::from(header.clone())).map_err(|problems| {
             problems
@@ -75,11 +60,12 @@ fn to_row(
                 .map(|p| json!({"message": p.replace("column", "field")}))
                 .collect::<Vec<_>>()
         })?;
-    kinds::parse_row(kind, &cols, &csv::StringRecord::from(cells), tz).map_err(|errors| {
-        errors
+    kinds::parse_row(kind, &cols, &csv::StringRecord::from(cells), tz).map_err(|errors| Misfit {
+        between: errors.iter().all(|e| e.between),
+        errors: errors
             .into_iter()
             .map(|e| json!({"field": e.column, "message": e.message}))
-            .collect()
+            .collect(),
     })
 }
 
@@ -95,16 +81,6 @@ fn optional_json(body: &[u8]) -> Result<Value, ApiError> {
             format!("the body is not JSON: {e}"),
         )
     })
-}
-
-fn cell(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Null => Some(String::new()),
-        _ => None,
-    }
 }
 
 fn object(v: &Value) -> Result<&Map<String, Value>, ApiError> {
@@ -183,8 +159,7 @@ async fn put_one(
     body: &Value,
     ids: &[(&str, &str)],
 ) -> Result<Response, ApiError> {
-    let row = to_row(kind, object(body)?, ids, state.config.timezone)
-        .map_err(|errors| ApiError::invalid(first_message(&errors), errors))?;
+    let row = to_row(kind, object(body)?, ids, state.config.timezone)?;
     let applied = apply(state, vec![(0, row)], &format!("api {}", kind.name())).await?;
     Ok(answer(&applied))
 }
@@ -196,39 +171,46 @@ async fn post_many(
     key: &str,
     course: &str,
 ) -> Result<Response, ApiError> {
+    // Exactly `{"marks": [...]}` (or `results`): a bare list or other keys are refused.
     let items = body
-        .get(key)
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get(key))
         .and_then(Value::as_array)
-        .or_else(|| body.as_array())
         .ok_or_else(|| {
             ApiError::invalid(
-                format!("the body must be {{\"{key}\": [ ... ]}}"),
+                format!("the body must be {{\"{key}\": [ ... ]}} and nothing else"),
                 Vec::new(),
             )
         })?;
     let mut rows = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
+    let mut between = true;
     for (i, item) in items.iter().enumerate() {
         let parsed = match item.as_object() {
             Some(o) => to_row(kind, o, &[("course_id", course)], state.config.timezone),
-            None => Err(vec![json!({"message": "must be a JSON object"})]),
+            None => Err(Misfit::from(vec![
+                json!({"message": "must be a JSON object"}),
+            ])),
         };
         match parsed {
             Ok(r) => rows.push((i as u64, r)),
-            Err(es) => errors.extend(es.into_iter().map(|mut e| {
-                e["index"] = json!(i);
-                e
-            })),
+            Err(m) => {
+                between &= m.between;
+                errors.extend(m.errors.into_iter().map(|mut e| {
+                    e["index"] = json!(i);
+                    e
+                }))
+            }
         }
     }
     if !errors.is_empty() {
-        return Err(ApiError::invalid(
-            format!(
-                "{} problem(s) in the items; nothing was changed",
-                errors.len()
-            ),
-            errors,
-        ));
+        let mut e = ApiError::from(Misfit { between, errors });
+        e.message = format!(
+            "{} problem(s) in the items; nothing was changed",
+            e.errors.len()
+        );
+        return Err(e);
     }
     let applied = apply(state, rows, &format!("api {} bulk", kind.name())).await?;
     Ok(answer(&applied))
@@ -302,8 +284,7 @@ pub async fn post_mark(
         object(&body)?,
         &[("course_id", &course)],
         s.config.timezone,
-    )
-    .map_err(|errors| ApiError::invalid(first_message(&errors), errors))?;
+    )?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     let unavailable = || {
         ApiError::new(
@@ -451,19 +432,16 @@ pub async fn post_certification_action(
 ) -> Result<Response, ApiError> {
     use crate::change::certifications::{self, CertError, Command};
     let body = optional_json(&body)?;
-    let reason = body["reason"].as_str().unwrap_or_default().to_string();
     let word = action.replace('-', "_");
+    let (reason, passed, test_out) =
+        super::schema::certification_fields(&body, word == "record_exam")
+            .map_err(|errors| ApiError::invalid(first_message(&errors), errors))?;
     let command = match word.as_str() {
         "assign" => Command::Assign,
         "record_payment" => Command::RecordPayment,
         "record_exam" => Command::RecordExam {
-            passed: body["passed"].as_bool().ok_or_else(|| {
-                ApiError::invalid(
-                    "passed: record_exam needs \"passed\": true or false",
-                    Vec::new(),
-                )
-            })?,
-            test_out: body["test_out"].as_bool().unwrap_or(false),
+            passed: passed.unwrap_or(false),
+            test_out,
         },
         other => Command::Admin(other.parse().map_err(|e: String| ApiError::not_found(e))?),
     };

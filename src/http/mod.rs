@@ -9,6 +9,7 @@ mod errors;
 mod ingest;
 pub mod openapi;
 mod query;
+pub mod schema;
 pub mod server;
 
 use crate::config::Config;

@@ -1,74 +1,64 @@
 //! The OpenAPI 3 document at /api/v1/openapi.json, built from [`super::ROUTES`] and a
 //! short description of each; a test checks that every route is described.
 
+use crate::import::Kind;
 use axum::Json;
 use serde_json::{Map, Value, json};
 
-/// (summary, request body schema) of a route.
+/// (summary, request body schema) of a route. The bodies of state changes are the
+/// import kinds' columns (src/http/schema.rs), so the document and the server's check
+/// are one description.
 fn describe(method: &str, path: &str) -> (&'static str, Option<Value>) {
-    let s = |t: &str| json!({"type": "string", "description": t});
-    let course = json!({"type": "object", "required": ["name", "type", "status", "start", "end"], "properties": {
-        "name": s("course name"), "type": s("course type id (rules directory)"),
-        "status": {"type": "string", "enum": ["draft", "final", "completed", "cancelled"]},
-        "start": s("RFC 3339, or a local date"), "end": s("RFC 3339, or a local date (23:59:59 that day)"),
-        "location": s("optional"), "fields": {"type": "object", "description": "custom fields"}}});
-    let part = json!({"type": "object", "required": ["name", "start", "end", "attendance_required", "passing_required"], "properties": {
-        "name": s("part name"), "start": s("RFC 3339"), "end": s("RFC 3339"),
-        "attendance_required": {"type": "boolean"}, "passing_required": {"type": "boolean"},
-        "min_minutes": {"type": "integer", "minimum": 0}}});
-    let person = json!({"type": "object", "required": ["full_name"], "properties": {
-        "full_name": s("name as printed on certificates"), "email": s("email address (may be empty)"),
-        "first_name": s("optional"), "locale": s("optional"), "fields": {"type": "object"}}});
-    let mark = json!({"type": "object", "required": ["part_id", "person_id", "status"], "properties": {
-        "part_id": s("part id"), "person_id": s("person id; unknown enrolment = walk-in (D6)"),
-        "status": {"type": "string", "enum": ["booked", "attended", "not_attended"]},
-        "minutes": {"type": "integer", "minimum": 0}}});
-    let result = json!({"type": "object", "required": ["result"], "properties": {
-        "result": {"type": "string", "enum": ["registered", "passed", "failed", "not_finished", "deregistered"]},
-        "score": {"type": "number"}, "comment": s("optional")}});
-    let mut bulk_result = result.clone();
-    bulk_result["required"] = json!(["person_id", "result"]);
-    bulk_result["properties"]["person_id"] = s("person id");
+    use super::schema::body;
+    let mark = body(Kind::Attendance, &["course_id"]);
+    let result = body(Kind::Results, &["course_id"]);
+    let bulk = |key: &str, item: Value| {
+        json!({"type": "object", "additionalProperties": false, "required": [key],
+               "properties": {key: {"type": "array", "items": item}}})
+    };
     match (method, path) {
-        ("PUT", "/api/v1/courses/{course}") => {
-            ("Create or update a course (idempotent)", Some(course))
-        }
-        ("PUT", "/api/v1/courses/{course}/parts/{part}") => {
-            ("Create or update a part of a course", Some(part))
-        }
-        ("PUT", "/api/v1/people/{person}") => ("Create or update a person", Some(person)),
+        ("PUT", "/api/v1/courses/{course}") => (
+            "Create or update a course (idempotent)",
+            Some(body(Kind::Courses, &["id"])),
+        ),
+        ("PUT", "/api/v1/courses/{course}/parts/{part}") => (
+            "Create or update a part of a course",
+            Some(body(Kind::Parts, &["course_id", "id"])),
+        ),
+        ("PUT", "/api/v1/people/{person}") => (
+            "Create or update a person",
+            Some(body(Kind::People, &["id"])),
+        ),
         ("PUT", "/api/v1/courses/{course}/enrolments/{person}") => (
-            "Enrol a person (idempotent)",
-            Some(json!({"type": "object", "properties": {"walk_in": {"type": "boolean"}}})),
+            "Enrol a person (idempotent); the body may be left out",
+            Some(body(Kind::Enrolments, &["course_id", "person_id"])),
         ),
         ("DELETE", "/api/v1/courses/{course}/enrolments/{person}") => (
             "Remove a booking before the first part starts (D7); 409 after",
             None,
         ),
         ("POST", "/api/v1/courses/{course}/attendance") => (
-            "Record one attendance mark (D6 walk-ins included)",
+            "Record one attendance mark; a known person who is not enrolled is a walk-in (D6)",
             Some(mark),
         ),
         ("POST", "/api/v1/courses/{course}/attendance/bulk") => (
             "Record many attendance marks, all or nothing",
-            Some(
-                json!({"type": "object", "required": ["marks"], "properties": {"marks": {"type": "array", "items": mark}}}),
-            ),
+            Some(bulk("marks", mark)),
         ),
         ("PUT", "/api/v1/courses/{course}/parts/{part}/results/{person}") => (
             "Record a part result",
-            Some(
-                json!({"type": "object", "required": ["passed"], "properties": {"passed": {"type": "boolean"}}}),
-            ),
+            Some(body(
+                Kind::PartResults,
+                &["course_id", "part_id", "person_id"],
+            )),
         ),
-        ("PUT", "/api/v1/courses/{course}/results/{person}") => {
-            ("Record a result (D4: 409 naming the reset)", Some(result))
-        }
+        ("PUT", "/api/v1/courses/{course}/results/{person}") => (
+            "Record a result (D4: 409 naming the reset)",
+            Some(body(Kind::Results, &["course_id", "person_id"])),
+        ),
         ("POST", "/api/v1/courses/{course}/results/bulk") => (
             "Record many results, all or nothing",
-            Some(
-                json!({"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": bulk_result}}}),
-            ),
+            Some(bulk("results", result)),
         ),
         ("POST", "/api/v1/courses/{course}/participants/{person}/reset") => {
             ("Reset (D4): new cycle, certificate revoked", None)
@@ -89,11 +79,12 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>) {
         ("GET", "/api/v1/deliveries") => ("The outbox (query: state)", None),
         ("POST", "/api/v1/deliveries/{id}/retry") => ("Queue a failed delivery again", None),
         ("POST", "/api/v1/certifications/{certification}/learners/{person}/{action}") => (
-            "Certification learner: assign, record_payment, record_exam, or an administrator action (override_payment, override_training, override_exam, approve, revoke_access, force_recertification, permanent_revoke, restore_access, remove); 409 names the status and where the action is allowed",
-            Some(
-                json!({"type": "object", "properties": {"reason": s("kept in the history"),
-                "passed": {"type": "boolean", "description": "record_exam"}, "test_out": {"type": "boolean"}}}),
-            ),
+            "Certification learner: assign, record_payment (record-payment), or an administrator action (override_payment, override_training, override_exam, approve, revoke_access, force_recertification, permanent_revoke, restore_access, remove); record_exam has a path of its own; 409 names the status and where the action is allowed",
+            Some(super::schema::certification_action(false)),
+        ),
+        ("POST", RECORD_EXAM) => (
+            "Certification learner: record an exam result",
+            Some(super::schema::certification_action(true)),
         ),
         ("GET", "/api/v1/certifications/{certification}/learners") => {
             ("A certification's learners and their statuses", None)
@@ -117,45 +108,137 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>) {
     }
 }
 
+/// record_exam needs `passed`, which the other certification actions do not take: the
+/// document gives it its own path (the server's `{action}` route serves it).
+const RECORD_EXAM: &str = "/api/v1/certifications/{certification}/learners/{person}/record_exam";
+
+/// The answers of a route: its successes with their content types, and the errors it
+/// can give (every one as `{"code", "message"}`).
+fn responses(method: &str, path: &str) -> Value {
+    let json_body = |d: &str| json!({"description": d, "content": {"application/json": {}}});
+    let counts = json!({"description": "applied: how many created, updated, unchanged",
+        "content": {"application/json": {"schema": {"type": "object",
+            "required": ["created", "updated", "unchanged"],
+            "properties": {"created": {"type": "integer"}, "updated": {"type": "integer"},
+                           "unchanged": {"type": "integer"}}}}}});
+    let error = json!({"$ref": "#/components/responses/Error"});
+    let mut r = Map::new();
+    let changes = matches!(method, "PUT")
+        || (method == "POST" && (path.ends_with("/attendance") || path.ends_with("/bulk")));
+    let codes: &[&str] = match (method, path) {
+        ("DELETE", _) => {
+            r.insert(
+                "204".into(),
+                json!({"description": "the booking is removed"}),
+            );
+            &["400", "401", "404", "409", "503"]
+        }
+        _ if changes => {
+            r.insert("201".into(), counts.clone());
+            r.insert("200".into(), counts);
+            &["400", "401", "404", "409", "413", "415", "422", "503"]
+        }
+        (_, "/verify/{code}") => {
+            let page = |d: &str| json!({"description": d, "content": {"text/html": {}, "application/json": {}}});
+            r.insert(
+                "200".into(),
+                page("the certificate's status: valid, expiring soon, expired or revoked"),
+            );
+            r.insert("404".into(), page("no certificate has this code"));
+            &["503"]
+        }
+        (_, "/verify/{code}/credential") => {
+            r.insert("200".into(), json_body("the signed credential"));
+            &["404", "410", "500", "503"]
+        }
+        (_, "/.well-known/did.json") | (_, "/did.json") => {
+            r.insert("200".into(), json_body("the did:web document"));
+            &["404"]
+        }
+        (_, "/healthz") => {
+            r.insert("200".into(), json_body("healthy"));
+            r.insert("503".into(), json_body("what is wrong"));
+            &[]
+        }
+        (_, "/metrics") => {
+            r.insert(
+                "200".into(),
+                json!({"description": "Prometheus text",
+                "content": {"text/plain": {}}}),
+            );
+            &[]
+        }
+        ("POST", _) => {
+            r.insert("200".into(), json_body("done"));
+            &["400", "401", "404", "409", "413", "415", "422", "503"]
+        }
+        _ => {
+            r.insert("200".into(), json_body("OK"));
+            &["400", "401", "404", "503"]
+        }
+    };
+    for code in codes {
+        r.insert((*code).to_string(), error.clone());
+    }
+    Value::Object(r)
+}
+
+/// The schema of a path parameter.
+fn parameter(name: &str) -> Value {
+    let schema = match name {
+        "course" | "part" | "person" | "certification" => super::schema::id_parameter(),
+        "id" => json!({"type": "integer", "minimum": 1}),
+        _ => json!({"type": "string"}),
+    };
+    json!({"name": name, "in": "path", "required": true, "schema": schema})
+}
+
+/// The query parameters of a route.
+fn query(path: &str) -> Vec<Value> {
+    match path {
+        "/api/v1/plan" => vec![json!({"name": "rule", "in": "query", "required": false,
+            "description": "only this rule's instances", "schema": {"type": "string"}})],
+        "/api/v1/deliveries" => vec![json!({"name": "state", "in": "query", "required": false,
+            "schema": {"type": "string", "enum": ["queued", "sending", "sent", "retrying", "failed"]}})],
+        _ => Vec::new(),
+    }
+}
+
 /// The document.
 pub fn build() -> Value {
     let mut paths: Map<String, Value> = Map::new();
-    for (method, path) in super::ROUTES {
+    let documented = super::ROUTES.iter().copied().chain([("POST", RECORD_EXAM)]);
+    for (method, path) in documented {
         let (summary, body) = describe(method, path);
-        let params: Vec<Value> = path
+        let mut params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(parameter)
             .collect();
+        params.extend(query(path));
         let public = !path.starts_with("/api/v1/");
         let mut op = json!({
             "summary": summary,
             "parameters": params,
-            "responses": {
-                "200": {"description": "OK"},
-                "400": {"$ref": "#/components/responses/Error"},
-                "401": {"$ref": "#/components/responses/Error"},
-                "404": {"$ref": "#/components/responses/Error"},
-                "409": {"$ref": "#/components/responses/Error"},
-                "413": {"$ref": "#/components/responses/Error"},
-                "415": {"$ref": "#/components/responses/Error"},
-                "422": {"$ref": "#/components/responses/Error"}
-            }
+            "responses": responses(method, path),
         });
         if public {
             op["security"] = json!([]);
         }
         if let Some(schema) = body {
-            op["requestBody"] =
-                json!({"required": true, "content": {"application/json": {"schema": schema}}});
+            // A body that may be left out: the enrolment's and a certification action's.
+            let required = !(path.ends_with("/enrolments/{person}")
+                || path.contains("/learners/{person}/{action}"));
+            op["requestBody"] = json!({"required": required,
+                "content": {"application/json": {"schema": schema}}});
         }
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         entry[method.to_ascii_lowercase()] = op;
     }
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "registrar", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Participant state in, exactly-once emails out. Errors are {\"code\", \"message\"[, \"errors\"]}."},
+                 "description": "Participant state in, exactly-once emails out. Errors are {\"code\", \"message\"[, \"errors\"]}. Bodies are checked against this document: a value of the wrong type, an unknown field or a missing one is refused with 422 naming the field."},
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -7,6 +7,7 @@ use crate::domain::DeliveryState;
 use crate::domain::time::local_rfc3339;
 use crate::store::{actions, certificates, outbox};
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -54,6 +55,17 @@ pub async fn participants(
     Ok(Json(json!({"course": info.id, "participants": list})))
 }
 
+/// A query string that does not fit: 400 with the error body, like every other refusal.
+fn query_of<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the query string does not fit: {}", e.body_text()),
+        )
+    })
+}
+
 #[derive(serde::Deserialize)]
 pub struct PlanQuery {
     rule: Option<String>,
@@ -62,8 +74,9 @@ pub struct PlanQuery {
 /// GET /api/v1/plan[?rule=ID]: as `registrar plan --format json`.
 pub async fn plan(
     State(s): State<ApiState>,
-    Query(q): Query<PlanQuery>,
+    q: Result<Query<PlanQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let q = query_of(q)?;
     let rules = s.rules();
     let now = Utc::now();
     crate::engine::ingest(&s.store, &rules, s.config.timezone, now).await?;
@@ -80,8 +93,9 @@ pub struct DeliveriesQuery {
 /// GET /api/v1/deliveries[?state=S].
 pub async fn deliveries(
     State(s): State<ApiState>,
-    Query(q): Query<DeliveriesQuery>,
+    q: Result<Query<DeliveriesQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let q = query_of(q)?;
     let state = q
         .state
         .as_deref()

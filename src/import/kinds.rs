@@ -75,6 +75,24 @@ impl Kind {
         }
     }
 
+    /// What `column` holds: the API checks a JSON body's values by it, and its OpenAPI
+    /// document declares it (src/http/schema.rs).
+    pub fn holds(self, column: &str) -> Holds {
+        match column {
+            "id" | "course_id" | "part_id" | "person_id" | "type" => Holds::Id,
+            "start" | "end" => Holds::Time,
+            "email" => Holds::Email,
+            "attendance_required" | "passing_required" | "walk_in" | "passed" => Holds::Bool,
+            "min_minutes" | "minutes" => Holds::Whole,
+            "score" => Holds::Number,
+            "comment" => Holds::Text,
+            "status" if self == Kind::Courses => Holds::Word(CourseStatus::WORDS),
+            "status" => Holds::Word(Mark::WORDS),
+            "result" => Holds::Word(Outcome::WORDS),
+            _ => Holds::Line,
+        }
+    }
+
     /// The columns that identify a row: a second row with the same key is an error.
     pub fn key(self) -> &'static [&'static str] {
         match self {
@@ -91,11 +109,35 @@ impl Kind {
     }
 }
 
+/// What a column holds (see [`Kind::holds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    /// An identifier (`parse_id`).
+    Id,
+    /// One line of text (a name): `parse_line`.
+    Line,
+    /// Free text with line breaks (a comment): `parse_text`.
+    Text,
+    /// A time as `parse_instant` reads it.
+    Time,
+    /// An email address, or nothing.
+    Email,
+    Bool,
+    /// A whole number, 0 or more.
+    Whole,
+    Number,
+    /// One of these words.
+    Word(&'static [&'static str]),
+}
+
 /// A problem with one cell (or the row as a whole when `column` is `None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellError {
     pub column: Option<String>,
     pub message: String,
+    /// A rule between cells (an end before its start), not the form of one value: the
+    /// API answers it as a refusal (409), like an unknown course type.
+    pub between: bool,
 }
 
 /// The header of a file: column positions by name.
@@ -197,6 +239,7 @@ impl Cells<'_> {
         self.errors.push(CellError {
             column: Some(col.to_string()),
             message,
+            between: false,
         });
     }
 
@@ -212,6 +255,7 @@ impl Cells<'_> {
             self.errors.push(CellError {
                 column: Some(col.to_string()),
                 message: "is empty".into(),
+                between: false,
             });
         }
         v
@@ -303,6 +347,7 @@ pub fn parse_row(
                 rec.len(),
                 cols.width
             ),
+            between: false,
         }]);
     }
     let mut c = Cells {
@@ -319,7 +364,11 @@ pub fn parse_row(
             if let (Some(s), Some(e)) = (start, end)
                 && e < s
             {
-                c.fail("end", "is before start".into());
+                c.errors.push(CellError {
+                    column: Some("end".into()),
+                    message: "is before start".into(),
+                    between: true,
+                });
             }
             let (location, fields) = (c.opt_text("location"), c.fields());
             (|| {
@@ -342,7 +391,11 @@ pub fn parse_row(
             if let (Some(s), Some(e)) = (start, end)
                 && e < s
             {
-                c.fail("end", "is before start".into());
+                c.errors.push(CellError {
+                    column: Some("end".into()),
+                    message: "is before start".into(),
+                    between: true,
+                });
             }
             let attendance_required = c.parse("attendance_required", false, parse_bool);
             let passing_required = c.parse("passing_required", false, parse_bool);

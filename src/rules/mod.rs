@@ -129,6 +129,99 @@ pub fn bare_message(e: &serde_saphyr::Error) -> String {
     }
 }
 
+/// One mistake in a YAML text: line, column (1-based) and what is wrong.
+pub type Mistake = (u64, u64, String);
+
+/// Deserializes `text` and reports every mistake, not only the first: after each error
+/// the line it points at (with the lines indented under it; for an item of a block list,
+/// the whole list) is blanked and the text read again, so the errors further on are
+/// found too; line numbers stay the file's. A "missing field" that only the blanking
+/// caused is not reported; a second error at a line already reported, or one that no
+/// blanking can get past, ends the search (at most 50 rounds).
+pub fn parse_all<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Vec<Mistake>> {
+    match parse_past_mistakes(text) {
+        (Some(v), m) if m.is_empty() => Ok(v),
+        (_, m) => Err(m),
+    }
+}
+
+/// [`parse_all`]'s search: the value read from the text with its mistakes blanked (if
+/// that was reached) and the mistakes.
+pub fn parse_past_mistakes<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> (Option<T>, Vec<Mistake>) {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut removed: Vec<String> = Vec::new();
+    let mut mistakes: Vec<Mistake> = Vec::new();
+    for _ in 0..50 {
+        let mut current = lines.join("\n");
+        current.push('\n');
+        let e = match serde_saphyr::from_str::<T>(&current) {
+            Ok(v) => return (Some(v), mistakes),
+            Err(e) => e,
+        };
+        let (line, column) = location_of(&e);
+        let message = crate::suggest::serde_message(&bare_message(&e));
+        let caused = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+            .is_some_and(|f| removed.iter().any(|r| r == f));
+        if caused || mistakes.iter().any(|m| m.0 == line) {
+            break;
+        }
+        mistakes.push((line, column, message));
+        let Some(index) = usize::try_from(line).ok().and_then(|l| l.checked_sub(1)) else {
+            break;
+        };
+        match lines.get(index) {
+            Some(l) if !l.trim().is_empty() => {}
+            _ => break,
+        }
+        // An item of a block list: blank the list from its key on.
+        let mut start = index;
+        if lines[index].trim_start().starts_with("- ") {
+            let item_indent = indent_of(&lines[index]);
+            if let Some(key) = (0..index).rev().find(|&i| {
+                let l = &lines[i];
+                let t = l.trim_start();
+                !t.is_empty()
+                    && !t.starts_with('#')
+                    && (indent_of(l) < item_indent || !t.starts_with("- "))
+            }) && lines[key].trim_end().ends_with(':')
+            {
+                start = key;
+            }
+        }
+        let indent = indent_of(&lines[start]);
+        let body = lines[start].trim_start();
+        let body = body.strip_prefix("- ").unwrap_or(body);
+        if let Some((key, _)) = body.split_once(':') {
+            removed.push(key.trim().trim_matches('"').trim_matches('\'').to_string());
+        }
+        lines[start].clear();
+        let mut next = start + 1;
+        while let Some(l) = lines.get_mut(next) {
+            let t = l.trim_start();
+            let deeper = indent_of(l) > indent
+                || (t.starts_with("- ") && indent_of(l) == indent && start != index);
+            if t.is_empty() {
+                next += 1;
+                continue;
+            }
+            if !deeper {
+                break;
+            }
+            l.clear();
+            next += 1;
+        }
+    }
+    (None, mistakes)
+}
+
+fn indent_of(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
 #[derive(Deserialize)]
 struct KindOnly {
     kind: Option<String>,
@@ -314,7 +407,7 @@ pub fn load_text(text: &str, file: &Path, set: &mut RuleSet, errors: &mut Vec<Ru
             }
         };
         match kind.as_deref() {
-            Some("course_type") => match serde_saphyr::from_str::<CourseType>(&doc.text) {
+            Some("course_type") => match parse_all::<CourseType>(&doc.text) {
                 Ok(ct) => {
                     if let Err(m) = ct.validate() {
                         errors.push(err(
@@ -347,12 +440,9 @@ pub fn load_text(text: &str, file: &Path, set: &mut RuleSet, errors: &mut Vec<Ru
                         set.course_types.insert(ct.id.clone(), ct);
                     }
                 }
-                Err(e) => {
-                    let (l, c) = location_of(&e);
-                    errors.push(err(l, c, bare_message(&e)));
-                }
+                Err(mistakes) => errors.extend(mistakes.into_iter().map(|(l, c, m)| err(l, c, m))),
             },
-            Some("action") => match serde_saphyr::from_str::<ActionRule>(&doc.text) {
+            Some("action") => match parse_all::<ActionRule>(&doc.text) {
                 Ok(mut rule) => {
                     rule.file = file.to_path_buf();
                     let at = (rule.id.referenced.line(), rule.id.referenced.column());
@@ -372,38 +462,30 @@ pub fn load_text(text: &str, file: &Path, set: &mut RuleSet, errors: &mut Vec<Ru
                         set.actions.push(rule);
                     }
                 }
-                Err(e) => {
-                    let (l, c) = location_of(&e);
-                    errors.push(err(l, c, bare_message(&e)));
-                }
+                Err(mistakes) => errors.extend(mistakes.into_iter().map(|(l, c, m)| err(l, c, m))),
             },
-            Some("certification") => {
-                match serde_saphyr::from_str::<certification::Certification>(&doc.text) {
-                    Ok(mut c) => {
-                        c.file = file.to_path_buf();
-                        c.line = doc.first_line;
-                        if let Err(m) = c.validate() {
-                            errors.push(err(
-                                doc.first_line,
-                                1,
-                                format!("certification {}: {m}", c.id),
-                            ));
-                        } else if set.certifications.contains_key(&c.id) {
-                            errors.push(err(
-                                doc.first_line,
-                                1,
-                                format!("duplicate certification id {:?}", c.id),
-                            ));
-                        } else {
-                            set.certifications.insert(c.id.clone(), c);
-                        }
-                    }
-                    Err(e) => {
-                        let (l, c) = location_of(&e);
-                        errors.push(err(l, c, bare_message(&e)));
+            Some("certification") => match parse_all::<certification::Certification>(&doc.text) {
+                Ok(mut c) => {
+                    c.file = file.to_path_buf();
+                    c.line = doc.first_line;
+                    if let Err(m) = c.validate() {
+                        errors.push(err(
+                            doc.first_line,
+                            1,
+                            format!("certification {}: {m}", c.id),
+                        ));
+                    } else if set.certifications.contains_key(&c.id) {
+                        errors.push(err(
+                            doc.first_line,
+                            1,
+                            format!("duplicate certification id {:?}", c.id),
+                        ));
+                    } else {
+                        set.certifications.insert(c.id.clone(), c);
                     }
                 }
-            }
+                Err(mistakes) => errors.extend(mistakes.into_iter().map(|(l, c, m)| err(l, c, m))),
+            },
             Some(other) => errors.push(err(
                 doc.first_line,
                 1,
