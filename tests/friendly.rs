@@ -101,7 +101,8 @@ fn t5_check_names_the_setting_of_a_config_type_error_and_the_course_type_of_a_mi
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("config.yaml:") && err.contains("`scheduler.max_attempts`: invalid u32"),
+        err.contains("config.yaml:")
+            && err.contains("`scheduler.max_attempts`: expected a whole number, 0 or more"),
         "{err}"
     );
 
@@ -184,4 +185,52 @@ fn t5_a_template_typo_gets_the_nearest_field() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn t5_check_reports_every_mistake_of_a_document_at_once() {
+    // The config: three mistakes, three lines, each with its setting and a near name.
+    let office = office();
+    office.edit_config(
+        "mail:\n  transport: file\n",
+        "mail:\n  transport: fil\n  smtp:\n    port: 99999\nscheduler:\n  max_attemps: 3\n",
+    );
+    let out = office.command(None, &["check"]).output().expect("check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "`mail.transport`: unknown variant `fil` (did you mean `file`?)",
+        "`mail.smtp.port`: expected a whole number from 0 to 65535",
+        "`scheduler.max_attemps`: unknown field `max_attemps` (did you mean `max_attempts`?)",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+
+    // One rule with a misspelt status and a misspelt condition, and a template with two
+    // unknown variables: every one reported, at its own line.
+    let office = self::office();
+    office.own_rules(
+        "kind: course_type\nid: first-aid\nname: EHBO\n---\nkind: action\nid: welcome\nname: Welcome\n\
+         data_group: course_participant\nevent: participant_added\nprocess: send_email\n\
+         email: { template: welcome, subject: \"Welkom\" }\ntiming: { anchor: event }\n\
+         conditions:\n  course_status: [finale]\n  attendance_requirement_achieved: true\n  attendence_requirement_achieved: true\n\
+         ---\nkind: action\nid: welcome-2\nname: Welcome\n\
+         data_group: course_participant\nevent: participant_added\nprocess: send_email\n\
+         email: { template: welcome, subject: \"Welkom\" }\ntiming: { anchor: event }\n",
+        &[(
+            "welcome.html.hbs",
+            "<p>Beste {{participant.fist_name}},</p>\n<p>{{course.nme}}</p>",
+        )],
+    );
+    let out = office.command(None, &["check"]).output().expect("check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "rules.yaml:14:19: unknown variant `finale` (did you mean `final`?)",
+        "rules.yaml:16:3: unknown field `attendence_requirement_achieved` (did you mean `attendance_requirement_achieved`?)",
+        "welcome.html.hbs:1:10: unknown variable `participant.fist_name` (did you mean `participant.first_name`?)",
+        "welcome.html.hbs:2:4: unknown variable `course.nme` (did you mean `course.name`?)",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
 }

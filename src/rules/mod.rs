@@ -125,6 +125,8 @@ pub fn bare_message(e: &serde_saphyr::Error) -> String {
     };
     match m.as_str() {
         "invalid boolean" => "invalid boolean (expected true or false)".into(),
+        "invalid u16" => "expected a whole number from 0 to 65535".into(),
+        "invalid u32" | "invalid u64" => "expected a whole number, 0 or more".into(),
         _ => m,
     }
 }
