@@ -108,6 +108,7 @@ async fn main() {
         actor: "bench",
         dry_run: false,
         progress: None,
+        delimiter: None,
     };
     let setup = Instant::now();
     for kind in [Kind::Courses, Kind::Parts, Kind::People, Kind::Enrolments] {

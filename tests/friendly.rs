@@ -234,3 +234,34 @@ fn t5_check_reports_every_mistake_of_a_document_at_once() {
         assert!(err.contains(expected), "{expected}\n{err}");
     }
 }
+
+#[test]
+fn csv_a_pipe_separated_file_names_the_delimiter_flag_and_imports_with_it() {
+    let office = office();
+    let file = office.csv(
+        "people.csv",
+        "id|full_name|email\nanne|Anne de Vries|anne@example.nl\n",
+    );
+    let import = |extra: &[&str]| {
+        let mut args = vec!["import", "people", file.to_str().expect("path")];
+        args.extend(extra);
+        office
+            .command(Some("2026-11-01"), &args)
+            .output()
+            .expect("import")
+    };
+    let out = import(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("its fields seem separated by '|'; import it with --delimiter pipe"),
+        "{err}"
+    );
+    let out = import(&["--delimiter", "pipe"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 new"));
+}

@@ -17,6 +17,22 @@ pub struct Args {
     /// Check the file and report what would change, without changing anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// The field separator: comma, semicolon or tab (a single character). Without it,
+    /// a semicolon when the header row has more semicolons than commas, else a comma.
+    #[arg(long, value_parser = delimiter)]
+    pub delimiter: Option<u8>,
+}
+
+fn delimiter(s: &str) -> Result<u8, String> {
+    match s {
+        "comma" | "," => Ok(b','),
+        "semicolon" | ";" => Ok(b';'),
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        "pipe" | "|" => Ok(b'|'),
+        other => Err(format!(
+            "{other:?} is not a separator: use comma, semicolon, tab or pipe"
+        )),
+    }
 }
 
 pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
@@ -44,6 +60,7 @@ pub async fn run(app: &App, args: Args) -> anyhow::Result<ExitCode> {
         actor: &app.actor,
         dry_run: args.dry_run,
         progress: Some(&progress),
+        delimiter: args.delimiter,
     };
     let report = import::import_file(&store, args.kind, &args.file, &opts).await?;
     if let Some(b) = bar {

@@ -55,6 +55,8 @@ pub struct Options<'a> {
     pub dry_run: bool,
     /// Called with (bytes read, total bytes) every few thousand rows.
     pub progress: Option<&'a dyn Fn(u64, u64)>,
+    /// The field separator; `None`: taken from the header row (comma or semicolon).
+    pub delimiter: Option<u8>,
 }
 
 /// Imports `path` as `kind`. When PostgreSQL aborts the import's transaction as a
@@ -90,7 +92,7 @@ async fn import_once(
     let file = std::fs::File::open(path)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let delimiter = sniff_delimiter(path);
+    let delimiter = opts.delimiter.unwrap_or_else(|| sniff_delimiter(path));
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -117,6 +119,27 @@ async fn import_once(
             message: format!(
                 "the file is empty; the first line must be a header with {}",
                 kind.required().join(", ")
+            ),
+        });
+        return Ok(report);
+    }
+    // One column holding the names with another separator between them: say which.
+    if let Some(only) = header.get(0).filter(|_| header.len() == 1)
+        && let Some(sep) = [',', ';', '\t', '|']
+            .into_iter()
+            .find(|c| only.contains(*c) && *c as u8 != delimiter)
+    {
+        let name = match sep {
+            ',' => "comma",
+            ';' => "semicolon",
+            '\t' => "tab",
+            _ => "pipe",
+        };
+        report.errors.push(RowError {
+            line: 1,
+            column: None,
+            message: format!(
+                "the header is one column, {only:?}: its fields seem separated by {sep:?}; import it with --delimiter {name}"
             ),
         });
         return Ok(report);
