@@ -5,11 +5,13 @@
 //! `cargo bench --bench deliver` (REGISTRAR_BENCH_MESSAGES=N to change the 20,000).
 //! Needs smtp-sink and smtp-source (Debian: `apt-get install postfix`).
 
+mod common;
+
 use registrar::config::Config;
 use registrar::delivery::{self, Instance, Transport};
 use registrar::engine::{self, fire};
 use registrar::store::Store;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -18,22 +20,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    for tool in ["smtp-sink", "smtp-source"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| !s.success())
-            .unwrap_or(true)
-        {
-            println!(
-                "skipping the delivery benchmark: {tool} is not installed (apt-get install postfix)"
-            );
-            return;
-        }
+    if !["smtp-sink", "smtp-source"]
+        .iter()
+        .all(|tool| common::have(tool, "apt-get install postfix"))
+    {
+        return;
     }
     let dir = tempfile::tempdir().expect("dir");
-    let port = free_port();
+    let port = common::free_port();
     write_office(dir.path(), port, n);
     let bin = env!("CARGO_BIN_EXE_registrar");
     for kind in ["courses", "people", "enrolments"] {
@@ -50,8 +44,7 @@ fn main() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let mut sink = start_sink(port);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut sink = common::start_sink(port);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -145,30 +138,6 @@ async fn message_size(store: &Store) -> usize {
         }
         Store::Postgres(_) => 1000,
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-fn start_sink(port: u16) -> Child {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let mut c = Command::new("smtp-sink");
-    if root {
-        c.args(["-u", "nobody"]);
-    }
-    c.arg(format!("127.0.0.1:{port}"))
-        .arg("1024")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("smtp-sink")
 }
 
 fn write_office(dir: &std::path::Path, port: u16, n: usize) {

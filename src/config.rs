@@ -664,7 +664,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains(":2:17: `scheduler.max_attempts`: invalid u32"),
+            err.contains(":2:17: `scheduler.max_attempts`: expected a whole number, 0 or more"),
             "{err}"
         );
     }

@@ -466,7 +466,7 @@ fn the_api_refuses_control_characters_in_every_text_field() {
             "PUT",
             "/api/v1/courses/fa-2",
             json!({"name": "EHBO", "type": "first-aid", "status": "final", "start": "2027-01-01", "end": "2027-01-02", "fields": {"room": "1\n2"}}),
-            "field.room",
+            "fields.room",
         ),
         (
             "PUT",

@@ -179,7 +179,7 @@ pub const MAX_LINE: usize = 200;
 pub const MAX_TEXT: usize = 2000;
 
 /// The control character in `s` that a line of text may not hold, shown by name.
-fn control_in(s: &str, allow_breaks: bool) -> Option<String> {
+pub fn control_in(s: &str, allow_breaks: bool) -> Option<String> {
     s.chars()
         .find(|c| c.is_control() && *c != '\t' && !(allow_breaks && (*c == '\n' || *c == '\r')))
         .map(|c| match c {

@@ -280,10 +280,47 @@ pub fn cell(holds: Holds, value: &Value, required: bool) -> Result<String, Strin
         (Holds::Word(words), Value::String(s)) if words.contains(&s.as_str()) => Ok(s.clone()),
         (h, Value::String(s)) => match pattern(h, required) {
             Some(p) if matches(p, s) => Ok(s.clone()),
-            _ => wrong(),
+            _ => Err(why_not(h, s, required)
+                .unwrap_or_else(|| format!("must be {}", expected(holds, required)))),
         },
         _ => wrong(),
     }
+}
+
+/// What exactly is wrong with a string that does not fit: the control character, the
+/// length, the space at an end, or the parser's own reason.
+fn why_not(holds: Holds, s: &str, required: bool) -> Option<String> {
+    let (max, breaks) = match holds {
+        Holds::Id | Holds::Line => (crate::domain::MAX_LINE, false),
+        Holds::Text => (crate::domain::MAX_TEXT, true),
+        Holds::Time => {
+            let tz = chrono_tz::UTC;
+            return crate::domain::time::parse_instant(s, tz, crate::domain::time::DayEdge::Start)
+                .err();
+        }
+        Holds::Email => return crate::domain::EmailAddress::parse(s).err(),
+        _ => return None,
+    };
+    if let Some(c) = crate::domain::control_in(s, breaks) {
+        return Some(format!(
+            "contains {c}; {}",
+            if breaks {
+                "a comment may hold line breaks and tabs, no other control character"
+            } else {
+                "a name or other line of text must be one line (it can end up in an email header)"
+            }
+        ));
+    }
+    if s.trim().chars().count() > max {
+        return Some(format!("is longer than {max} characters"));
+    }
+    if s.trim().is_empty() && required {
+        return Some("is empty".into());
+    }
+    if s.trim() != s {
+        return Some("starts or ends with a space: leave it out".into());
+    }
+    None
 }
 
 /// An id from the path, checked like the body's ids.

@@ -1,0 +1,265 @@
+//! registrar against the cron'd script an office would write instead (issue 18), in one
+//! run, against one postfix `smtp-sink`:
+//!
+//! 1. `../shared/peer/gen_office.py DIR 500 20` makes the office: 500 courses of 20
+//!    participants (10,000 enrolments, about 7,000 owed a certificate email).
+//! 2. The peer (`cron_peer.py`: sqlite3 + Jinja2 + smtplib) loads the CSV files and sends
+//!    the certificates; its run is timed.
+//! 3. registrar imports the same files (timed apart) and runs one `tick` as a process:
+//!    ingest the events, evaluate, render and queue, deliver (pool of 8). The whole tick
+//!    is timed.
+//! 4. postfix's `smtp-source -s 20` sends as many messages of the same size to the sink.
+//!
+//! `cargo bench --bench office` (REGISTRAR_BENCH_COURSES / REGISTRAR_BENCH_PER_COURSE to
+//! change 500 x 20). Needs python3 with jinja2 (`pip install jinja2`), smtp-sink and
+//! smtp-source (`apt-get install postfix`).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let courses = env_or("REGISTRAR_BENCH_COURSES", 500);
+    let per = env_or("REGISTRAR_BENCH_PER_COURSE", 20);
+    if !common::have("smtp-sink", "apt-get install postfix")
+        || !common::have("smtp-source", "apt-get install postfix")
+        || !common::have("python3", "apt-get install python3")
+    {
+        return;
+    }
+    if !Command::new("python3")
+        .args(["-c", "import jinja2"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        println!("skipping: the peer needs Jinja2 (pip install jinja2)");
+        return;
+    }
+    let peer_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peer");
+    if !peer_dir.join("cron_peer.py").exists() {
+        println!("skipping: ../shared/peer/cron_peer.py is not beside the repository");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("office");
+    run(Command::new("python3")
+        .arg(peer_dir.join("gen_office.py"))
+        .arg(&data)
+        .args([courses.to_string(), per.to_string()]));
+    let port = common::free_port();
+    let mut sink = common::start_sink(port);
+
+    // The peer: load untimed, then the run that sends.
+    let peer_work = dir.path().join("peer");
+    std::fs::create_dir_all(&peer_work).expect("dir");
+    run(Command::new("python3")
+        .arg(peer_dir.join("cron_peer.py"))
+        .arg("load")
+        .arg(&data)
+        .current_dir(&peer_work));
+    let t = Instant::now();
+    let out = run(Command::new("python3")
+        .arg(peer_dir.join("cron_peer.py"))
+        .args(["run", "127.0.0.1", &port.to_string()])
+        .current_dir(&peer_work));
+    let peer_time = t.elapsed();
+    let peer_sent = number_after(&out, "peer: sent ");
+
+    // registrar: the same files, then one tick.
+    let office = dir.path().join("registrar");
+    write_office(&office, port);
+    let bin = env!("CARGO_BIN_EXE_registrar");
+    let registrar = |args: &[&str]| {
+        let mut c = Command::new(bin);
+        c.arg("--config").arg(office.join("config.yaml")).args(args);
+        c
+    };
+    let t = Instant::now();
+    for kind in [
+        "courses",
+        "parts",
+        "people",
+        "enrolments",
+        "attendance",
+        "part-results",
+    ] {
+        let file = data.join(format!("{kind}.csv"));
+        run(&mut registrar(&["import", kind, &file.to_string_lossy()]));
+    }
+    let import_time = t.elapsed();
+    let t = Instant::now();
+    run(&mut registrar(&["tick"]));
+    let tick_time = t.elapsed();
+    let sent = registrar_sent(&office);
+    let size = message_size(&office);
+
+    // postfix's own generator, as many messages of the same size.
+    let t = Instant::now();
+    run(Command::new("smtp-source")
+        .args(["-s", "20", "-m", &sent.to_string(), "-l", &size.to_string()])
+        .args(["-f", "bench@example.org", "-t", "sink@example.org"])
+        .arg(format!("127.0.0.1:{port}")));
+    let source_time = t.elapsed();
+    let _ = sink.kill();
+    let _ = sink.wait();
+
+    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    let (peer, ours, source) = (
+        rate(peer_sent, peer_time),
+        rate(sent, tick_time),
+        rate(sent, source_time),
+    );
+    println!(
+        "office benchmark: {courses} courses x {per} participants, SQLite, messages of {size} bytes, one smtp-sink on 127.0.0.1"
+    );
+    println!(
+        "  peer (cron_peer.py run: evaluate, render, send):      {peer_sent:>6} in {:>6.2} s  {peer:>7.0} msg/s",
+        peer_time.as_secs_f64()
+    );
+    println!(
+        "  registrar import of the six files (apart):                      {:>6.2} s",
+        import_time.as_secs_f64()
+    );
+    println!(
+        "  registrar tick (ingest, evaluate, render, queue, send): {sent:>6} in {:>6.2} s  {ours:>7.0} msg/s",
+        tick_time.as_secs_f64()
+    );
+    println!(
+        "  smtp-source -s 20 (postfix's own generator):           {sent:>6} in {:>6.2} s  {source:>7.0} msg/s",
+        source_time.as_secs_f64()
+    );
+    println!(
+        "  registrar / peer: {:.1}x   registrar / smtp-source: {:.2}",
+        ours / peer,
+        ours / source
+    );
+    assert_eq!(
+        sent, peer_sent,
+        "registrar and the peer disagree on who is owed a certificate"
+    );
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs a command to its end; its standard output, or a panic with what it said.
+fn run(c: &mut Command) -> String {
+    let out = c.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{c:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn number_after(text: &str, prefix: &str) -> usize {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
+}
+
+fn query(office: &Path, sql: &str) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let pool =
+            sqlx::SqlitePool::connect(&format!("sqlite://{}", office.join("bench.db").display()))
+                .await
+                .expect("db");
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .expect("query");
+        pool.close().await;
+        n
+    })
+}
+
+fn registrar_sent(office: &Path) -> usize {
+    query(
+        office,
+        "SELECT count(*) FROM deliveries WHERE state = 'sent'",
+    ) as usize
+}
+
+fn message_size(office: &Path) -> usize {
+    query(
+        office,
+        "SELECT coalesce(max(length(message)), 1000) FROM deliveries",
+    ) as usize
+}
+
+/// registrar's office for the peer's data: course type t75 (75 % of the required parts,
+/// the passing parts passed) and one certificate rule, the peer's texts, no PDF (the peer
+/// sends none).
+fn write_office(dir: &Path, port: u16) {
+    std::fs::create_dir_all(dir.join("rules")).expect("dir");
+    std::fs::create_dir_all(dir.join("templates")).expect("dir");
+    std::fs::write(
+        dir.join("config.yaml"),
+        format!(
+            "database: sqlite://bench.db
+timezone: Europe/Amsterdam
+office:
+  name: Office
+  from: \"Office <office@example.org>\"
+mail:
+  transport: smtp
+  smtp:
+    host: 127.0.0.1
+    port: {port}
+    tls: none
+    pool: 8
+    rate_per_second: 1000000
+"
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.join("rules/rules.yaml"),
+        "kind: course_type
+id: t75
+name: Training
+attendance_percent: 75
+---
+kind: action
+id: certificate
+name: Certificate
+data_group: course_participant
+event: participant_added
+process: send_email
+email:
+  template: certificate
+  subject: \"Certificate {{course.name}} - {{participant.full_name}}\"
+  to: participant
+timing:
+  anchor: course_end
+  offset: 0 days
+conditions:
+  course_status: [final]
+  completed: true
+",
+    )
+    .expect("rules");
+    std::fs::write(
+        dir.join("templates/certificate.html.hbs"),
+        "<p>Dear {{participant.full_name}},</p><p>Congratulations on completing {{course.name}}.</p>",
+    )
+    .expect("template");
+    std::fs::write(
+        dir.join("templates/certificate.txt.hbs"),
+        "Dear {{participant.full_name}}, congratulations on completing {{course.name}}.\n",
+    )
+    .expect("template");
+}
