@@ -44,7 +44,7 @@ fn main() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let mut sink = common::start_sink(port);
+    let sink = common::start_sink(port);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -101,8 +101,7 @@ fn main() {
         .expect("smtp-source");
     let source_time = t.elapsed();
     assert!(status.success());
-    let _ = sink.kill();
-    let _ = sink.wait();
+    drop(sink);
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     println!("delivery benchmark: {n} messages of {size} bytes, SQLite, smtp-sink on 127.0.0.1");
@@ -141,28 +140,7 @@ async fn message_size(store: &Store) -> usize {
 }
 
 fn write_office(dir: &std::path::Path, port: u16, n: usize) {
-    std::fs::create_dir_all(dir.join("rules")).expect("dir");
-    std::fs::create_dir_all(dir.join("templates")).expect("dir");
-    std::fs::write(
-        dir.join("config.yaml"),
-        format!(
-            "database: sqlite://bench.db
-timezone: Europe/Amsterdam
-office:
-  name: Opleidingscentrum
-  from: \"Opleidingscentrum <opleidingen@example.nl>\"
-mail:
-  transport: smtp
-  smtp:
-    host: 127.0.0.1
-    port: {port}
-    tls: none
-    pool: 8
-    rate_per_second: 1000000
-"
-        ),
-    )
-    .expect("config");
+    common::write_config(dir, port);
     std::fs::write(
         dir.join("rules/rules.yaml"),
         "kind: course_type

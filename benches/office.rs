@@ -49,7 +49,7 @@ fn main() {
         .arg(&data)
         .args([courses.to_string(), per.to_string()]));
     let port = common::free_port();
-    let mut sink = common::start_sink(port);
+    let sink = common::start_sink(port);
 
     // The peer: load untimed, then the run that sends.
     let peer_work = dir.path().join("peer");
@@ -102,8 +102,7 @@ fn main() {
         .args(["-f", "bench@example.org", "-t", "sink@example.org"])
         .arg(format!("127.0.0.1:{port}")));
     let source_time = t.elapsed();
-    let _ = sink.kill();
-    let _ = sink.wait();
+    drop(sink);
 
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
     let (peer, ours, source) = (
@@ -170,6 +169,7 @@ fn number_after(text: &str, prefix: &str) -> usize {
 
 fn query(office: &Path, sql: &str) -> i64 {
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
@@ -204,28 +204,7 @@ fn message_size(office: &Path) -> usize {
 /// the passing parts passed) and one certificate rule, the peer's texts, no PDF (the peer
 /// sends none).
 fn write_office(dir: &Path, port: u16) {
-    std::fs::create_dir_all(dir.join("rules")).expect("dir");
-    std::fs::create_dir_all(dir.join("templates")).expect("dir");
-    std::fs::write(
-        dir.join("config.yaml"),
-        format!(
-            "database: sqlite://bench.db
-timezone: Europe/Amsterdam
-office:
-  name: Office
-  from: \"Office <office@example.org>\"
-mail:
-  transport: smtp
-  smtp:
-    host: 127.0.0.1
-    port: {port}
-    tls: none
-    pool: 8
-    rate_per_second: 1000000
-"
-        ),
-    )
-    .expect("config");
+    common::write_config(dir, port);
     std::fs::write(
         dir.join("rules/rules.yaml"),
         "kind: course_type

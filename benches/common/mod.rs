@@ -24,8 +24,18 @@ pub fn free_port() -> u16 {
         .expect("port")
 }
 
-/// postfix's smtp-sink on 127.0.0.1:`port`, accepting and discarding every message.
-pub fn start_sink(port: u16) -> Child {
+/// postfix's smtp-sink on 127.0.0.1:`port`, accepting and discarding every message;
+/// stopped when dropped (also when the benchmark panics).
+pub struct Sink(Child);
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn start_sink(port: u16) -> Sink {
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -39,8 +49,36 @@ pub fn start_sink(port: u16) -> Child {
         .arg(format!("127.0.0.1:{port}"))
         .arg("1024")
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("smtp-sink");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    child
+    Sink(child)
+}
+
+/// An office directory's config.yaml (SQLite `bench.db`, an empty `rules/` and
+/// `templates/`), delivering by SMTP to 127.0.0.1:`port` with a pool of 8 and no rate cap.
+pub fn write_config(dir: &std::path::Path, port: u16) {
+    std::fs::create_dir_all(dir.join("rules")).expect("dir");
+    std::fs::create_dir_all(dir.join("templates")).expect("dir");
+    std::fs::write(
+        dir.join("config.yaml"),
+        format!(
+            "database: sqlite://bench.db
+timezone: Europe/Amsterdam
+office:
+  name: Opleidingscentrum
+  from: \"Opleidingscentrum <opleidingen@example.nl>\"
+mail:
+  transport: smtp
+  smtp:
+    host: 127.0.0.1
+    port: {port}
+    tls: none
+    pool: 8
+    rate_per_second: 1000000
+"
+        ),
+    )
+    .expect("config");
 }
