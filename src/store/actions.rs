@@ -288,17 +288,44 @@ pub async fn candidates(
 }
 
 /// Records the outcome of evaluating instances: their new state and why (stored reasons,
-/// JSON), evaluated (`recheck = 0`).
+/// JSON), evaluated (`recheck = 0`). One statement for the lot (the states travel as one
+/// JSON array), not one per instance: each statement costs a hand-off to the database.
 pub async fn set_states(
     tx: &mut Tx,
     states: &[(i64, ActionState, Option<String>)],
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    for (id, state, reason) in states {
-        on!(tx, c => sqlx::query("UPDATE actions SET state = $1, recheck = 0, updated_at = $2, reason = $4 WHERE id = $3")
-            .bind(state.as_str()).bind(now).bind(*id).bind(reason).execute(&mut **c).await.map(|_| ()))?;
+    if states.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let rows: Vec<serde_json::Value> = states
+        .iter()
+        .map(|(id, state, reason)| serde_json::json!({"id": id, "state": state.as_str(), "reason": reason}))
+        .collect();
+    let rows = serde_json::Value::Array(rows).to_string();
+    match tx {
+        Tx::Sqlite(c) => sqlx::query(
+            "UPDATE actions SET state = j.state, recheck = 0, updated_at = $1, reason = j.reason \
+             FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.state') AS state, \
+                          json_extract(value, '$.reason') AS reason FROM json_each($2)) AS j \
+             WHERE actions.id = j.id",
+        )
+        .bind(now)
+        .bind(rows)
+        .execute(&mut **c)
+        .await
+        .map(|_| ()),
+        Tx::Postgres(c) => sqlx::query(
+            "UPDATE actions SET state = j.state, recheck = 0, updated_at = $1, reason = j.reason \
+             FROM jsonb_to_recordset($2::jsonb) AS j(id BIGINT, state TEXT, reason TEXT) \
+             WHERE actions.id = j.id",
+        )
+        .bind(now)
+        .bind(rows)
+        .execute(&mut **c)
+        .await
+        .map(|_| ()),
+    }
 }
 
 /// Whether instances evaluated with conditions unmet and unchanged since have run out of
