@@ -11,7 +11,7 @@
 //! 4. postfix's `smtp-source -s 20` sends as many messages of the same size to the sink.
 //!
 //! `cargo bench --bench office` (REGISTRAR_BENCH_COURSES / REGISTRAR_BENCH_PER_COURSE to
-//! change 500 x 20). Needs python3 with jinja2 (`pip install jinja2`), smtp-sink and
+//! change 500 x 20, REGISTRAR_BENCH_POOL for registrar's SMTP pool, 8 by default). Needs python3 with jinja2 (`pip install jinja2`), smtp-sink and
 //! smtp-source (`apt-get install postfix`).
 
 mod common;

@@ -57,8 +57,13 @@ pub fn start_sink(port: u16) -> Sink {
 }
 
 /// An office directory's config.yaml (SQLite `bench.db`, an empty `rules/` and
-/// `templates/`), delivering by SMTP to 127.0.0.1:`port` with a pool of 8 and no rate cap.
+/// `templates/`), delivering by SMTP to 127.0.0.1:`port` with a pool of 8 connections
+/// (REGISTRAR_BENCH_POOL changes it) and no rate cap.
 pub fn write_config(dir: &std::path::Path, port: u16) {
+    let pool: usize = std::env::var("REGISTRAR_BENCH_POOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
     std::fs::create_dir_all(dir.join("rules")).expect("dir");
     std::fs::create_dir_all(dir.join("templates")).expect("dir");
     std::fs::write(
@@ -75,7 +80,7 @@ mail:
     host: 127.0.0.1
     port: {port}
     tls: none
-    pool: 8
+    pool: {pool}
     rate_per_second: 1000000
 "
         ),
