@@ -5,11 +5,31 @@ mod common;
 
 use common::office::{OFFICE, Office};
 use registrar::store::{Lock, catalogue};
+use std::process::Output;
 
 fn office() -> Office {
     Office::new(&format!(
         "{OFFICE}mail:\n  transport: file\n  outbox: outbox\n"
     ))
+}
+
+/// `registrar import KIND FILE [extra...]` on 1 November 2026.
+fn import(office: &Office, kind: &str, file: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args = vec!["import", kind, file.to_str().expect("path")];
+    args.extend(extra);
+    office
+        .command(Some("2026-11-01"), &args)
+        .output()
+        .expect("import")
+}
+
+/// `registrar check`: whether it passed, and what it said on standard error.
+fn check(office: &Office) -> (bool, String) {
+    let out = office.command(None, &["check"]).output().expect("check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -20,13 +40,7 @@ async fn t1_a_semicolon_csv_with_a_bom_and_local_times_imports_in_the_office_zon
                ehbo-2026-11;EHBO november;first-aid;final;2026-11-24 19:00;2026-11-24 22:00\n\
                ehbo-2026-06;EHBO juni;first-aid;final;2026-06-24T19:00;2026-06-24T22:00:00\n";
     let file = office.csv("courses.csv", csv);
-    let out = office
-        .command(
-            Some("2026-11-01"),
-            &["import", "courses", &file.to_string_lossy()],
-        )
-        .output()
-        .expect("import");
+    let out = import(&office, "courses", &file, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -78,13 +92,7 @@ fn csv_a_file_that_is_not_utf8_is_refused_saying_how_to_save_it() {
     bytes.push(0xEB);
     bytes.extend_from_slice(b" van 't Hof,zoe@example.nl\n");
     std::fs::write(&file, bytes).expect("write");
-    let out = office
-        .command(
-            Some("2026-11-01"),
-            &["import", "people", &file.to_string_lossy()],
-        )
-        .output()
-        .expect("import");
+    let out = import(&office, "people", &file, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -97,9 +105,8 @@ fn csv_a_file_that_is_not_utf8_is_refused_saying_how_to_save_it() {
 fn t5_check_names_the_setting_of_a_config_type_error_and_the_course_type_of_a_missing_layout() {
     let office = office();
     office.edit_config("mail:\n", "scheduler:\n  max_attempts: abc\nmail:\n");
-    let out = office.command(None, &["check"]).output().expect("check");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (passed, err) = check(&office);
+    assert!(!passed);
     assert!(
         err.contains("config.yaml:")
             && err.contains("`scheduler.max_attempts`: expected a whole number, 0 or more"),
@@ -126,8 +133,7 @@ fn t5_check_names_the_setting_of_a_config_type_error_and_the_course_type_of_a_mi
         &format!("rules: {}", common::repo().join("rules").display()),
         "rules: rules",
     );
-    let out = office.command(None, &["check"]).output().expect("check");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (_, err) = check(&office);
     assert!(
         err.contains(&format!(
             "course_types.yaml:{line}:13: course type first-aid: certificate.template \"certificaat\""
@@ -143,13 +149,7 @@ fn import_takes_the_singular_of_a_kind_as_meant() {
         "people.csv",
         "id,full_name,email\nanne,Anne de Vries,anne@example.nl\n",
     );
-    let out = office
-        .command(
-            Some("2026-11-01"),
-            &["import", "person", &file.to_string_lossy()],
-        )
-        .output()
-        .expect("import");
+    let out = import(&office, "person", &file, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -172,9 +172,8 @@ fn t5_a_template_typo_gets_the_nearest_field() {
             "<p>Beste {{participant.fist_name}},</p>",
         )],
     );
-    let out = office.command(None, &["check"]).output().expect("check");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (passed, err) = check(&office);
+    assert!(!passed);
     assert!(
         err.contains("unknown variable `course.nme` (did you mean `course.name`?)"),
         "{err}"
@@ -195,9 +194,8 @@ fn t5_check_reports_every_mistake_of_a_document_at_once() {
         "mail:\n  transport: file\n",
         "mail:\n  transport: fil\n  smtp:\n    port: 99999\nscheduler:\n  max_attemps: 3\n",
     );
-    let out = office.command(None, &["check"]).output().expect("check");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (passed, err) = check(&office);
+    assert!(!passed);
     for expected in [
         "`mail.transport`: unknown variant `fil` (did you mean `file`?)",
         "`mail.smtp.port`: expected a whole number from 0 to 65535",
@@ -222,9 +220,8 @@ fn t5_check_reports_every_mistake_of_a_document_at_once() {
             "<p>Beste {{participant.fist_name}},</p>\n<p>{{course.nme}}</p>",
         )],
     );
-    let out = office.command(None, &["check"]).output().expect("check");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (passed, err) = check(&office);
+    assert!(!passed);
     for expected in [
         "rules.yaml:14:19: unknown variant `finale` (did you mean `final`?)",
         "rules.yaml:16:3: unknown field `attendence_requirement_achieved` (did you mean `attendance_requirement_achieved`?)",
@@ -242,22 +239,14 @@ fn csv_a_pipe_separated_file_names_the_delimiter_flag_and_imports_with_it() {
         "people.csv",
         "id|full_name|email\nanne|Anne de Vries|anne@example.nl\n",
     );
-    let import = |extra: &[&str]| {
-        let mut args = vec!["import", "people", file.to_str().expect("path")];
-        args.extend(extra);
-        office
-            .command(Some("2026-11-01"), &args)
-            .output()
-            .expect("import")
-    };
-    let out = import(&[]);
+    let out = import(&office, "people", &file, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("its fields seem separated by '|'; import it with --delimiter pipe"),
         "{err}"
     );
-    let out = import(&["--delimiter", "pipe"]);
+    let out = import(&office, "people", &file, &["--delimiter", "pipe"]);
     assert!(
         out.status.success(),
         "{}",
