@@ -128,7 +128,7 @@ fn main() {
 
 async fn message_size(store: &Store) -> usize {
     match store {
-        Store::Sqlite(p) => {
+        Store::Sqlite(p, _) => {
             sqlx::query_scalar::<_, i64>("SELECT length(message) FROM deliveries LIMIT 1")
                 .fetch_one(p)
                 .await

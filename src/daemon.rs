@@ -269,7 +269,7 @@ async fn watch(store: Store, wake: Arc<Notify>) {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         },
-        Store::Sqlite(_) => {
+        Store::Sqlite(..) => {
             // Every change (imports, participant actions, approve, retry) writes history.
             let mut last: Option<i64> = None;
             loop {

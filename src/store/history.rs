@@ -144,7 +144,7 @@ pub async fn of_learner(
 /// The newest history id (SQLite's `serve` polls it to notice changes by other processes).
 pub async fn last_id(store: &super::Store) -> Result<i64, sqlx::Error> {
     let id: Option<i64> = match store {
-        super::Store::Sqlite(p) => {
+        super::Store::Sqlite(p, _) => {
             sqlx::query_scalar("SELECT MAX(id) FROM history")
                 .fetch_one(p)
                 .await?

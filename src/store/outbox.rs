@@ -278,7 +278,7 @@ pub async fn release_own(tx: &mut Tx, me: &str, now: DateTime<Utc>) -> Result<u6
 pub async fn any_claimed_by(store: &Store, me: &str) -> Result<bool, sqlx::Error> {
     let q = "SELECT EXISTS (SELECT 1 FROM deliveries WHERE state = 'sending' AND claimed_by = $1)";
     match store {
-        Store::Sqlite(p) => sqlx::query_scalar(q).bind(me).fetch_one(p).await,
+        Store::Sqlite(p, _) => sqlx::query_scalar(q).bind(me).fetch_one(p).await,
         Store::Postgres(p) => sqlx::query_scalar(q).bind(me).fetch_one(p).await,
     }
 }
