@@ -125,17 +125,80 @@ pub async fn participant_context(
     part_id: Option<&str>,
     choose: Chooser<'_>,
 ) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    let rows = ContextRows::read(tx, &course.id, std::slice::from_ref(&p.person_id)).await?;
+    Ok(rows.participant_context(rules, office, tz, course, p, part_id, choose))
+}
+
+/// What participants' template contexts are made of besides their status (the person,
+/// the enrolment, the certificate in force), read for many participants of one course in
+/// a few statements: the firing pass reads them once per batch.
+pub struct ContextRows {
+    people: HashMap<String, catalogue::Person>,
+    enrolments: HashMap<String, enrolments::Enrolment>,
+    certificates: HashMap<(String, i64), certificates::InForce>,
+}
+
+impl ContextRows {
+    pub async fn read(
+        tx: &mut Tx,
+        course_id: &str,
+        people: &[String],
+    ) -> Result<ContextRows, sqlx::Error> {
+        Ok(ContextRows {
+            people: catalogue::people(tx, people).await?,
+            enrolments: enrolments::of(tx, course_id, people, Lock::None).await?,
+            certificates: certificates::in_force_of(tx, course_id, people).await?,
+        })
+    }
+
+    /// [`participant_context`] from rows read before; `None` when the participant is not
+    /// among them (no longer a participant).
+    #[allow(clippy::too_many_arguments)]
+    pub fn participant_context(
+        &self,
+        rules: &RuleSet,
+        office: &crate::config::Office,
+        tz: Tz,
+        course: &CourseInfo,
+        p: &ParticipantStatus,
+        part_id: Option<&str>,
+        choose: Chooser<'_>,
+    ) -> Option<serde_json::Value> {
+        let person = self.people.get(&p.person_id)?;
+        let e = self.enrolments.get(&p.person_id)?;
+        let certificate = self.certificates.get(&(p.person_id.clone(), e.cycle));
+        Some(build_participant_context(
+            rules,
+            office,
+            tz,
+            course,
+            p,
+            part_id,
+            choose,
+            person,
+            e,
+            certificate,
+        ))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_participant_context(
+    rules: &RuleSet,
+    office: &crate::config::Office,
+    tz: Tz,
+    course: &CourseInfo,
+    p: &ParticipantStatus,
+    part_id: Option<&str>,
+    choose: Chooser<'_>,
+    person: &catalogue::Person,
+    e: &enrolments::Enrolment,
+    certificate: Option<&certificates::InForce>,
+) -> serde_json::Value {
     use crate::domain::time::local_rfc3339;
     use serde_json::json;
-    let (course_id, person_id) = (course.id.as_str(), p.person_id.as_str());
-    let Some(person) = catalogue::person(tx, person_id, Lock::None).await? else {
-        return Ok(None);
-    };
     let lang = choose(person.locale.as_deref());
     let long_date = |t: DateTime<Utc>, tz: Tz| crate::lang::long_date(t, tz, &lang);
-    let Some(e) = enrolments::one(tx, course_id, person_id, Lock::None).await? else {
-        return Ok(None);
-    };
     let type_name = rules
         .course_types
         .get(&course.type_id)
@@ -147,17 +210,16 @@ pub async fn participant_context(
             json!({"id": d.rule.id, "name": d.name, "start": local_rfc3339(d.rule.start, tz),
                         "end": local_rfc3339(d.rule.end, tz), "date": long_date(d.rule.start, tz)})
         });
-    let certificate = certificates::in_force(tx, course_id, person_id, e.cycle).await?;
     let certificate = match certificate {
-        Some(certificates::InForce {
-            number,
-            verification_code: code,
+        Some(&certificates::InForce {
+            ref number,
+            verification_code: ref code,
             issued_at: issued,
             valid_until: until,
         }) => json!({
             "linkedin_url": crate::credential::linkedin_url(&type_name, office,
                 issued.with_timezone(&tz).date_naive(), until.map(|u| u.with_timezone(&tz).date_naive()),
-                &format!("{}/verify/{code}", office.verify_base_url), &number),
+                &format!("{}/verify/{code}", office.verify_base_url), number),
             "number": number, "verification_code": code,
             "verify_url": format!("{}/verify/{code}", office.verify_base_url),
             "issued_on": long_date(issued, tz), "valid_until": until.map(|u| long_date(u, tz)).unwrap_or_default(),
@@ -171,7 +233,7 @@ pub async fn participant_context(
     };
     let fields =
         |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_else(|_| json!({}));
-    Ok(Some(json!({
+    json!({
         "recipient": {"language": lang},
         "participant": {"id": person.id, "full_name": person.full_name,
             "first_name": person.first_name.clone().unwrap_or_else(|| person.full_name.split_whitespace().next().unwrap_or_default().to_string()),
@@ -181,7 +243,7 @@ pub async fn participant_context(
             "start_date": long_date(course.start, tz), "end_date": long_date(course.end, tz),
             "location": course.location.clone().unwrap_or_default(), "fields": fields(&course.fields)},
         "part": part,
-        "enrolment": {"result": e.result, "score": e.score, "comment": e.comment.unwrap_or_default(),
+        "enrolment": {"result": e.result, "score": e.score, "comment": e.comment.clone().unwrap_or_default(),
             "cycle": e.cycle, "walk_in": e.walk_in,
             "completed_at": e.completed_at.map(|t| local_rfc3339(t, tz)).unwrap_or_default()},
         "attendance": {"attended": p.attendance.attended, "required": p.attendance.required,
@@ -192,7 +254,7 @@ pub async fn participant_context(
         "certification": {"id": "", "name": "", "status": "", "valid_until": "", "grace_period_ends": ""},
         "office": {"name": office.name, "from": office.from, "verify_base_url": office.verify_base_url,
             "locale": office.locale},
-    })))
+    })
 }
 
 /// The template context of a certification learner (SPEC §3): `participant`,

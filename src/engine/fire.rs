@@ -91,33 +91,51 @@ pub(super) fn outgoing_message(message: &Result<Composed, String>) -> Result<Mes
     }
 }
 
-/// A new outbox row.
-struct Outgoing {
-    instance: Instance,
-    message: Result<Composed, String>,
-}
-
 /// Fires every instance due at `now` whose conditions hold, expires those past
 /// `expires_after`, and leaves the others waiting until their subject changes again.
+///
+/// Batch by batch, in three steps: read and judge on a snapshot (no write lock, a few
+/// statements per course of the batch), compose the messages without a transaction on
+/// every core, then record the verdicts and queue the messages in one short write
+/// transaction, only for the instances no change reached meanwhile (their version is still
+/// the one read); the others are read again.
 pub async fn fire(store: &Store, env: &Env<'_>, now: DateTime<Utc>) -> Result<Fired, sqlx::Error> {
     let mut report = Fired::default();
+    // Batches of which no verdict could be recorded (each instance changed meanwhile), in a
+    // row: bounded, so that a storm of changes cannot hold the pass; the next pass goes on.
+    let mut lost = 0;
     loop {
         if !actions::any_to_fire(store, now).await? {
             break;
         }
-        let batch = crate::store::transact!(store, |tx| {
-            let batch = actions::candidates(tx, now, BATCH).await?;
-            let mut part = Fired::default();
-            if !batch.is_empty() {
-                fire_batch(tx, env, now, &batch, &mut part).await?;
-            }
-            Ok::<_, sqlx::Error>((batch.len(), part))
-        })?;
-        let (n, part) = batch;
-        report.add(&part);
-        crate::service::alive();
-        if n == 0 {
+        let mut tx = store.begin_read().await?;
+        let judged = judge_batch(&mut tx, env, now).await;
+        tx.rollback().await?;
+        let mut judged = judged?;
+        if judged.is_empty() {
             break;
+        }
+        let jobs: Vec<Option<Job>> = judged.iter_mut().map(|j| j.job.take()).collect();
+        let messages = compose_all(env, &judged, jobs);
+        let kept = crate::store::transact!(store, |tx| {
+            record_batch(tx, &judged, &messages, now).await
+        })?;
+        for (j, m) in judged.iter().zip(&messages) {
+            if kept.contains(&j.instance.id) {
+                report.count(j, m.as_ref());
+            }
+        }
+        crate::service::alive();
+        if kept.is_empty() {
+            lost += 1;
+            if lost >= 10 {
+                tracing::warn!(
+                    "the instances due keep changing while they are evaluated; the next pass evaluates them"
+                );
+                break;
+            }
+        } else {
+            lost = 0;
         }
     }
     // T4: one line per rule, however many messages caught up (each one is at debug level).
@@ -136,22 +154,6 @@ pub async fn fire(store: &Store, env: &Env<'_>, now: DateTime<Utc>) -> Result<Fi
     Ok(report)
 }
 
-impl Fired {
-    fn add(&mut self, o: &Fired) {
-        self.queued += o.queued;
-        self.failed += o.failed;
-        self.awaiting_approval += o.awaiting_approval;
-        self.expired += o.expired;
-        self.late += o.late;
-        self.max_late = self.max_late.max(o.max_late);
-        for (rule, (n, worst)) in &o.late_by_rule {
-            let e = self.late_by_rule.entry(rule.clone()).or_default();
-            e.0 += n;
-            e.1 = e.1.max(*worst);
-        }
-    }
-}
-
 /// A course and the statuses of the participants a batch is about.
 type CourseStatuses = (CourseInfo, HashMap<String, ParticipantStatus>);
 
@@ -168,15 +170,71 @@ pub fn participant_facts<'a>(course: &'a CourseInfo, p: &ParticipantStatus) -> F
     }
 }
 
-async fn fire_batch(
+/// An instance of a batch as judged on the snapshot: its new state, why, and (fired) what
+/// its message is made of.
+struct Judged {
+    instance: Instance,
+    state: ActionState,
+    reason: Option<String>,
+    /// How late it fires (T4), when more than a minute.
+    late: Option<chrono::Duration>,
+    job: Option<Job>,
+}
+
+/// What a fired instance's message is made of.
+enum Job {
+    /// The template context, and the course type (for the certificate's layout; empty for
+    /// a certification learner).
+    Context {
+        type_id: String,
+        ctx: serde_json::Value,
+    },
+    /// Composed while reading (an office digest), or why there is no message.
+    Ready(Result<Composed, String>),
+}
+
+impl Fired {
+    /// Counts a recorded verdict (with its message, when it fired).
+    fn count(&mut self, j: &Judged, message: Option<&Result<Composed, String>>) {
+        let a = &j.instance;
+        match j.state {
+            ActionState::Fired => match message {
+                Some(Ok(_)) => self.queued += 1,
+                Some(Err(why)) => {
+                    self.failed += 1;
+                    tracing::warn!(rule = %a.rule_id, subject = %a.course_id, person = %a.person_id, "not sent: {why}");
+                }
+                None => {}
+            },
+            ActionState::AwaitingApproval => self.awaiting_approval += 1,
+            ActionState::Expired => self.expired += 1,
+            _ => {}
+        }
+        if let (Some(late), Some(due)) = (j.late, a.due_at) {
+            self.late += 1;
+            self.max_late = self.max_late.max(late);
+            let per_rule = self.late_by_rule.entry(a.rule_id.clone()).or_default();
+            per_rule.0 += 1;
+            per_rule.1 = per_rule.1.max(late);
+            tracing::debug!(
+                rule = %a.rule_id, course = %a.course_id, person = %a.person_id,
+                due = %due, "fired {} late (T4 catch-up)", crate::service::human(late)
+            );
+        }
+    }
+}
+
+/// Step 1: the next batch of instances to evaluate, judged on the snapshot `tx` reads, with
+/// the template contexts of those that fire. Per course of the batch a few statements (the
+/// course, its participants' statuses, their people, enrolments and certificates), not
+/// some per instance.
+async fn judge_batch(
     tx: &mut Tx,
     env: &Env<'_>,
     now: DateTime<Utc>,
-    batch: &[Instance],
-    report: &mut Fired,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<Judged>, sqlx::Error> {
+    let batch = actions::candidates(tx, now, BATCH).await?;
     // The batch's participants are read once per course, only those the batch is about.
-    let mut courses: HashMap<String, Option<CourseStatuses>> = HashMap::new();
     let mut people: HashMap<&str, Vec<String>> = HashMap::new();
     for a in batch.iter().filter(|a| a.kind == SubjectKind::Course) {
         people
@@ -184,9 +242,30 @@ async fn fire_batch(
             .or_default()
             .push(a.person_id.clone());
     }
-    let mut outgoing = Vec::new();
-    let mut states: Vec<(i64, ActionState, Option<String>)> = Vec::new();
-    for a in batch {
+    let mut courses: HashMap<String, Option<CourseStatuses>> = HashMap::new();
+    for (course, only) in &people {
+        let found =
+            status::participants(tx, env.rules, env.tz, now, course, Some(only), Lock::None)
+                .await?;
+        let found = found.map(|(course, people)| {
+            let by_person = people
+                .into_iter()
+                .map(|p| (p.person_id.clone(), p))
+                .collect::<HashMap<_, _>>();
+            (course, by_person)
+        });
+        courses.insert((*course).to_string(), found);
+    }
+    let subject = |a: &Instance| {
+        courses
+            .get(&a.course_id)
+            .and_then(Option::as_ref)
+            .and_then(|(course, people)| people.get(&a.person_id).map(|p| (course, p)))
+    };
+    let mut judged = Vec::with_capacity(batch.len());
+    // Participants that fire, by course: their contexts are read together below.
+    let mut firing: HashMap<&str, Vec<String>> = HashMap::new();
+    for a in &batch {
         let rule = env.rules.action(&a.rule_id);
         let m = Moment {
             state: a.state,
@@ -197,122 +276,87 @@ async fn fire_batch(
         };
         let verdict = match a.kind {
             SubjectKind::Certification => {
-                // Held until this batch commits: a change of the learner waits for it.
                 let learner =
-                    certifications::load(tx, &a.course_id, &a.person_id, Lock::Share).await?;
+                    certifications::load(tx, &a.course_id, &a.person_id, Lock::None).await?;
                 let facts =
                     learner.map_or(Facts::NotAssigned, |l| Facts::Learner { cycle: l.cycle });
                 verdict::verdict(env.rules, rule, &m, &facts, now)
             }
             SubjectKind::Office => verdict::verdict(env.rules, rule, &m, &Facts::Office, now),
             SubjectKind::Course => {
-                if !courses.contains_key(&a.course_id) {
-                    let only = people.get(a.course_id.as_str()).map(Vec::as_slice);
-                    let found = status::participants(
-                        tx,
-                        env.rules,
-                        env.tz,
-                        now,
-                        &a.course_id,
-                        only,
-                        Lock::Share,
-                    )
-                    .await?;
-                    let found = found.map(|(course, people)| {
-                        let by_person = people
-                            .into_iter()
-                            .map(|p| (p.person_id.clone(), p))
-                            .collect::<HashMap<_, _>>();
-                        (course, by_person)
-                    });
-                    courses.insert(a.course_id.clone(), found);
-                }
-                let subject = courses
-                    .get(&a.course_id)
-                    .and_then(Option::as_ref)
-                    .and_then(|(course, people)| people.get(&a.person_id).map(|p| (course, p)));
-                let facts = subject.map_or(Facts::NotEnrolled, |(c, p)| participant_facts(c, p));
+                let facts = subject(a).map_or(Facts::NotEnrolled, |(c, p)| participant_facts(c, p));
                 verdict::verdict(env.rules, rule, &m, &facts, now)
             }
         };
-        let state = match verdict.decision {
+        let (state, mut late, mut job) = match verdict.decision {
             Decision::Fire => {
                 let Some(rule) = rule else { continue };
                 // T4: late only when it was due, and eligible, while no pass ran: a
                 // participant who completes late is served at once, not late.
-                if let Some(due) = a.due_at {
+                let late = a.due_at.and_then(|due| {
                     let eligible = a.rechecked_at.map_or(due, |r| r.max(due));
-                    let late = now - eligible;
-                    if late > chrono::Duration::minutes(1) {
-                        report.late += 1;
-                        report.max_late = report.max_late.max(late);
-                        let per_rule = report.late_by_rule.entry(a.rule_id.clone()).or_default();
-                        per_rule.0 += 1;
-                        per_rule.1 = per_rule.1.max(late);
-                        tracing::debug!(
-                            rule = %a.rule_id, course = %a.course_id, person = %a.person_id,
-                            due = %due, "fired {} late (T4 catch-up)", crate::service::human(late)
-                        );
-                    }
-                }
-                let message = match a.kind {
+                    Some(now - eligible).filter(|l| *l > chrono::Duration::minutes(1))
+                });
+                let job = match a.kind {
+                    // Read together, per course, below.
                     SubjectKind::Course => {
-                        let subject = courses.get(&a.course_id).and_then(Option::as_ref).and_then(
-                            |(course, people)| people.get(&a.person_id).map(|p| (course, p)),
-                        );
-                        match subject {
-                            Some((course, p)) => {
-                                compose(tx, env, rule, course, p, a.cycle, a.instant).await?
-                            }
-                            None => Err(format!("{} is no longer a participant", a.person_id)),
+                        if subject(a).is_some() {
+                            firing
+                                .entry(&a.course_id)
+                                .or_default()
+                                .push(a.person_id.clone());
+                            None
+                        } else {
+                            Some(Job::Ready(Err(format!(
+                                "{} is no longer a participant",
+                                a.person_id
+                            ))))
                         }
                     }
                     SubjectKind::Certification => {
-                        compose_learner(
+                        let choose = env.chooser(rule);
+                        Some(
+                            match status::learner_context(
+                                tx,
+                                env.rules,
+                                env.office,
+                                env.tz,
+                                &a.course_id,
+                                &a.person_id,
+                                &choose,
+                            )
+                            .await?
+                            {
+                                Some((ctx, _, _)) => Job::Context {
+                                    type_id: String::new(),
+                                    ctx,
+                                },
+                                None => Job::Ready(Err(format!(
+                                    "{} is no longer a learner of {}",
+                                    a.person_id, a.course_id
+                                ))),
+                            },
+                        )
+                    }
+                    // A digest fired again by `retry`: its period as it was.
+                    SubjectKind::Office => Some(Job::Ready(
+                        super::schedule::compose_digest(
                             tx,
                             env,
                             rule,
-                            &a.course_id,
-                            &a.person_id,
-                            a.cycle,
-                            a.instant,
+                            a.due_at.unwrap_or(now),
+                            Some(a.event_at),
                         )
                         .await?
-                    }
-                    // A digest fired again by `retry`: its period as it was.
-                    SubjectKind::Office => super::schedule::compose_digest(
-                        tx,
-                        env,
-                        rule,
-                        a.due_at.unwrap_or(now),
-                        Some(a.event_at),
-                    )
-                    .await?
-                    .unwrap_or_else(|| Err("the digest has nothing to report any more".into())),
+                        .unwrap_or_else(|| Err("the digest has nothing to report any more".into())),
+                    )),
                 };
-                match &message {
-                    Ok(_) => report.queued += 1,
-                    Err(why) => {
-                        report.failed += 1;
-                        tracing::warn!(rule = %a.rule_id, subject = %a.course_id, person = %a.person_id, "not sent: {why}");
-                    }
-                }
-                outgoing.push(Outgoing {
-                    instance: a.clone(),
-                    message,
-                });
-                ActionState::Fired
+                (ActionState::Fired, late, job)
             }
-            Decision::AwaitApproval => {
-                report.awaiting_approval += 1;
-                ActionState::AwaitingApproval
-            }
-            Decision::Expire => {
-                report.expired += 1;
-                ActionState::Expired
-            }
-            Decision::Cancel => ActionState::Cancelled,
-            Decision::Wait => ActionState::Waiting,
+            Decision::AwaitApproval => (ActionState::AwaitingApproval, None, None),
+            Decision::Expire => (ActionState::Expired, None, None),
+            Decision::Cancel => (ActionState::Cancelled, None, None),
+            Decision::Wait => (ActionState::Waiting, None, None),
         };
         // Why it waits, expired or was cancelled, for `plan` later.
         let reason = match verdict.decision {
@@ -321,15 +365,170 @@ async fn fire_batch(
             }
             Decision::Fire | Decision::AwaitApproval => None,
         };
-        states.push((a.id, state, reason));
+        if state != ActionState::Fired {
+            (late, job) = (None, None);
+        }
+        judged.push(Judged {
+            instance: a.clone(),
+            state,
+            reason,
+            late,
+            job,
+        });
     }
-    actions::set_states(tx, &states, now).await?;
-    for o in &outgoing {
-        let a = &o.instance;
-        let message = outgoing_message(&o.message);
-        outbox::insert(
-            tx,
-            &NewDelivery {
+    // The contexts of the participants that fire: a few statements per course.
+    for (course_id, persons) in &firing {
+        let Some((course, statuses)) = courses.get(*course_id).and_then(Option::as_ref) else {
+            continue;
+        };
+        let rows = status::ContextRows::read(tx, course_id, persons).await?;
+        for j in judged.iter_mut().filter(|j| {
+            j.state == ActionState::Fired
+                && j.job.is_none()
+                && j.instance.kind == SubjectKind::Course
+                && j.instance.course_id == **course_id
+        }) {
+            let a = &j.instance;
+            let (Some(rule), Some(p)) = (env.rules.action(&a.rule_id), statuses.get(&a.person_id))
+            else {
+                continue;
+            };
+            let choose = env.chooser(rule);
+            j.job = Some(
+                match rows
+                    .participant_context(env.rules, env.office, env.tz, course, p, None, &choose)
+                {
+                    Some(ctx) => Job::Context {
+                        type_id: course.type_id.clone(),
+                        ctx,
+                    },
+                    None => Job::Ready(Err(format!("{} is no longer a participant", a.person_id))),
+                },
+            );
+        }
+    }
+    // Never fired without a message or a reason.
+    for j in judged.iter_mut() {
+        if j.state == ActionState::Fired && j.job.is_none() {
+            j.job = Some(Job::Ready(Err(format!(
+                "{} is no longer a participant",
+                j.instance.person_id
+            ))));
+        }
+    }
+    Ok(judged)
+}
+
+/// Step 2: the messages of the fired instances (`None` for the others), composed on every
+/// core: rendering, PDFs and credentials are CPU work, done without a transaction.
+fn compose_all(
+    env: &Env<'_>,
+    judged: &[Judged],
+    jobs: Vec<Option<Job>>,
+) -> Vec<Option<Result<Composed, String>>> {
+    let compose = |a: &Instance, job: Option<Job>| -> Option<Result<Composed, String>> {
+        Some(match job? {
+            Job::Ready(m) => m,
+            Job::Context { type_id, ctx } => match env.rules.action(&a.rule_id) {
+                // Never a panic for the pass, whatever the rule and the values.
+                Some(rule) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    compose_message(
+                        env,
+                        rule,
+                        &a.course_id,
+                        &a.person_id,
+                        &type_id,
+                        a.cycle,
+                        a.instant,
+                        &ctx,
+                    )
+                }))
+                .unwrap_or_else(|_| Err("the message could not be composed (see the log)".into())),
+                None => Err(format!("rule {} is no longer in force", a.rule_id)),
+            },
+        })
+    };
+    let mut work: Vec<(&Instance, Option<Job>)> =
+        judged.iter().map(|j| &j.instance).zip(jobs).collect();
+    let composing = work
+        .iter()
+        .filter(|(_, j)| matches!(j, Some(Job::Context { .. })))
+        .count();
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if threads < 2 || composing < 32 {
+        return work.into_iter().map(|(a, j)| compose(a, j)).collect();
+    }
+    let per = work.len().div_ceil(threads.min(8));
+    let mut chunks = Vec::new();
+    while !work.is_empty() {
+        let rest = work.split_off(per.min(work.len()));
+        chunks.push(std::mem::replace(&mut work, rest));
+    }
+    let compose = &compose;
+    let run = move || {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    let n = chunk.len();
+                    let h = s.spawn(move || {
+                        chunk
+                            .into_iter()
+                            .map(|(a, j)| compose(a, j))
+                            .collect::<Vec<_>>()
+                    });
+                    (n, h)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|(n, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        (0..n)
+                            .map(|_| {
+                                Some(Err("the message could not be composed (see the log)".into()))
+                            })
+                            .collect()
+                    })
+                })
+                .collect()
+        })
+    };
+    // A worker of a multi-threaded runtime may block here (its other tasks move on);
+    // elsewhere (a test's runtime) the work simply runs.
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(run)
+        }
+        _ => run(),
+    }
+}
+
+/// Step 3: the verdicts of the instances still at the version read, and their messages
+/// queued, in one write transaction; returns the instances recorded.
+async fn record_batch(
+    tx: &mut Tx,
+    judged: &[Judged],
+    messages: &[Option<Result<Composed, String>>],
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashSet<i64>, sqlx::Error> {
+    let verdicts: Vec<actions::Verdict> = judged
+        .iter()
+        .map(|j| actions::Verdict {
+            id: j.instance.id,
+            version: j.instance.version,
+            state: j.state,
+            reason: j.reason.clone(),
+        })
+        .collect();
+    let kept = actions::set_states_if_unchanged(tx, &verdicts, now).await?;
+    let rows: Vec<NewDelivery<'_>> = judged
+        .iter()
+        .zip(messages)
+        .filter(|(j, _)| kept.contains(&j.instance.id))
+        .filter_map(|(j, m)| {
+            let a = &j.instance;
+            Some(NewDelivery {
                 action: a.id,
                 rule: &a.rule_id,
                 kind: a.kind,
@@ -338,13 +537,12 @@ async fn fire_batch(
                 cycle: a.cycle,
                 instant: a.instant,
                 due_at: a.due_at,
-                message,
-            },
-            now,
-        )
-        .await?;
-    }
-    Ok(())
+                message: outgoing_message(m.as_ref()?),
+            })
+        })
+        .collect();
+    outbox::insert_many(tx, &rows, now).await?;
+    Ok(kept)
 }
 
 /// Renders the rule's message for this participant, exactly as it will be sent (`instant`:

@@ -3,12 +3,14 @@
 //! instances were last evaluated against).
 //!
 //! Consistency: instances are created with `ON CONFLICT DO NOTHING` on the dedup key, by
-//! one process at a time (the engine's turn, [`super::history::take_ingest_turn`]). The
-//! firing pass claims instances with `FOR UPDATE SKIP LOCKED` (PostgreSQL), so two
-//! processes never evaluate the same instance at once, and holds the subjects' rows
-//! `FOR SHARE` while it decides, so a change of a subject commits before the pass reads it
-//! or after the pass recorded its verdict; the change then marks the subject's waiting
-//! instances for re-evaluation (`recheck = 1`). No change is missed.
+//! one process at a time (the engine's turn, [`super::history::take_ingest_turn`]). Every
+//! change of an instance counts up its `version`, also a change of its subject while it is
+//! already marked for re-evaluation (`recheck = 1`). The firing pass reads and decides on
+//! a snapshot, renders without a transaction, and then records its verdict in one
+//! statement only where the version is still the one it read ([`set_states_if_unchanged`]):
+//! a change in between (of the subject, or another process's verdict) leaves the instance
+//! marked, to be evaluated again on the new facts. No change is missed, and no instance is
+//! decided twice.
 
 use super::{Lock, Store, Tx, on, packed, push_list, word};
 use crate::domain::{ActionState, DeliveryState, SubjectKind};
@@ -53,10 +55,9 @@ pub async fn insert(
     Ok(())
 }
 
-/// T2: the subjects' waiting instances are evaluated again at the next pass. (A pass
-/// evaluating them holds the subjects' rows `FOR SHARE` until it commits, so the change
-/// behind this call committed either before that pass read the subject, or after the pass
-/// recorded its verdict: either way nothing is missed.)
+/// T2: the subjects' waiting instances are evaluated again at the next pass. Those already
+/// marked count up their version too: a pass that read them before this change does not
+/// record its verdict on them (see the module's consistency note).
 pub async fn recheck_subjects(
     tx: &mut Tx,
     kind: SubjectKind,
@@ -66,8 +67,10 @@ pub async fn recheck_subjects(
 ) -> Result<(), sqlx::Error> {
     for chunk in people.chunks(500) {
         on!(tx, c => {
-            let mut q = QueryBuilder::new("UPDATE actions SET recheck = 1, rechecked_at = ");
-            q.push_bind(at).push(" WHERE state = 'waiting' AND recheck = 0 AND subject_kind = ");
+            let mut q = QueryBuilder::new(
+                "UPDATE actions SET recheck = 1, version = version + 1, rechecked_at = CASE WHEN recheck = 0 THEN ",
+            );
+            q.push_bind(at).push(" ELSE rechecked_at END WHERE state = 'waiting' AND subject_kind = ");
             q.push_bind(kind.as_str()).push(" AND course_id = ").push_bind(subject).push(" AND person_id IN ");
             push_list(&mut q, chunk);
             q.build().execute(&mut **c).await?;
@@ -89,7 +92,7 @@ pub async fn cancel(
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     on!(tx, c => sqlx::query(
-        "UPDATE actions SET state = 'cancelled', updated_at = $1, reason = $6 WHERE subject_kind = $2 AND course_id = $3 \
+        "UPDATE actions SET state = 'cancelled', updated_at = $1, reason = $6, version = version + 1 WHERE subject_kind = $2 AND course_id = $3 \
          AND ($4 IS NULL OR person_id = $4) AND ($5 IS NULL OR cycle < $5) \
          AND state IN ('waiting', 'awaiting_approval', 'approved')",
     ).bind(now).bind(kind.as_str()).bind(subject).bind(person).bind(before_cycle).bind(reason)
@@ -127,8 +130,9 @@ pub async fn recheck_course(
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     on!(tx, c => sqlx::query(
-        "UPDATE actions SET recheck = 1, rechecked_at = $2 WHERE subject_kind = 'course' AND course_id = $1 \
-         AND state = 'waiting' AND recheck = 0",
+        "UPDATE actions SET recheck = 1, version = version + 1, \
+         rechecked_at = CASE WHEN recheck = 0 THEN $2 ELSE rechecked_at END \
+         WHERE subject_kind = 'course' AND course_id = $1 AND state = 'waiting'",
     ).bind(course).bind(at).execute(&mut **c).await.map(|_| ()))
 }
 
@@ -143,7 +147,8 @@ pub async fn set_due(
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     on!(tx, c => sqlx::query(
-        "UPDATE actions SET due_at = $1, expires_at = $2, recheck = 1, updated_at = $3, rechecked_at = $5 \
+        "UPDATE actions SET due_at = $1, expires_at = $2, recheck = 1, updated_at = $3, rechecked_at = $5, \
+         version = version + 1 \
          WHERE id = $4 AND state = 'waiting'",
     ).bind(due).bind(expires).bind(now).bind(id).bind(at).execute(&mut **c).await.map(|_| ()))
 }
@@ -166,6 +171,8 @@ pub struct Instance {
     pub instant: i64,
     /// When the instance's event happened (for an office digest: the start of its period).
     pub event_at: DateTime<Utc>,
+    /// Counts every change of the instance (see the module's consistency note).
+    pub version: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -182,6 +189,7 @@ struct InstanceRow {
     rechecked_at: Option<DateTime<Utc>>,
     instant: i64,
     event_at: DateTime<Utc>,
+    version: i64,
 }
 
 impl TryFrom<InstanceRow> for Instance {
@@ -200,11 +208,12 @@ impl TryFrom<InstanceRow> for Instance {
             rechecked_at: r.rechecked_at,
             instant: r.instant,
             event_at: r.event_at,
+            version: r.version,
         })
     }
 }
 
-const INSTANCE: &str = "id, rule_id, subject_kind, course_id, person_id, cycle, state, due_at, expires_at, rechecked_at, instant, event_at";
+const INSTANCE: &str = "id, rule_id, subject_kind, course_id, person_id, cycle, state, due_at, expires_at, rechecked_at, instant, event_at, version";
 
 /// An instance of a schedule rule, fired when it is created (T6).
 pub struct NewScheduled<'a> {
@@ -264,68 +273,78 @@ pub async fn any_to_fire(store: &Store, now: DateTime<Utc>) -> Result<bool, sqlx
 }
 
 /// Up to `limit` instances to evaluate now: approved manual ones first (few), then the due
-/// ones oldest first. On PostgreSQL rows another process is evaluating are skipped.
+/// ones oldest first. Read from a snapshot, without locks: the verdict is recorded only on
+/// instances still at the version read ([`set_states_if_unchanged`]).
 pub async fn candidates(
     tx: &mut Tx,
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Instance>, sqlx::Error> {
-    let lock = match tx {
-        Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-        Tx::Sqlite(_) => "",
-    };
     let mut rows: Vec<InstanceRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {INSTANCE} FROM actions WHERE state = 'approved' ORDER BY id LIMIT $1{lock}"
+        "SELECT {INSTANCE} FROM actions WHERE state = 'approved' ORDER BY id LIMIT $1"
     ))).bind(limit).fetch_all(&mut **c).await)?;
     if (rows.len() as i64) < limit {
         let more: Vec<InstanceRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {INSTANCE} FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1 \
-             ORDER BY due_at, id LIMIT $2{lock}"
+             ORDER BY due_at, id LIMIT $2"
         ))).bind(now).bind(limit - rows.len() as i64).fetch_all(&mut **c).await)?;
         rows.extend(more);
     }
     rows.into_iter().map(Instance::try_from).collect()
 }
 
-/// Records the outcome of evaluating instances: their new state and why (stored reasons,
-/// JSON), evaluated (`recheck = 0`). One statement for the lot (the states travel as one
-/// JSON array), not one per instance: each statement costs a hand-off to the database.
-pub async fn set_states(
+/// A verdict to record: the instance, the version it was decided on, its new state and why
+/// (stored reasons, JSON).
+pub struct Verdict {
+    pub id: i64,
+    pub version: i64,
+    pub state: ActionState,
+    pub reason: Option<String>,
+}
+
+/// Records verdicts (evaluated: `recheck = 0`) on the instances whose version is still the
+/// one they were decided on; returns those. One statement for the lot (the verdicts travel
+/// as one JSON array): each statement costs a hand-off to the database.
+pub async fn set_states_if_unchanged(
     tx: &mut Tx,
-    states: &[(i64, ActionState, Option<String>)],
+    verdicts: &[Verdict],
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    if states.is_empty() {
-        return Ok(());
+) -> Result<std::collections::HashSet<i64>, sqlx::Error> {
+    if verdicts.is_empty() {
+        return Ok(std::collections::HashSet::new());
     }
-    let rows: Vec<serde_json::Value> = states
+    let rows: Vec<serde_json::Value> = verdicts
         .iter()
-        .map(|(id, state, reason)| serde_json::json!({"id": id, "state": state.as_str(), "reason": reason}))
+        .map(|v| {
+            serde_json::json!({"id": v.id, "version": v.version, "state": v.state.as_str(), "reason": v.reason})
+        })
         .collect();
     let rows = serde_json::Value::Array(rows).to_string();
-    match tx {
-        Tx::Sqlite(c) => sqlx::query(
-            "UPDATE actions SET state = j.state, recheck = 0, updated_at = $1, reason = j.reason \
-             FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.state') AS state, \
-                          json_extract(value, '$.reason') AS reason FROM json_each($2)) AS j \
-             WHERE actions.id = j.id",
+    let ids: Vec<i64> = match tx {
+        Tx::Sqlite(c) => sqlx::query_scalar(
+            "UPDATE actions SET state = j.state, recheck = 0, updated_at = $1, reason = j.reason, \
+             version = actions.version + 1 \
+             FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.version') AS version, \
+                          json_extract(value, '$.state') AS state, json_extract(value, '$.reason') AS reason \
+                   FROM json_each($2)) AS j \
+             WHERE actions.id = j.id AND actions.version = j.version RETURNING actions.id",
         )
         .bind(now)
         .bind(rows)
-        .execute(&mut **c)
-        .await
-        .map(|_| ()),
-        Tx::Postgres(c) => sqlx::query(
-            "UPDATE actions SET state = j.state, recheck = 0, updated_at = $1, reason = j.reason \
-             FROM jsonb_to_recordset($2::jsonb) AS j(id BIGINT, state TEXT, reason TEXT) \
-             WHERE actions.id = j.id",
+        .fetch_all(&mut **c)
+        .await?,
+        Tx::Postgres(c) => sqlx::query_scalar(
+            "UPDATE actions SET state = j.state, recheck = 0, updated_at = $1, reason = j.reason, \
+             version = actions.version + 1 \
+             FROM jsonb_to_recordset($2::jsonb) AS j(id BIGINT, version BIGINT, state TEXT, reason TEXT) \
+             WHERE actions.id = j.id AND actions.version = j.version RETURNING actions.id",
         )
         .bind(now)
         .bind(rows)
-        .execute(&mut **c)
-        .await
-        .map(|_| ()),
-    }
+        .fetch_all(&mut **c)
+        .await?,
+    };
+    Ok(ids.into_iter().collect())
 }
 
 /// Whether instances evaluated with conditions unmet and unchanged since have run out of
@@ -342,7 +361,7 @@ pub async fn any_to_expire(store: &Store, now: DateTime<Utc>) -> Result<bool, sq
 /// Expires them; returns how many.
 pub async fn expire_unchanged(tx: &mut Tx, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     on!(tx, c => sqlx::query(
-        "UPDATE actions SET state = 'expired', updated_at = $1 \
+        "UPDATE actions SET state = 'expired', updated_at = $1, version = version + 1 \
          WHERE state = 'waiting' AND recheck = 0 AND expires_at <= $1 \
          AND NOT EXISTS (SELECT 1 FROM events e WHERE e.processed_at IS NULL \
                          AND e.course_id = actions.course_id AND e.person_id = actions.person_id)",
@@ -384,7 +403,7 @@ pub async fn set_state(
     state: ActionState,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    on!(tx, c => sqlx::query("UPDATE actions SET state = $1, updated_at = $2 WHERE id = $3")
+    on!(tx, c => sqlx::query("UPDATE actions SET state = $1, updated_at = $2, version = version + 1 WHERE id = $3")
         .bind(state.as_str()).bind(now).bind(id).execute(&mut **c).await.map(|_| ()))
 }
 
@@ -431,7 +450,7 @@ pub async fn sync_rule_versions(
              ON CONFLICT (rule_id) DO UPDATE SET digest = excluded.digest",
         ).bind(rule).bind(digest).execute(&mut **c).await.map(|_| ()))?;
         changed += on!(tx, c => sqlx::query(
-            "UPDATE actions SET recheck = 1, rechecked_at = $2 WHERE rule_id = $1 \
+            "UPDATE actions SET recheck = 1, rechecked_at = $2, version = version + 1 WHERE rule_id = $1 \
              AND state = 'waiting' AND recheck = 0",
         ).bind(rule).bind(now).execute(&mut **c).await?.rows_affected());
     }
@@ -607,4 +626,111 @@ pub async fn plan_rows(
             ))
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::postgres::PgConnectOptions;
+    use std::str::FromStr;
+
+    /// One waiting instance marked for evaluation, read as the firing pass reads it; then
+    /// its subject changes (a result recorded) before the pass records its verdict.
+    async fn a_verdict_on_a_changed_instance_is_not_recorded(store: &Store) {
+        let now = Utc::now();
+        let mut tx = store.begin().await.expect("begin");
+        let new = NewAction {
+            rule: "passed-notice",
+            kind: SubjectKind::Course,
+            subject: "fa",
+            person: "ann",
+            cycle: 1,
+            event_at: now,
+            seen_at: now,
+            due: Some(now),
+            expires: None,
+        };
+        insert(&mut tx, &[new], now).await.expect("insert");
+        tx.commit().await.expect("commit");
+        let mut read = store.begin_read().await.expect("read");
+        let seen = candidates(&mut read, now, 10).await.expect("candidates");
+        read.rollback().await.expect("rollback");
+        assert_eq!(seen.len(), 1);
+        // The change: the instance is already marked, and is marked again.
+        let mut tx = store.begin().await.expect("begin");
+        recheck_subjects(&mut tx, SubjectKind::Course, "fa", &["ann".into()], now)
+            .await
+            .expect("recheck");
+        tx.commit().await.expect("commit");
+        let verdict = |i: &Instance| Verdict {
+            id: i.id,
+            version: i.version,
+            state: ActionState::Waiting,
+            reason: Some("[]".into()),
+        };
+        let mut tx = store.begin().await.expect("begin");
+        let kept = set_states_if_unchanged(&mut tx, &[verdict(&seen[0])], now)
+            .await
+            .expect("record");
+        tx.commit().await.expect("commit");
+        assert!(kept.is_empty(), "the stale verdict is not recorded");
+        // Still to evaluate; read again, the verdict is recorded.
+        let mut read = store.begin_read().await.expect("read");
+        let again = candidates(&mut read, now, 10).await.expect("candidates");
+        read.rollback().await.expect("rollback");
+        assert_eq!(again.len(), 1, "the instance is still to be evaluated");
+        let mut tx = store.begin().await.expect("begin");
+        let kept = set_states_if_unchanged(&mut tx, &[verdict(&again[0])], now)
+            .await
+            .expect("record");
+        tx.commit().await.expect("commit");
+        assert_eq!(kept.len(), 1);
+        let mut read = store.begin_read().await.expect("read");
+        assert!(
+            candidates(&mut read, now, 10)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+        read.rollback().await.expect("rollback");
+    }
+
+    #[tokio::test]
+    async fn t2_a_verdict_on_an_instance_whose_subject_changed_meanwhile_is_not_recorded_on_sqlite()
+    {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = crate::config::DatabaseUrl::Sqlite(dir.path().join("t.db"));
+        let store = Store::open(&url).await.expect("open");
+        a_verdict_on_a_changed_instance_is_not_recorded(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn t2_a_verdict_on_an_instance_whose_subject_changed_meanwhile_is_not_recorded_on_postgres()
+     {
+        let Ok(url) = std::env::var("REGISTRAR_TEST_POSTGRES_URL") else {
+            eprintln!("skipping the PostgreSQL half: REGISTRAR_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let schema = format!(
+            "v9_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        );
+        let admin = sqlx::PgPool::connect(&url).await.expect("connect");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .expect("schema");
+        let opts = PgConnectOptions::from_str(&url)
+            .expect("url")
+            .options([("search_path", schema.as_str())]);
+        let store = Store::open_postgres(opts, "test").await.expect("open");
+        a_verdict_on_a_changed_instance_is_not_recorded(&store).await;
+        store.close().await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+    }
 }

@@ -211,6 +211,22 @@ pub async fn person(tx: &mut Tx, id: &str, lock: Lock) -> Result<Option<Person>,
     on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut **c).await)
 }
 
+/// The people of `ids` that exist, by id (a few statements for any number).
+pub async fn people(tx: &mut Tx, ids: &[String]) -> Result<HashMap<String, Person>, sqlx::Error> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let rows: Vec<Person> = on!(tx, c => {
+            let mut q = QueryBuilder::new(
+                "SELECT id, full_name, email, first_name, locale, fields FROM people WHERE id IN ",
+            );
+            push_list(&mut q, chunk);
+            q.build_query_as().fetch_all(&mut **c).await?
+        });
+        out.extend(rows.into_iter().map(|p| (p.id.clone(), p)));
+    }
+    Ok(out)
+}
+
 /// Creates the person unless they exist; whether this call created them.
 pub async fn insert_person(
     tx: &mut Tx,

@@ -114,6 +114,48 @@ pub async fn in_force(
     ).bind(course).bind(person).bind(cycle).fetch_optional(&mut **c).await)
 }
 
+/// (person, cycle, number, verification code, issued, valid until)
+type InForceRow = (
+    String,
+    i64,
+    String,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
+
+/// The certificates in force of `people` in a course, by (person, cycle).
+pub async fn in_force_of(
+    tx: &mut Tx,
+    course: &str,
+    people: &[String],
+) -> Result<HashMap<(String, i64), InForce>, sqlx::Error> {
+    let mut out = HashMap::new();
+    for chunk in people.chunks(500) {
+        let rows: Vec<InForceRow> = on!(tx, c => {
+            let mut q = QueryBuilder::new(
+                "SELECT person_id, cycle, number, verification_code, issued_at, valid_until FROM certificates \
+                 WHERE revoked_at IS NULL AND course_id = ",
+            );
+            q.push_bind(course.to_string()).push(" AND person_id IN ");
+            push_list(&mut q, chunk);
+            q.build_query_as().fetch_all(&mut **c).await?
+        });
+        for (person, cycle, number, verification_code, issued_at, valid_until) in rows {
+            out.insert(
+                (person, cycle),
+                InForce {
+                    number,
+                    verification_code,
+                    issued_at,
+                    valid_until,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// For `plan`: the (course, person, cycle) of every certificate in force among `courses`.
 pub async fn in_force_of_courses(
     tx: &mut Tx,
