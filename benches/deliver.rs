@@ -83,6 +83,7 @@ fn main() {
             config.scheduler.max_attempts,
             &AtomicBool::new(false),
             &delivery::Health::default(),
+            None,
         )
         .await
         .expect("deliver");

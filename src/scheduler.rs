@@ -114,21 +114,45 @@ impl Runtime {
             tz,
             locale: None,
         };
-        let mut fired = fire::fire(&self.store, &env, now).await?;
-        // T6: schedule rules whose instant has come.
-        let scheduled = engine::schedule::run(&self.store, &env, now).await?;
-        fired.queued += scheduled.queued;
-        fired.failed += scheduled.failed;
-        let delivered = delivery::deliver(
-            &self.store,
-            &self.transport,
-            &self.me,
-            now,
-            self.config.scheduler.max_attempts,
-            &self.stop,
-            &self.health,
-        )
-        .await?;
+        // Fire and deliver at once: delivery (its own task) sends what each batch queued
+        // while the next batch is composed, and ends when firing is done and the queue
+        // is empty.
+        let feed = Arc::new(delivery::Feed::open());
+        let delivering = {
+            let (store, transport, me) =
+                (self.store.clone(), self.transport.clone(), self.me.clone());
+            let (stop, health, feed) = (self.stop.clone(), self.health.clone(), feed.clone());
+            let max_attempts = self.config.scheduler.max_attempts;
+            tokio::spawn(async move {
+                delivery::deliver(
+                    &store,
+                    &transport,
+                    &me,
+                    now,
+                    max_attempts,
+                    &stop,
+                    &health,
+                    Some(&feed),
+                )
+                .await
+            })
+        };
+        let fired = async {
+            let mut fired = fire::fire_feeding(&self.store, &env, now, &|| feed.fed()).await?;
+            // T6: schedule rules whose instant has come.
+            let scheduled = engine::schedule::run(&self.store, &env, now).await?;
+            fired.queued += scheduled.queued;
+            fired.failed += scheduled.failed;
+            Ok::<_, sqlx::Error>(fired)
+        }
+        .await;
+        feed.close();
+        // Delivery is awaited whatever firing did: nothing in flight is left behind.
+        let delivered = delivering
+            .await
+            .map_err(|e| anyhow::anyhow!("the delivery task failed: {e}"))?;
+        let fired = fired?;
+        let delivered = delivered?;
         Ok(Pass {
             events,
             learners,

@@ -41,8 +41,7 @@ pub async fn course_participants(
 
 /// [`course_participants`], of only the people in `only` when given (an empty list
 /// reads nobody). With `Lock::Share` the course row and the enrolments of `only` are held
-/// until the transaction ends: the firing pass decides on facts no change can alter
-/// before it commits (a change waits, and is then evaluated again).
+/// until the transaction ends (a change of them waits for it).
 pub async fn participants(
     tx: &mut Tx,
     rules: &RuleSet,
@@ -58,9 +57,6 @@ pub async fn participants(
     if let (Some(only), Lock::Share | Lock::Update) = (only, lock) {
         enrolments::of(tx, course_id, only, lock).await?;
     }
-    let course_type = rules.course_types.get(&course.type_id);
-    let percent = course_type.map_or(100, |t| t.attendance_percent);
-    let parts = course.part_rules();
     if only.is_some_and(<[String]>::is_empty) {
         return Ok(Some((course, Vec::new())));
     }
@@ -71,6 +67,80 @@ pub async fn participants(
         .collect();
     let progress = enrolments::progress(tx, course_id, &people).await?;
     let certificates = certificates::numbers_in_force(tx, course_id).await?;
+    let out = derive(rules, tz, now, &course, enrolled, &progress, &certificates);
+    Ok(Some((course, out)))
+}
+
+/// [`participants`] of several courses at once, each only of the people `wanted` names
+/// for it, without locks: a handful of statements whatever the number of courses (the
+/// firing pass reads a batch's participants so). Unknown courses are left out.
+pub async fn participants_of_courses(
+    tx: &mut Tx,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    wanted: &HashMap<String, Vec<String>>,
+) -> Result<HashMap<String, (CourseInfo, Vec<ParticipantStatus>)>, sqlx::Error> {
+    let ids: Vec<String> = wanted.keys().cloned().collect();
+    let mut people: Vec<String> = wanted.values().flatten().cloned().collect();
+    people.sort_unstable();
+    people.dedup();
+    let mut out = HashMap::new();
+    for ids in ids.chunks(500) {
+        let courses = catalogue::courses(tx, ids).await?;
+        let mut enrolled: HashMap<String, Vec<_>> = HashMap::new();
+        let mut progress = HashMap::new();
+        for people in people.chunks(500) {
+            for row in enrolments::participants_of_courses(tx, ids, people).await? {
+                // Only the pairs asked for (the lists cross).
+                if wanted
+                    .get(&row.0.course_id)
+                    .is_some_and(|p| p.contains(&row.0.person_id))
+                {
+                    enrolled
+                        .entry(row.0.course_id.clone())
+                        .or_default()
+                        .push(row);
+                }
+            }
+            for (course, p) in enrolments::progress_of(tx, ids, people).await? {
+                let all: &mut enrolments::Progress = progress.entry(course).or_default();
+                all.marks.extend(p.marks);
+                all.part_results.extend(p.part_results);
+            }
+        }
+        let numbers = certificates::numbers_in_force_of_courses(tx, ids).await?;
+        let (no_progress, no_numbers) = (enrolments::Progress::default(), HashMap::new());
+        for (id, course) in courses {
+            let statuses = derive(
+                rules,
+                tz,
+                now,
+                &course,
+                enrolled.remove(&id).unwrap_or_default(),
+                progress.get(&id).unwrap_or(&no_progress),
+                numbers.get(&id).unwrap_or(&no_numbers),
+            );
+            out.insert(id, (course, statuses));
+        }
+    }
+    Ok(out)
+}
+
+/// The statuses of a course's participants from their rows: the one derivation behind
+/// `export`, `plan`, the firing pass and the API.
+fn derive(
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    course: &CourseInfo,
+    enrolled: Vec<(enrolments::Enrolment, String, Option<String>)>,
+    progress: &enrolments::Progress,
+    certificates: &HashMap<String, String>,
+) -> Vec<ParticipantStatus> {
+    let course_type = rules.course_types.get(&course.type_id);
+    let percent = course_type.map_or(100, |t| t.attendance_percent);
+    let parts = course.part_rules();
     let (no_marks, no_results) = (HashMap::new(), HashMap::new());
     let mut out = Vec::with_capacity(enrolled.len());
     for (e, full_name, email) in enrolled {
@@ -105,7 +175,7 @@ pub async fn participants(
             person_id: e.person_id,
         });
     }
-    Ok(Some((course, out)))
+    out
 }
 
 /// Chooses the language of a message from the recipient's `locale` (T7).
@@ -125,29 +195,40 @@ pub async fn participant_context(
     part_id: Option<&str>,
     choose: Chooser<'_>,
 ) -> Result<Option<serde_json::Value>, sqlx::Error> {
-    let rows = ContextRows::read(tx, &course.id, std::slice::from_ref(&p.person_id)).await?;
+    let rows = ContextRows::read(
+        tx,
+        std::slice::from_ref(&course.id),
+        std::slice::from_ref(&p.person_id),
+    )
+    .await?;
     Ok(rows.participant_context(rules, office, tz, course, p, part_id, choose))
 }
 
 /// What participants' template contexts are made of besides their status (the person,
-/// the enrolment, the certificate in force), read for many participants of one course in
-/// a few statements: the firing pass reads them once per batch.
+/// the enrolment, the certificate in force), read for many participants of many courses
+/// in a few statements: the firing pass reads them once per batch.
 pub struct ContextRows {
     people: HashMap<String, catalogue::Person>,
-    enrolments: HashMap<String, enrolments::Enrolment>,
-    certificates: HashMap<(String, i64), certificates::InForce>,
+    enrolments: HashMap<(String, String), enrolments::Enrolment>,
+    certificates: HashMap<(String, String, i64), certificates::InForce>,
 }
 
 impl ContextRows {
+    /// The rows of `people` in `courses` (up to 500 of each).
     pub async fn read(
         tx: &mut Tx,
-        course_id: &str,
+        courses: &[String],
         people: &[String],
     ) -> Result<ContextRows, sqlx::Error> {
+        let enrolments = enrolments::participants_of_courses(tx, courses, people)
+            .await?
+            .into_iter()
+            .map(|(e, _, _)| ((e.course_id.clone(), e.person_id.clone()), e))
+            .collect();
         Ok(ContextRows {
             people: catalogue::people(tx, people).await?,
-            enrolments: enrolments::of(tx, course_id, people, Lock::None).await?,
-            certificates: certificates::in_force_of(tx, course_id, people).await?,
+            enrolments,
+            certificates: certificates::in_force_of(tx, courses, people).await?,
         })
     }
 
@@ -165,8 +246,12 @@ impl ContextRows {
         choose: Chooser<'_>,
     ) -> Option<serde_json::Value> {
         let person = self.people.get(&p.person_id)?;
-        let e = self.enrolments.get(&p.person_id)?;
-        let certificate = self.certificates.get(&(p.person_id.clone(), e.cycle));
+        let e = self
+            .enrolments
+            .get(&(course.id.clone(), p.person_id.clone()))?;
+        let certificate = self
+            .certificates
+            .get(&(course.id.clone(), p.person_id.clone(), e.cycle));
         Some(build_participant_context(
             rules,
             office,

@@ -157,14 +157,48 @@ impl Health {
     }
 }
 
+/// Messages still being queued while delivery runs (a pass fires and delivers at once, so
+/// the first messages go out while later ones are still composed): delivery that finds
+/// the queue empty waits for more instead of ending, until the feed is closed.
+#[derive(Debug)]
+pub struct Feed {
+    more: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Feed {
+    pub fn open() -> Feed {
+        Feed {
+            more: AtomicBool::new(true),
+            notify: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// More messages were queued.
+    pub fn fed(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Nothing more comes: delivery ends when the queue is empty.
+    pub fn close(&self) {
+        self.more.store(false, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    fn more(&self) -> bool {
+        self.more.load(Ordering::SeqCst)
+    }
+}
+
 /// How often a process that delivers records that it is alive, also while a slow server
 /// holds its messages.
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Sends every message whose time has come at `now`, until none is left or `stop` is set.
-/// Each outcome is recorded as soon as it is known (with whatever else finished at that
-/// moment), so a process killed mid-pass leaves at most the messages in flight (at most
-/// the pool size) to be sent again.
+/// Sends every message whose time has come at `now`, until none is left (and `feed`, if
+/// given, is closed) or `stop` is set. Each outcome is recorded as soon as it is known
+/// (with whatever else finished at that moment), so a process killed mid-pass leaves at
+/// most the messages in flight (at most the pool size) to be sent again.
+#[allow(clippy::too_many_arguments)]
 pub async fn deliver(
     store: &Store,
     transport: &Arc<Transport>,
@@ -173,6 +207,7 @@ pub async fn deliver(
     max_attempts: u32,
     stop: &AtomicBool,
     health: &Health,
+    feed: Option<&Feed>,
 ) -> Result<Delivered, sqlx::Error> {
     let mut report = Delivered {
         released: if me.due_for_release() {
@@ -205,6 +240,8 @@ pub async fn deliver(
     let mut recording: Option<tokio::task::JoinHandle<Result<Delivered, sqlx::Error>>> = None;
     let mut being_recorded = 0;
     let mut drained = false;
+    // The queue was empty while the feed was open: waiting for the next batch.
+    let mut starved = false;
     let mut paused = false;
     // A database error stops claiming; what is in flight is still awaited and recorded
     // (or, if that fails too, left claimed for this process's next pass), and the error
@@ -214,6 +251,7 @@ pub async fn deliver(
     loop {
         while sends.len() + being_recorded + pending.len() < slots
             && !paused
+            && !starved
             && failure.is_none()
             && !stop.load(Ordering::SeqCst)
         {
@@ -227,6 +265,10 @@ pub async fn deliver(
                 }
                 .await;
                 match claimed {
+                    Ok(c) if c.is_empty() && feed.is_some_and(Feed::more) => {
+                        starved = true;
+                        break;
+                    }
                     Ok(c) => {
                         drained = c.is_empty();
                         queue.extend(c);
@@ -296,7 +338,9 @@ pub async fn deliver(
                 Ok(part)
             }));
         }
-        if sends.is_empty() && recording.is_none() && pending.is_empty() {
+        let waiting_for_more =
+            starved && !paused && failure.is_none() && !stop.load(Ordering::SeqCst);
+        if sends.is_empty() && recording.is_none() && pending.is_empty() && !waiting_for_more {
             break;
         }
         tokio::select! {
@@ -340,6 +384,14 @@ pub async fn deliver(
                     }
                 }
                 crate::service::alive();
+            }
+            _ = async {
+                match feed {
+                    Some(f) => f.notify.notified().await,
+                    None => std::future::pending().await,
+                }
+            }, if starved => {
+                starved = false;
             }
             _ = tokio::time::sleep_until(beat + HEARTBEAT) => {}
         }

@@ -100,6 +100,17 @@ pub(super) fn outgoing_message(message: &Result<Composed, String>) -> Result<Mes
 /// transaction, only for the instances no change reached meanwhile (their version is still
 /// the one read); the others are read again.
 pub async fn fire(store: &Store, env: &Env<'_>, now: DateTime<Utc>) -> Result<Fired, sqlx::Error> {
+    fire_feeding(store, env, now, &|| {}).await
+}
+
+/// [`fire`], calling `fed` after each batch that queued messages (delivery running at the
+/// same time sends them).
+pub async fn fire_feeding(
+    store: &Store,
+    env: &Env<'_>,
+    now: DateTime<Utc>,
+    fed: &(dyn Fn() + Sync),
+) -> Result<Fired, sqlx::Error> {
     let mut report = Fired::default();
     // Batches of which no verdict could be recorded (each instance changed meanwhile), in a
     // row: bounded, so that a storm of changes cannot hold the pass; the next pass goes on.
@@ -125,6 +136,7 @@ pub async fn fire(store: &Store, env: &Env<'_>, now: DateTime<Utc>) -> Result<Fi
                 report.count(j, m.as_ref());
             }
         }
+        fed();
         crate::service::alive();
         if kept.is_empty() {
             lost += 1;
@@ -235,31 +247,28 @@ async fn judge_batch(
 ) -> Result<Vec<Judged>, sqlx::Error> {
     let batch = actions::candidates(tx, now, BATCH).await?;
     // The batch's participants are read once per course, only those the batch is about.
-    let mut people: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut people: HashMap<String, Vec<String>> = HashMap::new();
     for a in batch.iter().filter(|a| a.kind == SubjectKind::Course) {
         people
-            .entry(&a.course_id)
+            .entry(a.course_id.clone())
             .or_default()
             .push(a.person_id.clone());
     }
-    let mut courses: HashMap<String, Option<CourseStatuses>> = HashMap::new();
-    for (course, only) in &people {
-        let found =
-            status::participants(tx, env.rules, env.tz, now, course, Some(only), Lock::None)
-                .await?;
-        let found = found.map(|(course, people)| {
-            let by_person = people
-                .into_iter()
-                .map(|p| (p.person_id.clone(), p))
-                .collect::<HashMap<_, _>>();
-            (course, by_person)
-        });
-        courses.insert((*course).to_string(), found);
-    }
+    let courses: HashMap<String, CourseStatuses> =
+        status::participants_of_courses(tx, env.rules, env.tz, now, &people)
+            .await?
+            .into_iter()
+            .map(|(id, (course, statuses))| {
+                let by_person = statuses
+                    .into_iter()
+                    .map(|p| (p.person_id.clone(), p))
+                    .collect::<HashMap<_, _>>();
+                (id, (course, by_person))
+            })
+            .collect();
     let subject = |a: &Instance| {
         courses
             .get(&a.course_id)
-            .and_then(Option::as_ref)
             .and_then(|(course, people)| people.get(&a.person_id).map(|p| (course, p)))
     };
     let mut judged = Vec::with_capacity(batch.len());
@@ -376,36 +385,36 @@ async fn judge_batch(
             job,
         });
     }
-    // The contexts of the participants that fire: a few statements per course.
-    for (course_id, persons) in &firing {
-        let Some((course, statuses)) = courses.get(*course_id).and_then(Option::as_ref) else {
+    // The contexts of the participants that fire: a few statements for the batch.
+    let fired_courses: Vec<String> = firing.keys().map(|c| (*c).to_string()).collect();
+    let mut fired_people: Vec<String> = firing.values().flatten().cloned().collect();
+    fired_people.sort_unstable();
+    fired_people.dedup();
+    let rows = if fired_courses.is_empty() {
+        None
+    } else {
+        Some(status::ContextRows::read(tx, &fired_courses, &fired_people).await?)
+    };
+    for j in judged.iter_mut().filter(|j| {
+        j.state == ActionState::Fired && j.job.is_none() && j.instance.kind == SubjectKind::Course
+    }) {
+        let a = &j.instance;
+        let (Some(rule), Some((course, p)), Some(rows)) =
+            (env.rules.action(&a.rule_id), subject(a), rows.as_ref())
+        else {
             continue;
         };
-        let rows = status::ContextRows::read(tx, course_id, persons).await?;
-        for j in judged.iter_mut().filter(|j| {
-            j.state == ActionState::Fired
-                && j.job.is_none()
-                && j.instance.kind == SubjectKind::Course
-                && j.instance.course_id == **course_id
-        }) {
-            let a = &j.instance;
-            let (Some(rule), Some(p)) = (env.rules.action(&a.rule_id), statuses.get(&a.person_id))
-            else {
-                continue;
-            };
-            let choose = env.chooser(rule);
-            j.job = Some(
-                match rows
-                    .participant_context(env.rules, env.office, env.tz, course, p, None, &choose)
-                {
-                    Some(ctx) => Job::Context {
-                        type_id: course.type_id.clone(),
-                        ctx,
-                    },
-                    None => Job::Ready(Err(format!("{} is no longer a participant", a.person_id))),
+        let choose = env.chooser(rule);
+        j.job = Some(
+            match rows.participant_context(env.rules, env.office, env.tz, course, p, None, &choose)
+            {
+                Some(ctx) => Job::Context {
+                    type_id: course.type_id.clone(),
+                    ctx,
                 },
-            );
-        }
+                None => Job::Ready(Err(format!("{} is no longer a participant", a.person_id))),
+            },
+        );
     }
     // Never fired without a message or a reason.
     for j in judged.iter_mut() {

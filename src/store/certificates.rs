@@ -114,8 +114,9 @@ pub async fn in_force(
     ).bind(course).bind(person).bind(cycle).fetch_optional(&mut **c).await)
 }
 
-/// (person, cycle, number, verification code, issued, valid until)
+/// (course, person, cycle, number, verification code, issued, valid until)
 type InForceRow = (
+    String,
     String,
     i64,
     String,
@@ -124,34 +125,59 @@ type InForceRow = (
     Option<DateTime<Utc>>,
 );
 
-/// The certificates in force of `people` in a course, by (person, cycle).
+/// The certificates in force of `people` in `courses`, by (course, person, cycle): one
+/// statement for a batch of the firing pass.
 pub async fn in_force_of(
     tx: &mut Tx,
-    course: &str,
+    courses: &[String],
     people: &[String],
-) -> Result<HashMap<(String, i64), InForce>, sqlx::Error> {
-    let mut out = HashMap::new();
-    for chunk in people.chunks(500) {
-        let rows: Vec<InForceRow> = on!(tx, c => {
-            let mut q = QueryBuilder::new(
-                "SELECT person_id, cycle, number, verification_code, issued_at, valid_until FROM certificates \
-                 WHERE revoked_at IS NULL AND course_id = ",
-            );
-            q.push_bind(course.to_string()).push(" AND person_id IN ");
-            push_list(&mut q, chunk);
-            q.build_query_as().fetch_all(&mut **c).await?
-        });
-        for (person, cycle, number, verification_code, issued_at, valid_until) in rows {
-            out.insert(
-                (person, cycle),
-                InForce {
-                    number,
-                    verification_code,
-                    issued_at,
-                    valid_until,
-                },
-            );
-        }
+) -> Result<HashMap<(String, String, i64), InForce>, sqlx::Error> {
+    let rows: Vec<InForceRow> = on!(tx, c => {
+        let mut q = QueryBuilder::new(
+            "SELECT course_id, person_id, cycle, number, verification_code, issued_at, valid_until FROM certificates \
+             WHERE revoked_at IS NULL AND course_id IN ",
+        );
+        push_list(&mut q, courses);
+        q.push(" AND person_id IN ");
+        push_list(&mut q, people);
+        q.build_query_as().fetch_all(&mut **c).await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(
+            |(course, person, cycle, number, verification_code, issued_at, valid_until)| {
+                (
+                    (course, person, cycle),
+                    InForce {
+                        number,
+                        verification_code,
+                        issued_at,
+                        valid_until,
+                    },
+                )
+            },
+        )
+        .collect())
+}
+
+/// The certificate number in force of each participant of `courses` (in their current
+/// cycle), by course and person.
+pub async fn numbers_in_force_of_courses(
+    tx: &mut Tx,
+    courses: &[String],
+) -> Result<HashMap<String, HashMap<String, String>>, sqlx::Error> {
+    let rows: Vec<(String, String, String)> = on!(tx, c => {
+        let mut q = QueryBuilder::new(
+            "SELECT cert.course_id, cert.person_id, cert.number FROM certificates cert \
+             JOIN enrolments e ON e.course_id = cert.course_id AND e.person_id = cert.person_id AND e.cycle = cert.cycle \
+             WHERE cert.revoked_at IS NULL AND cert.course_id IN ",
+        );
+        push_list(&mut q, courses);
+        q.build_query_as().fetch_all(&mut **c).await?
+    });
+    let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
+    for (course, person, number) in rows {
+        out.entry(course).or_default().insert(person, number);
     }
     Ok(out)
 }

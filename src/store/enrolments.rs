@@ -273,6 +273,36 @@ pub async fn participants_of_course(
         .collect()
 }
 
+/// [`participants_of_course`] for many courses at once: the enrolments of `people` in
+/// `courses` (every pair of the two lists that exists), one statement.
+pub async fn participants_of_courses(
+    tx: &mut Tx,
+    courses: &[String],
+    people: &[String],
+) -> Result<Vec<(Enrolment, String, Option<String>)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        e: EnrolmentRow,
+        full_name: String,
+        email: Option<String>,
+    }
+    let rows: Vec<Row> = on!(tx, c => {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT e.course_id, e.person_id, e.result, e.score, e.comment, e.walk_in, e.cycle, e.completed_at, e.completed_via, \
+             p.full_name, p.email FROM enrolments e JOIN people p ON p.id = e.person_id WHERE e.course_id IN ",
+        );
+        push_list(&mut q, courses);
+        q.push(" AND e.person_id IN ");
+        push_list(&mut q, people);
+        q.push(" ORDER BY p.full_name, p.id");
+        q.build_query_as().fetch_all(&mut **c).await?
+    });
+    rows.into_iter()
+        .map(|r| Ok((Enrolment::try_from(r.e)?, r.full_name, r.email)))
+        .collect()
+}
+
 /// The people of a course's incomplete enrolments (to re-check after its parts change).
 pub async fn incomplete_people(tx: &mut Tx, course: &str) -> Result<Vec<String>, sqlx::Error> {
     on!(tx, c => sqlx::query_scalar(
@@ -447,14 +477,40 @@ pub async fn progress_of_courses(
     tx: &mut Tx,
     courses: &[String],
 ) -> Result<HashMap<String, Progress>, sqlx::Error> {
+    progress_in(tx, courses, None).await
+}
+
+/// The marks and part results of `people` (those of them enrolled) in `courses`, by course:
+/// two statements for a batch of the firing pass, whatever its courses.
+pub async fn progress_of(
+    tx: &mut Tx,
+    courses: &[String],
+    people: &[String],
+) -> Result<HashMap<String, Progress>, sqlx::Error> {
+    progress_in(tx, courses, Some(people)).await
+}
+
+async fn progress_in(
+    tx: &mut Tx,
+    courses: &[String],
+    people: Option<&[String]>,
+) -> Result<HashMap<String, Progress>, sqlx::Error> {
     let marks: Vec<(String, String, String, String, Option<i64>)> = on!(tx, c => {
         let mut q = QueryBuilder::new("SELECT course_id, person_id, part_id, status, minutes FROM attendance WHERE course_id IN ");
         push_list(&mut q, courses);
+        if let Some(people) = people {
+            q.push(" AND person_id IN ");
+            push_list(&mut q, people);
+        }
         q.build_query_as().fetch_all(&mut **c).await?
     });
     let results: Vec<(String, String, String, bool)> = on!(tx, c => {
         let mut q = QueryBuilder::new("SELECT course_id, person_id, part_id, passed FROM part_results WHERE course_id IN ");
         push_list(&mut q, courses);
+        if let Some(people) = people {
+            q.push(" AND person_id IN ");
+            push_list(&mut q, people);
+        }
         q.build_query_as().fetch_all(&mut **c).await?
     });
     let mut out: HashMap<String, Progress> = HashMap::new();
