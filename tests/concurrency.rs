@@ -291,6 +291,49 @@ fn twenty_parallel_puts_of_one_new_course_create_it_once() {
     }
 }
 
+#[test]
+fn twenty_parallel_puts_of_one_new_person_create_them_once_and_change_nothing_after() {
+    let smtp = SmtpServer::start();
+    for office in offices(smtp.port) {
+        let name = backend(&office);
+        let api = Running::start(&office);
+        let port = api.port;
+        let body = json!({"full_name": "Eva de Vries", "email": "eva@example.nl"});
+        let jobs: Vec<Box<dyn FnOnce() -> u16 + Send>> = (0..20)
+            .map(|_| {
+                let body = body.clone();
+                Box::new(move || call(port, "PUT", "/api/v1/people/eva", Some(&body)).status)
+                    as Box<dyn FnOnce() -> u16 + Send>
+            })
+            .collect();
+        let statuses = in_parallel(20, jobs);
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 201).count(),
+            1,
+            "{name}: exactly one 201: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 201 || *s == 200),
+            "{name}: the others 200: {statuses:?}"
+        );
+        api.stop();
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let changes: Vec<String> = rt.block_on(async {
+            let store = office.store().await;
+            let mut tx = store.begin_read().await.expect("tx");
+            let changes = on!(&mut tx, c => sqlx::query_scalar(
+                "SELECT change FROM history WHERE entity = 'person' AND person_id = 'eva' ORDER BY id",
+            ).fetch_all(&mut **c).await)
+            .expect("history");
+            tx.rollback().await.expect("rollback");
+            store.close().await;
+            changes
+        });
+        assert_eq!(changes, ["created"], "{name}: created once, then unchanged");
+        rt.block_on(office.cleanup());
+    }
+}
+
 async fn count_history(tx: &mut Tx, entity: &str, course: &str, change: &str) -> i64 {
     on!(tx, c => sqlx::query_scalar(
         "SELECT COUNT(*) FROM history WHERE entity = $1 AND course_id = $2 AND change = $3",

@@ -289,9 +289,7 @@ impl<'r> Work<'r> {
         tx: &mut Tx,
         p: &PersonInput,
     ) -> Result<Applied, WriteError> {
-        let email = p.email.as_ref().map(|e| e.as_str().to_string());
-        let after = json!({"full_name": p.full_name, "email": email, "first_name": p.first_name,
-                           "locale": p.locale, "fields": p.fields});
+        let after = input_json(p);
         let mut before = catalogue::person(tx, &p.id, Lock::Update).await?;
         if before.is_none() {
             if catalogue::insert_person(tx, p, self.now).await? {
@@ -312,8 +310,7 @@ impl<'r> Work<'r> {
         let Some(b) = before else {
             return Err(WriteError::Sql(sqlx::Error::RowNotFound));
         };
-        let before = json!({"full_name": b.full_name, "email": b.email, "first_name": b.first_name, "locale": b.locale,
-                   "fields": serde_json::from_str::<serde_json::Value>(&b.fields).unwrap_or_default()});
+        let before = person_json(&b);
         if before == after {
             return Ok(Applied::Unchanged);
         }
@@ -329,6 +326,76 @@ impl<'r> Work<'r> {
             event: None,
         });
         Ok(Applied::Updated)
+    }
+
+    /// [`Self::upsert_person`] of many rows, in a few statements: the people read (locked)
+    /// together, the new ones inserted together, the changed ones updated together (a
+    /// person named twice ends as the last row says; each change is in the history). One
+    /// result per input, in order.
+    pub async fn upsert_people(
+        &mut self,
+        tx: &mut Tx,
+        people: &[PersonInput],
+    ) -> Result<Vec<Result<Applied, WriteError>>, sqlx::Error> {
+        let ids: Vec<String> = people.iter().map(|p| p.id.clone()).collect();
+        let found = catalogue::people_locked(tx, &ids, Lock::Update).await?;
+        let mut new: Vec<&PersonInput> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for p in people {
+            if !found.contains_key(&p.id) && seen.insert(p.id.as_str()) {
+                new.push(p);
+            }
+        }
+        let created = catalogue::insert_people(tx, &new, self.now).await?;
+        let mut out = Vec::with_capacity(people.len());
+        // What each person is now, as this call leaves them.
+        let mut updated: HashMap<&str, &PersonInput> = HashMap::new();
+        let mut current: HashMap<&str, serde_json::Value> = found
+            .iter()
+            .map(|(id, b)| (id.as_str(), person_json(b)))
+            .collect();
+        for p in people {
+            let after = input_json(p);
+            if let Some(before) = current.get(p.id.as_str()) {
+                // Existing, or created by an earlier row of this call.
+                if *before == after {
+                    out.push(Ok(Applied::Unchanged));
+                    continue;
+                }
+                updated.insert(&p.id, p);
+                self.log.push(Change {
+                    entity: "person",
+                    course_id: None,
+                    person_id: Some(p.id.clone()),
+                    part_id: None,
+                    change: "updated",
+                    before: j(before.clone()),
+                    after: j(after.clone()),
+                    event: None,
+                });
+                current.insert(&p.id, after);
+                out.push(Ok(Applied::Updated));
+            } else if created.contains(&p.id) {
+                self.log.push(Change {
+                    entity: "person",
+                    course_id: None,
+                    person_id: Some(p.id.clone()),
+                    part_id: None,
+                    change: "created",
+                    before: None,
+                    after: j(after.clone()),
+                    event: None,
+                });
+                current.insert(&p.id, after);
+                out.push(Ok(Applied::Created));
+            } else {
+                // Created meanwhile by another transaction: compared with it, row by row.
+                out.push(self.upsert_person(tx, p).await);
+            }
+        }
+        let updated: Vec<&PersonInput> = updated.into_values().collect();
+        catalogue::update_people(tx, &updated, self.now).await?;
+        Ok(out)
     }
 
     pub async fn upsert_enrolment(
@@ -584,4 +651,17 @@ impl<'r> Work<'r> {
             .collect();
         self.issue_certificates(tx, course, &mine, &completed).await
     }
+}
+
+/// A person as the history records them (before and after a change).
+fn person_json(b: &catalogue::Person) -> serde_json::Value {
+    json!({"full_name": b.full_name, "email": b.email, "first_name": b.first_name, "locale": b.locale,
+           "fields": serde_json::from_str::<serde_json::Value>(&b.fields).unwrap_or_default()})
+}
+
+/// A person as given, in the shape of [`person_json`].
+fn input_json(p: &PersonInput) -> serde_json::Value {
+    let email = p.email.as_ref().map(|e| e.as_str().to_string());
+    json!({"full_name": p.full_name, "email": email, "first_name": p.first_name,
+           "locale": p.locale, "fields": p.fields})
 }

@@ -338,6 +338,23 @@ pub async fn apply_rows(
         let results = work.upsert_enrolments(tx, &inputs).await?;
         outcomes.extend(lines.into_iter().zip(results));
     }
+    let (people, rows): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .partition(|(_, r)| matches!(r, Row::Person(_)));
+    if !people.is_empty() {
+        let (lines, inputs): (Vec<u64>, Vec<_>) = people
+            .into_iter()
+            .filter_map(|(l, r)| {
+                if let Row::Person(p) = r {
+                    Some((l, p))
+                } else {
+                    None
+                }
+            })
+            .unzip();
+        let results = work.upsert_people(tx, &inputs).await?;
+        outcomes.extend(lines.into_iter().zip(results));
+    }
     let (marks, others): (Vec<_>, Vec<_>) = rows
         .into_iter()
         .partition(|(_, r)| matches!(r, Row::Mark(_)));
@@ -359,7 +376,7 @@ pub async fn apply_rows(
         let result = match &row {
             Row::Course(c) => work.upsert_course(tx, c).await,
             Row::Part(p) => work.upsert_part(tx, p).await,
-            Row::Person(p) => work.upsert_person(tx, p).await,
+            Row::Person(_) => continue,
             Row::Enrolment(_) => continue,
             Row::PartResult(r) => work.record_part_result(tx, r).await,
             Row::Result(r) => work.record_result(tx, r).await,

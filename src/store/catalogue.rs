@@ -213,18 +213,63 @@ pub async fn person(tx: &mut Tx, id: &str, lock: Lock) -> Result<Option<Person>,
 
 /// The people of `ids` that exist, by id (a few statements for any number).
 pub async fn people(tx: &mut Tx, ids: &[String]) -> Result<HashMap<String, Person>, sqlx::Error> {
+    people_locked(tx, ids, Lock::None).await
+}
+
+/// [`people`], their rows locked as `lock` says (in id order, so that two importers of
+/// overlapping files cannot deadlock).
+pub async fn people_locked(
+    tx: &mut Tx,
+    ids: &[String],
+    lock: Lock,
+) -> Result<HashMap<String, Person>, sqlx::Error> {
+    let mut sorted: Vec<&String> = ids.iter().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let sorted: Vec<String> = sorted.into_iter().cloned().collect();
+    let clause = lock.clause(tx);
     let mut out = HashMap::new();
-    for chunk in ids.chunks(500) {
+    for chunk in sorted.chunks(500) {
         let rows: Vec<Person> = on!(tx, c => {
             let mut q = QueryBuilder::new(
                 "SELECT id, full_name, email, first_name, locale, fields FROM people WHERE id IN ",
             );
             push_list(&mut q, chunk);
+            if !clause.is_empty() {
+                q.push(" ORDER BY id").push(clause);
+            }
             q.build_query_as().fetch_all(&mut **c).await?
         });
         out.extend(rows.into_iter().map(|p| (p.id.clone(), p)));
     }
     Ok(out)
+}
+
+/// Creates the people unless they exist (in bulk: a statement per 500); returns the ids
+/// this call created. One created at the same moment by another transaction is not.
+pub async fn insert_people(
+    tx: &mut Tx,
+    people: &[&PersonInput],
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let mut created = std::collections::HashSet::new();
+    for chunk in people.chunks(500) {
+        let ids: Vec<String> = on!(tx, t => {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO people (id, full_name, email, first_name, locale, fields, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, p| {
+                b.push_bind(p.id.clone()).push_bind(p.full_name.clone())
+                    .push_bind(p.email.as_ref().map(|e| e.as_str().to_string()))
+                    .push_bind(p.first_name.clone()).push_bind(p.locale.clone())
+                    .push_bind(fields_json(&p.fields)).push_bind(now);
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+            q.build_query_scalar().fetch_all(&mut **t).await?
+        });
+        created.extend(ids);
+    }
+    Ok(created)
 }
 
 /// Creates the person unless they exist; whether this call created them.
@@ -241,6 +286,54 @@ pub async fn insert_person(
     ).bind(&p.id).bind(&p.full_name).bind(&email).bind(&p.first_name).bind(&p.locale)
      .bind(&fields).bind(now).execute(&mut **t).await?.rows_affected());
     Ok(n == 1)
+}
+
+/// [`update_person`] of many people in one statement (each id once; locked by the caller).
+pub async fn update_people(
+    tx: &mut Tx,
+    people: &[&PersonInput],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for chunk in people.chunks(1000) {
+        let rows: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|p| {
+                serde_json::json!({"id": p.id, "full_name": p.full_name,
+                    "email": p.email.as_ref().map(|e| e.as_str().to_string()),
+                    "first_name": p.first_name, "locale": p.locale, "fields": fields_json(&p.fields)})
+            })
+            .collect();
+        let rows = serde_json::Value::Array(rows).to_string();
+        match tx {
+            Tx::Sqlite(c) => sqlx::query(
+                "UPDATE people SET full_name = j.full_name, email = j.email, first_name = j.first_name, \
+                 locale = j.locale, fields = j.fields, updated_at = $1 \
+                 FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.full_name') AS full_name, \
+                              json_extract(value, '$.email') AS email, json_extract(value, '$.first_name') AS first_name, \
+                              json_extract(value, '$.locale') AS locale, json_extract(value, '$.fields') AS fields \
+                       FROM json_each($2)) AS j \
+                 WHERE people.id = j.id",
+            )
+            .bind(now)
+            .bind(rows)
+            .execute(&mut **c)
+            .await
+            .map(|_| ())?,
+            Tx::Postgres(c) => sqlx::query(
+                "UPDATE people SET full_name = j.full_name, email = j.email, first_name = j.first_name, \
+                 locale = j.locale, fields = j.fields, updated_at = $1 \
+                 FROM jsonb_to_recordset($2::jsonb) AS j(id TEXT, full_name TEXT, email TEXT, first_name TEXT, \
+                      locale TEXT, fields TEXT) \
+                 WHERE people.id = j.id",
+            )
+            .bind(now)
+            .bind(rows)
+            .execute(&mut **c)
+            .await
+            .map(|_| ())?,
+        }
+    }
+    Ok(())
 }
 
 /// Overwrites an existing person (locked by the caller).
