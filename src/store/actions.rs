@@ -33,12 +33,72 @@ pub struct NewAction<'a> {
 }
 
 /// Creates instances; one that exists already (same rule, subject and cycle) stays as it is.
-pub async fn insert(
+///
+/// Set-wise: the instances that differ only in their person (an import enrols a course's
+/// participants at one moment, so their rules' instances share rule, subject, cycle and
+/// times) are one `INSERT ... SELECT` over the people as a JSON array, with the times bound
+/// once; the rest go as multi-row inserts.
+pub async fn insert<'a>(
     tx: &mut Tx,
-    new: &[NewAction<'_>],
+    new: &[NewAction<'a>],
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    for chunk in new.chunks(1000) {
+    type Key<'a> = (
+        &'a str,
+        SubjectKind,
+        &'a str,
+        i64,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let key_of = |a: &NewAction<'a>| -> Key<'a> {
+        (
+            a.rule, a.kind, a.subject, a.cycle, a.event_at, a.seen_at, a.due, a.expires,
+        )
+    };
+    let mut groups: std::collections::HashMap<Key<'_>, Vec<&str>> =
+        std::collections::HashMap::new();
+    // In the order of the input, so that instances are numbered as their events came.
+    let mut order: Vec<Key<'_>> = Vec::new();
+    for a in new {
+        groups
+            .entry(key_of(a))
+            .or_insert_with(|| {
+                order.push(key_of(a));
+                Vec::new()
+            })
+            .push(a.person);
+    }
+    // Groups too small for a statement of their own go together, row by row.
+    const GROUP: usize = 8;
+    let single: Vec<&NewAction<'_>> = new
+        .iter()
+        .filter(|a| groups.get(&key_of(a)).is_some_and(|p| p.len() < GROUP))
+        .collect();
+    for key in &order {
+        let Some(people) = groups.get(key).filter(|p| p.len() >= GROUP) else {
+            continue;
+        };
+        let (rule, kind, subject, cycle, event_at, seen_at, due, expires) = *key;
+        for chunk in people.chunks(10_000) {
+            let list = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
+            let from = match tx {
+                Tx::Sqlite(_) => "json_each($11) WHERE true",
+                Tx::Postgres(_) => "jsonb_array_elements_text($11::jsonb) AS value",
+            };
+            on!(tx, c => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO actions (rule_id, subject_kind, course_id, person_id, cycle, state, event_at, due_at, \
+                 expires_at, created_at, updated_at, rechecked_at) \
+                 SELECT $1, $2, $3, value, $4, $5, $6, $7, $8, $9, $9, $10 FROM {from} \
+                 ON CONFLICT (rule_id, course_id, person_id, cycle, instant) DO NOTHING"
+            ))).bind(rule).bind(kind.as_str()).bind(subject).bind(cycle).bind(ActionState::Waiting.as_str())
+                .bind(event_at).bind(due).bind(expires).bind(now).bind(seen_at).bind(list)
+                .execute(&mut **c).await.map(|_| ()))?;
+        }
+    }
+    for chunk in single.chunks(1000) {
         on!(tx, c => {
             let mut q = QueryBuilder::new(
                 "INSERT INTO actions (rule_id, subject_kind, course_id, person_id, cycle, state, event_at, due_at, expires_at, created_at, updated_at, rechecked_at) ",
