@@ -4,6 +4,11 @@
 //!
 //! `cargo bench --bench api` (REGISTRAR_BENCH_MARKS=N, default 20,000;
 //! REGISTRAR_BENCH_CONNECTIONS=C, default 16).
+//!
+//! With REGISTRAR_BENCH_FIRE=N (issue 18: 20,000), N failed results of another course are
+//! imported before `serve` starts: its first pass fires and delivers N result notices
+//! (file transport) while the marks arrive, over REGISTRAR_BENCH_CONNECTIONS (default 4
+//! then); the marks go on until the N messages are out, and their latency is reported.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -15,7 +20,8 @@ const PARTS: usize = 10;
 
 fn main() {
     let marks: usize = env("REGISTRAR_BENCH_MARKS", 20_000);
-    let connections: usize = env("REGISTRAR_BENCH_CONNECTIONS", 16);
+    let fire: usize = env("REGISTRAR_BENCH_FIRE", 0);
+    let connections: usize = env("REGISTRAR_BENCH_CONNECTIONS", if fire > 0 { 4 } else { 16 });
     let people = marks.div_ceil(PARTS);
     let dir = tempfile::tempdir().expect("dir");
     let d = dir.path();
@@ -38,6 +44,9 @@ fn main() {
     let mut courses = String::from(
         "id,name,type,status,start,end\nfa,First aid,first-aid,final,2030-01-07,2030-03-18\n",
     );
+    if fire > 0 {
+        courses.push_str("big,First aid,first-aid,final,2026-01-05,2026-01-09\n");
+    }
     let mut parts =
         String::from("course_id,id,name,start,end,attendance_required,passing_required\n");
     for p in 0..PARTS {
@@ -53,14 +62,23 @@ fn main() {
         ppl.push_str(&format!("u{i},Person {i},u{i}@example.org\n"));
         enr.push_str(&format!("fa,u{i}\n"));
     }
-    courses.push('\n');
+    let mut results = String::from("course_id,person_id,result\n");
+    for i in 0..fire {
+        ppl.push_str(&format!("b{i},Person {i},b{i}@example.org\n"));
+        enr.push_str(&format!("big,b{i}\n"));
+        results.push_str(&format!("big,b{i},failed\n"));
+    }
     let bin = env!("CARGO_BIN_EXE_registrar");
     for (kind, text) in [
         ("courses", courses.trim_end().to_string() + "\n"),
         ("parts", parts),
         ("people", ppl),
         ("enrolments", enr),
+        ("results", results),
     ] {
+        if kind == "results" && fire == 0 {
+            continue;
+        }
         let file = d.join(format!("{kind}.csv"));
         std::fs::write(&file, text).expect("csv");
         let out = Command::new(bin)
@@ -95,19 +113,48 @@ fn main() {
     }
     std::thread::sleep(Duration::from_millis(500));
 
+    // With a fire: marks until the outbox holds the N messages.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = (fire > 0).then(|| {
+        let (outbox, done) = (d.join("outbox"), done.clone());
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while std::fs::read_dir(&outbox).map_or(0, |r| r.count()) < fire {
+                assert!(
+                    t.elapsed() < Duration::from_secs(600),
+                    "the fire did not finish"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            t.elapsed()
+        })
+    });
     let start = Instant::now();
     let threads: Vec<_> = (0..connections)
         .map(|c| {
+            let done = done.clone();
             std::thread::spawn(move || {
                 let mut lat = Vec::new();
                 let mut errors = 0;
                 let mut conn = Conn::open(port);
                 let mut i = c;
-                while i < marks {
+                loop {
+                    if fire == 0 && i >= marks
+                        || fire > 0 && done.load(std::sync::atomic::Ordering::SeqCst)
+                    {
+                        break;
+                    }
+                    // Round after round: attended, then not attended, ... (each a change).
+                    let status = if (i / marks).is_multiple_of(2) {
+                        "attended"
+                    } else {
+                        "not_attended"
+                    };
                     let body = format!(
-                        "{{\"part_id\":\"p{}\",\"person_id\":\"u{}\",\"status\":\"attended\"}}",
+                        "{{\"part_id\":\"p{}\",\"person_id\":\"u{}\",\"status\":\"{status}\"}}",
                         i % PARTS,
-                        i / PARTS
+                        (i % marks) / PARTS
                     );
                     let t = Instant::now();
                     let status = conn.post("/api/v1/courses/fa/attendance", &body);
@@ -129,11 +176,19 @@ fn main() {
         errors += e;
     }
     let secs = start.elapsed().as_secs_f64();
+    let fired_in = watcher.map(|w| w.join().expect("watcher"));
+    let marks = latencies.len();
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
         "api benchmark: {marks} single attendance marks over {connections} keep-alive connections, SQLite, example rules"
     );
+    if let Some(t) = fired_in {
+        println!(
+            "  while serve's first pass fired and delivered {fire} result notices (file transport) in {:.2} s",
+            t.as_secs_f64()
+        );
+    }
     println!(
         "  {:.0} marks/s sustained ({secs:.2} s); latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {errors} non-2xx",
         marks as f64 / secs,

@@ -115,13 +115,16 @@ pub async fn claim(
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let lock = match tx {
-        Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-        Tx::Sqlite(_) => "",
+    // SQLite's planner, without statistics, takes the index on (state, id) and sorts every
+    // queued row at each claim (quadratic in the queue: 1.2 ms a claim at 20,000 queued);
+    // the partial index on the ready rows gives them in order.
+    let (lock, index) = match tx {
+        Tx::Postgres(_) => (" FOR UPDATE SKIP LOCKED", ""),
+        Tx::Sqlite(_) => ("", " INDEXED BY deliveries_ready"),
     };
     on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE deliveries SET state = 'sending', claimed_by = $1, claimed_at = $2, attempts = attempts + 1, updated_at = $3 \
-         WHERE id IN (SELECT id FROM deliveries WHERE state IN ('queued', 'retrying') AND next_attempt_at <= $3 \
+         WHERE id IN (SELECT id FROM deliveries{index} WHERE state IN ('queued', 'retrying') AND next_attempt_at <= $3 \
          ORDER BY next_attempt_at, id LIMIT $4{lock}) \
          RETURNING id, rule_id, course_id, person_id, cycle, instant, recipients, message, attempts"
     ))).bind(me).bind(Utc::now()).bind(now).bind(limit).fetch_all(&mut **c).await)
