@@ -56,6 +56,13 @@ fn main() {
             p + 7
         ));
     }
+    if fire > 0 {
+        // A part nobody attended: the failed participants are not complete (no certificate
+        // PDFs), each gets the one result notice.
+        parts.push_str(
+            "big,q0,Part,2026-01-05T09:00:00+01:00,2026-01-05T12:00:00+01:00,true,false\n",
+        );
+    }
     let mut ppl = String::from("id,full_name,email\n");
     let mut enr = String::from("course_id,person_id\n");
     for i in 0..people {
