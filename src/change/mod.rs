@@ -293,16 +293,7 @@ impl<'r> Work<'r> {
         let mut before = catalogue::person(tx, &p.id, Lock::Update).await?;
         if before.is_none() {
             if catalogue::insert_person(tx, p, self.now).await? {
-                self.log.push(Change {
-                    entity: "person",
-                    course_id: None,
-                    person_id: Some(p.id.clone()),
-                    part_id: None,
-                    change: "created",
-                    before: None,
-                    after: j(after),
-                    event: None,
-                });
+                self.log.push(person_change(&p.id, "created", None, after));
                 return Ok(Applied::Created);
             }
             before = catalogue::person(tx, &p.id, Lock::Update).await?;
@@ -315,16 +306,8 @@ impl<'r> Work<'r> {
             return Ok(Applied::Unchanged);
         }
         catalogue::update_person(tx, p, self.now).await?;
-        self.log.push(Change {
-            entity: "person",
-            course_id: None,
-            person_id: Some(p.id.clone()),
-            part_id: None,
-            change: "updated",
-            before: j(before),
-            after: j(after),
-            event: None,
-        });
+        self.log
+            .push(person_change(&p.id, "updated", Some(before), after));
         Ok(Applied::Updated)
     }
 
@@ -363,29 +346,17 @@ impl<'r> Work<'r> {
                     continue;
                 }
                 updated.insert(&p.id, p);
-                self.log.push(Change {
-                    entity: "person",
-                    course_id: None,
-                    person_id: Some(p.id.clone()),
-                    part_id: None,
-                    change: "updated",
-                    before: j(before.clone()),
-                    after: j(after.clone()),
-                    event: None,
-                });
+                self.log.push(person_change(
+                    &p.id,
+                    "updated",
+                    Some(before.clone()),
+                    after.clone(),
+                ));
                 current.insert(&p.id, after);
                 out.push(Ok(Applied::Updated));
             } else if created.contains(&p.id) {
-                self.log.push(Change {
-                    entity: "person",
-                    course_id: None,
-                    person_id: Some(p.id.clone()),
-                    part_id: None,
-                    change: "created",
-                    before: None,
-                    after: j(after.clone()),
-                    event: None,
-                });
+                self.log
+                    .push(person_change(&p.id, "created", None, after.clone()));
                 current.insert(&p.id, after);
                 out.push(Ok(Applied::Created));
             } else {
@@ -664,4 +635,23 @@ fn input_json(p: &PersonInput) -> serde_json::Value {
     let email = p.email.as_ref().map(|e| e.as_str().to_string());
     json!({"full_name": p.full_name, "email": email, "first_name": p.first_name,
            "locale": p.locale, "fields": p.fields})
+}
+
+/// The history row of a change of a person.
+fn person_change(
+    id: &str,
+    change: &'static str,
+    before: Option<serde_json::Value>,
+    after: serde_json::Value,
+) -> Change {
+    Change {
+        entity: "person",
+        course_id: None,
+        person_id: Some(id.to_string()),
+        part_id: None,
+        change,
+        before: before.and_then(j),
+        after: j(after),
+        event: None,
+    }
 }

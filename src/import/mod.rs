@@ -310,67 +310,60 @@ async fn apply_chunk(
     Ok(())
 }
 
+/// The rows of one kind (applied in bulk), with their lines, and the others.
+#[allow(clippy::type_complexity)]
+fn take<T>(
+    rows: Vec<(u64, Row)>,
+    kind: impl Fn(Row) -> Result<T, Row>,
+) -> ((Vec<u64>, Vec<T>), Vec<(u64, Row)>) {
+    let (mut lines, mut taken, mut others) = (Vec::new(), Vec::new(), Vec::new());
+    for (line, row) in rows {
+        match kind(row) {
+            Ok(t) => {
+                lines.push(line);
+                taken.push(t);
+            }
+            Err(row) => others.push((line, row)),
+        }
+    }
+    ((lines, taken), others)
+}
+
 /// The outcome of each row, by its position (line or index) in the input.
 pub type Outcomes = Vec<(u64, Result<crate::change::Applied, WriteError>)>;
 
-/// Applies parsed rows (any kinds): marks and enrolments in bulk, the others one by one.
-/// Used by `import` and by the HTTP API, so both apply the same rules the same way.
+/// Applies parsed rows (any kinds): marks, enrolments and people in bulk, the others one
+/// by one. Used by `import` and by the HTTP API, so both apply the same rules the same way.
+#[allow(clippy::result_large_err)] // `take`'s closures hand the row back as it came
 pub async fn apply_rows(
     work: &mut Work<'_>,
     tx: &mut Tx,
     rows: Vec<(u64, Row)>,
 ) -> Result<Outcomes, sqlx::Error> {
     let mut outcomes: Outcomes = Vec::with_capacity(rows.len());
-    let (enrolments, rows): (Vec<_>, Vec<_>) = rows
-        .into_iter()
-        .partition(|(_, r)| matches!(r, Row::Enrolment(_)));
-    if !enrolments.is_empty() {
-        let (lines, inputs): (Vec<u64>, Vec<_>) = enrolments
-            .into_iter()
-            .filter_map(|(l, r)| {
-                if let Row::Enrolment(e) = r {
-                    Some((l, e))
-                } else {
-                    None
-                }
-            })
-            .unzip();
-        let results = work.upsert_enrolments(tx, &inputs).await?;
-        outcomes.extend(lines.into_iter().zip(results));
+    let (enrolments, rows) = take(rows, |r| match r {
+        Row::Enrolment(e) => Ok(e),
+        other => Err(other),
+    });
+    if !enrolments.1.is_empty() {
+        let results = work.upsert_enrolments(tx, &enrolments.1).await?;
+        outcomes.extend(enrolments.0.into_iter().zip(results));
     }
-    let (people, rows): (Vec<_>, Vec<_>) = rows
-        .into_iter()
-        .partition(|(_, r)| matches!(r, Row::Person(_)));
-    if !people.is_empty() {
-        let (lines, inputs): (Vec<u64>, Vec<_>) = people
-            .into_iter()
-            .filter_map(|(l, r)| {
-                if let Row::Person(p) = r {
-                    Some((l, p))
-                } else {
-                    None
-                }
-            })
-            .unzip();
-        let results = work.upsert_people(tx, &inputs).await?;
-        outcomes.extend(lines.into_iter().zip(results));
+    let (people, rows) = take(rows, |r| match r {
+        Row::Person(p) => Ok(p),
+        other => Err(other),
+    });
+    if !people.1.is_empty() {
+        let results = work.upsert_people(tx, &people.1).await?;
+        outcomes.extend(people.0.into_iter().zip(results));
     }
-    let (marks, others): (Vec<_>, Vec<_>) = rows
-        .into_iter()
-        .partition(|(_, r)| matches!(r, Row::Mark(_)));
-    if !marks.is_empty() {
-        let (lines, inputs): (Vec<u64>, Vec<_>) = marks
-            .into_iter()
-            .filter_map(|(l, r)| {
-                if let Row::Mark(m) = r {
-                    Some((l, m))
-                } else {
-                    None
-                }
-            })
-            .unzip();
-        let results = work.mark_attendance(tx, &inputs).await?;
-        outcomes.extend(lines.into_iter().zip(results));
+    let (marks, others) = take(rows, |r| match r {
+        Row::Mark(m) => Ok(m),
+        other => Err(other),
+    });
+    if !marks.1.is_empty() {
+        let results = work.mark_attendance(tx, &marks.1).await?;
+        outcomes.extend(marks.0.into_iter().zip(results));
     }
     for (line, row) in others {
         let result = match &row {

@@ -248,29 +248,7 @@ pub async fn participants_of_course(
     course: &str,
     only: Option<&[String]>,
 ) -> Result<Vec<(Enrolment, String, Option<String>)>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        e: EnrolmentRow,
-        full_name: String,
-        email: Option<String>,
-    }
-    let rows: Vec<Row> = on!(tx, c => {
-        let mut q = sqlx::QueryBuilder::new(
-            "SELECT e.course_id, e.person_id, e.result, e.score, e.comment, e.walk_in, e.cycle, e.completed_at, e.completed_via, \
-             p.full_name, p.email FROM enrolments e JOIN people p ON p.id = e.person_id WHERE e.course_id = ",
-        );
-        q.push_bind(course);
-        if let Some(only) = only {
-            q.push(" AND e.person_id IN ");
-            push_list(&mut q, only);
-        }
-        q.push(" ORDER BY p.full_name, p.id");
-        q.build_query_as().fetch_all(&mut **c).await?
-    });
-    rows.into_iter()
-        .map(|r| Ok((Enrolment::try_from(r.e)?, r.full_name, r.email)))
-        .collect()
+    participants_in(tx, std::slice::from_ref(&course.to_string()), only).await
 }
 
 /// [`participants_of_course`] for many courses at once: the enrolments of `people` in
@@ -279,6 +257,14 @@ pub async fn participants_of_courses(
     tx: &mut Tx,
     courses: &[String],
     people: &[String],
+) -> Result<Vec<(Enrolment, String, Option<String>)>, sqlx::Error> {
+    participants_in(tx, courses, Some(people)).await
+}
+
+async fn participants_in(
+    tx: &mut Tx,
+    courses: &[String],
+    only: Option<&[String]>,
 ) -> Result<Vec<(Enrolment, String, Option<String>)>, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -293,8 +279,10 @@ pub async fn participants_of_courses(
              p.full_name, p.email FROM enrolments e JOIN people p ON p.id = e.person_id WHERE e.course_id IN ",
         );
         push_list(&mut q, courses);
-        q.push(" AND e.person_id IN ");
-        push_list(&mut q, people);
+        if let Some(only) = only {
+            q.push(" AND e.person_id IN ");
+            push_list(&mut q, only);
+        }
         q.push(" ORDER BY p.full_name, p.id");
         q.build_query_as().fetch_all(&mut **c).await?
     });
