@@ -16,6 +16,7 @@ pub mod http;
 pub mod import;
 pub mod lang;
 pub mod mail;
+pub mod office;
 pub mod pdf;
 pub mod render;
 pub mod rules;

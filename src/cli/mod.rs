@@ -16,6 +16,7 @@ mod check;
 mod deliveries;
 mod export;
 mod import;
+mod office_user;
 mod participant;
 mod plan;
 mod preview;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Write a new Ed25519 signing key for Open Badges credentials (mode 0600; never over
     /// an existing file), or print the public key of one (--public).
     Keygen(KeygenArgs),
+    /// Accounts of the office's pages (/office/ of `serve`): add, passwd, remove, list.
+    #[command(subcommand)]
+    OfficeUser(office_user::OfficeUser),
 }
 
 #[derive(clap::Args, Debug)]
@@ -269,6 +273,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliveries(args) => deliveries::list(&app, args).await,
         Command::Retry(ids) => deliveries::retry(&app, ids).await,
         Command::Certification(args) => certification::run(&app, args).await,
+        Command::OfficeUser(cmd) => office_user::run(&app, cmd).await,
         Command::Check | Command::Keygen(_) => Ok(ExitCode::SUCCESS),
     }
 }

@@ -546,9 +546,28 @@ pub async fn plan_each(
     emit: impl FnMut(PlanItem),
 ) -> Result<u64, sqlx::Error> {
     let mut tx = store.begin_read().await?;
-    let count = plan_in(&mut tx, rules, tz, now, rule_filter, emit).await;
+    let count = plan_in(&mut tx, rules, tz, now, rule_filter, None, emit).await;
     tx.rollback().await?;
     count
+}
+
+/// [`plan`] of some courses (or certifications) only, and of some people in them when
+/// `people` is given: what the office's course and person pages show, decided by the same
+/// code as `plan` and the firing pass.
+pub async fn plan_of(
+    tx: &mut Tx,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    subjects: &[String],
+    people: Option<&[String]>,
+) -> Result<Vec<PlanItem>, sqlx::Error> {
+    let mut out = Vec::new();
+    plan_in(tx, rules, tz, now, None, Some((subjects, people)), |item| {
+        out.push(item)
+    })
+    .await?;
+    Ok(out)
 }
 
 /// [`plan_each`] in the caller's (read) transaction.
@@ -558,13 +577,17 @@ async fn plan_in(
     tz: Tz,
     now: DateTime<Utc>,
     rule_filter: Option<&str>,
+    scope: Option<(&[String], Option<&[String]>)>,
     mut emit: impl FnMut(PlanItem),
 ) -> Result<u64, sqlx::Error> {
-    let subjects = actions::subjects_with_actions(tx, rule_filter).await?;
+    let (subjects, people) = match scope {
+        Some((subjects, people)) => (subjects.to_vec(), people),
+        None => (actions::subjects_with_actions(tx, rule_filter).await?, None),
+    };
     let mut shown: HashMap<DateTime<Utc>, String> = HashMap::new();
     let mut count = 0;
     for batch in subjects.chunks(PLAN_BATCH) {
-        let rows = actions::plan_rows(tx, batch, rule_filter).await?;
+        let rows = actions::plan_rows(tx, batch, rule_filter, people).await?;
         let evaluated = |a: &actions::PlanRow| {
             a.delivery.is_none() && matches!(a.state, ActionState::Waiting | ActionState::Approved)
         };
@@ -997,7 +1020,10 @@ pub async fn summary(
     let mut sum = Summary::default();
     // One snapshot: an instance is counted once, as due or as sent.
     let mut tx = store.begin_read().await?;
-    plan_in(&mut tx, rules, tz, now, rule_filter, |item| sum.add(&item)).await?;
+    plan_in(&mut tx, rules, tz, now, rule_filter, None, |item| {
+        sum.add(&item)
+    })
+    .await?;
     let sent = crate::store::outbox::sent_counts(&mut tx, rule_filter).await?;
     tx.rollback().await?;
     for (rule, course, n) in sent {

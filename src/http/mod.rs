@@ -183,6 +183,7 @@ pub fn router(state: ApiState) -> Router {
         ));
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::office::router(state.clone()))
         .route("/verify/{code}", get(query::verify))
         .route("/verify/{code}/credential", get(query::credential))
         .route("/.well-known/did.json", get(query::did_document))
@@ -223,7 +224,7 @@ async fn authorize(State(state): State<ApiState>, request: Request, next: Next) 
 }
 
 /// Equal in time that depends only on the lengths, not on where the bytes differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

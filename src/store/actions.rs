@@ -321,6 +321,27 @@ pub async fn awaiting_approval(tx: &mut Tx) -> Result<Vec<Awaiting>, sqlx::Error
     ).fetch_all(&mut **c).await)
 }
 
+/// How many instances are waiting and how many await approval (the office's overview).
+pub async fn open_counts(tx: &mut Tx) -> Result<(i64, i64), sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN state = 'waiting' THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN state = 'awaiting_approval' THEN 1 ELSE 0 END), 0) FROM actions \
+         WHERE state IN ('waiting', 'awaiting_approval')",
+    ).fetch_one(&mut **c).await)
+}
+
+/// The next instances the timer will evaluate after `now`, soonest first.
+pub async fn next_due_list(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(i64, String, String, String, DateTime<Utc>)>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT id, rule_id, course_id, person_id, due_at FROM actions \
+         WHERE state = 'waiting' AND recheck = 1 AND due_at > $1 ORDER BY due_at, id LIMIT $2",
+    ).bind(now).bind(limit).fetch_all(&mut **c).await)
+}
+
 /// Whether the firing pass has anything to do (a cheap read before the write lock).
 pub async fn any_to_fire(store: &Store, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
     store
@@ -559,12 +580,13 @@ pub struct PlanRow {
     pub delivery_error: Option<String>,
 }
 
-/// The instances of `subjects` (of `rule`, if given) not yet sent, ordered by subject, due
-/// time, person and rule.
+/// The instances of `subjects` (of `rule`, and of `people`, if given) not yet sent,
+/// ordered by subject, due time, person and rule.
 pub async fn plan_rows(
     tx: &mut Tx,
     subjects: &[String],
     rule: Option<&str>,
+    people: Option<&[String]>,
 ) -> Result<Vec<PlanRow>, sqlx::Error> {
     const FROM: &str = " FROM actions a LEFT JOIN deliveries d ON d.action_id = a.id \
         WHERE (d.state IS NULL OR d.state <> 'sent') AND a.course_id IN ";
@@ -586,7 +608,12 @@ pub async fn plan_rows(
                 .push_bind(rule)
                 .push(" IS NULL OR a.rule_id = ")
                 .push_bind(rule)
-                .push(") GROUP BY a.course_id");
+                .push(")");
+            if let Some(people) = people {
+                q.push(" AND a.person_id IN ");
+                push_list(&mut q, people);
+            }
+            q.push(" GROUP BY a.course_id");
             let groups: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
             for r in packed::rows::<12>(&groups, "action") {
                 let [
@@ -650,6 +677,10 @@ pub async fn plan_rows(
                 .push("::text IS NULL OR a.rule_id = ")
                 .push_bind(rule)
                 .push(")");
+            if let Some(people) = people {
+                q.push(" AND a.person_id IN ");
+                push_list(&mut q, people);
+            }
             let rows: Vec<Row> = q.build_query_as().fetch_all(&mut **c).await?;
             for r in rows {
                 out.push(PlanRow {

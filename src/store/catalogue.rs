@@ -399,3 +399,43 @@ pub async fn spans(tx: &mut Tx) -> Result<Vec<Span>, sqlx::Error> {
         "SELECT id, type_id, status, start_at, end_at FROM courses WHERE status <> 'cancelled' ORDER BY id",
     ).fetch_all(&mut **c).await)
 }
+
+/// One course in the office's list.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CourseLine {
+    pub id: String,
+    pub name: String,
+    pub type_id: String,
+    pub status: String,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+}
+
+/// A page of courses, latest start first: up to `limit` after offset `skip`, those whose
+/// id or name contains `search` when given.
+pub async fn course_page(
+    tx: &mut Tx,
+    search: Option<&str>,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<CourseLine>, sqlx::Error> {
+    let pattern = search.map(|s| format!("%{}%", s.replace(['%', '_'], "")));
+    on!(tx, c => sqlx::query_as(
+        "SELECT id, name, type_id, status, start_at, end_at FROM courses \
+         WHERE ($1 IS NULL OR id LIKE $1 OR name LIKE $1) ORDER BY start_at DESC, id LIMIT $2 OFFSET $3",
+    ).bind(pattern).bind(limit).bind(skip).fetch_all(&mut **c).await)
+}
+
+/// A page of people whose id, name or address contains `search`, by name.
+pub async fn person_page(
+    tx: &mut Tx,
+    search: Option<&str>,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<Person>, sqlx::Error> {
+    let pattern = search.map(|s| format!("%{}%", s.replace(['%', '_'], "")));
+    on!(tx, c => sqlx::query_as(
+        "SELECT id, full_name, email, first_name, locale, fields FROM people \
+         WHERE ($1 IS NULL OR id LIKE $1 OR full_name LIKE $1 OR email LIKE $1) ORDER BY full_name, id LIMIT $2 OFFSET $3",
+    ).bind(pattern).bind(limit).bind(skip).fetch_all(&mut **c).await)
+}

@@ -258,3 +258,23 @@ pub async fn valid_until_between(
          WHERE revoked_at IS NULL AND valid_until >= $1 AND valid_until <= $2 ORDER BY course_id, person_id",
     ).bind(from).bind(to).fetch_all(&mut **c).await)
 }
+
+/// A certificate of a person, in force or revoked.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OfPerson {
+    pub course_id: String,
+    pub cycle: i64,
+    pub number: String,
+    pub verification_code: String,
+    pub issued_at: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Every certificate of a person, newest first.
+pub async fn of_person(tx: &mut Tx, person: &str) -> Result<Vec<OfPerson>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT course_id, cycle, number, verification_code, issued_at, valid_until, revoked_at FROM certificates \
+         WHERE person_id = $1 ORDER BY issued_at DESC, id DESC",
+    ).bind(person).fetch_all(&mut **c).await)
+}

@@ -186,3 +186,11 @@ pub async fn valid_until_between(
          WHERE valid_until >= $1 AND valid_until <= $2 ORDER BY certification_id, person_id",
     ).bind(from).bind(to).fetch_all(&mut **c).await)
 }
+
+/// The certifications a person is a learner of.
+pub async fn of_person(tx: &mut Tx, person: &str) -> Result<Vec<LearnerRow>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT certification_id, person_id, status, cycle, valid_until FROM certification_learners \
+         WHERE person_id = $1 ORDER BY certification_id",
+    ).bind(person).fetch_all(&mut **c).await)
+}

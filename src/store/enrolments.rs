@@ -524,3 +524,37 @@ async fn progress_in(
     }
     Ok(out)
 }
+
+/// A page of a course's participants, by person id: up to `limit` after `after`.
+pub async fn people_page(
+    tx: &mut Tx,
+    course: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    on!(tx, c => sqlx::query_scalar(
+        "SELECT person_id FROM enrolments WHERE course_id = $1 AND ($2 IS NULL OR person_id > $2) \
+         ORDER BY person_id LIMIT $3",
+    ).bind(course).bind(after).bind(limit).fetch_all(&mut **c).await)
+}
+
+/// Participants per course, of `courses`.
+pub async fn counts(tx: &mut Tx, courses: &[String]) -> Result<HashMap<String, i64>, sqlx::Error> {
+    if courses.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, i64)> = on!(tx, c => {
+        let mut q = sqlx::QueryBuilder::new("SELECT course_id, COUNT(*) FROM enrolments WHERE course_id IN ");
+        super::push_list(&mut q, courses);
+        q.push(" GROUP BY course_id");
+        q.build_query_as().fetch_all(&mut **c).await
+    })?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The courses a person is enrolled in.
+pub async fn courses_of_person(tx: &mut Tx, person: &str) -> Result<Vec<String>, sqlx::Error> {
+    on!(tx, c => sqlx::query_scalar(
+        "SELECT course_id FROM enrolments WHERE person_id = $1 ORDER BY course_id",
+    ).bind(person).fetch_all(&mut **c).await)
+}

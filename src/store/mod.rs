@@ -27,6 +27,7 @@ pub mod certificates;
 pub mod certifications;
 pub mod enrolments;
 pub mod history;
+pub mod office;
 pub mod outbox;
 pub mod schedules;
 

@@ -80,6 +80,31 @@ pub async fn insert_many(
             q.build().execute(&mut **c).await?;
         });
     }
+    // A message that could not be made is an attempt that failed, with its reason, for
+    // the office's pages (rare: an address missing, a template error).
+    let unmade: Vec<i64> = rows
+        .iter()
+        .filter(|d| d.message.is_err())
+        .map(|d| d.action)
+        .collect();
+    for chunk in unmade.chunks(500) {
+        on!(tx, c => {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, answer) \
+                 SELECT d.id, (SELECT COUNT(*) FROM delivery_attempts a WHERE a.delivery_id = d.id) + 1, ",
+            );
+            q.push_bind(now)
+                .push(", 'failed', d.last_error FROM deliveries d WHERE d.state = 'failed' AND d.message IS NULL AND d.updated_at = ")
+                .push_bind(now)
+                .push(" AND d.action_id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(") ON CONFLICT DO NOTHING");
+            q.build().execute(&mut **c).await?;
+        });
+    }
     Ok(())
 }
 
@@ -139,6 +164,20 @@ pub async fn mark_sent(
 ) -> Result<(), sqlx::Error> {
     for chunk in ids.chunks(500) {
         on!(tx, c => {
+            // The attempt, for the office's pages (before the row leaves `sending`).
+            let mut q = QueryBuilder::new(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, answer) SELECT id, attempts, ",
+            );
+            q.push_bind(now)
+                .push(", 'sent', NULL FROM deliveries WHERE state = 'sending' AND claimed_by = ")
+                .push_bind(me)
+                .push(" AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(") ON CONFLICT DO NOTHING");
+            q.build().execute(&mut **c).await?;
             let mut q = QueryBuilder::new("UPDATE deliveries SET state = 'sent', sent_at = ");
             q.push_bind(now).push(", updated_at = ").push_bind(now)
                 .push(", last_error = NULL, next_attempt_at = NULL WHERE state = 'sending' AND claimed_by = ")
@@ -193,6 +232,11 @@ pub async fn mark_unsent(
     error: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
+    on!(tx, c => sqlx::query(
+        "INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, answer) \
+         SELECT id, attempts, $1, $2, $3 FROM deliveries WHERE id = $4 AND state = 'sending' AND claimed_by = $5 \
+         ON CONFLICT DO NOTHING",
+    ).bind(now).bind(state.as_str()).bind(error).bind(id).bind(me).execute(&mut **c).await.map(|_| ()))?;
     on!(tx, c => sqlx::query(
         "UPDATE deliveries SET state = $1, next_attempt_at = $2, last_error = $3, updated_at = $4 \
          WHERE id = $5 AND state = 'sending' AND claimed_by = $6",
@@ -440,4 +484,119 @@ pub async fn sent_counts(
         "SELECT rule_id, course_id, COUNT(*) FROM deliveries WHERE state = 'sent' AND ($1 IS NULL OR rule_id = $1) \
          GROUP BY rule_id, course_id",
     ).bind(rule).fetch_all(&mut **c).await)
+}
+
+/// What the office's deliveries page filters by (every field optional).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub state: Option<DeliveryState>,
+    pub rule: Option<String>,
+    pub course: Option<String>,
+    pub person: Option<String>,
+    /// Made (fired) at or after / before.
+    pub from: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+const ROW: &str = "SELECT id, action_id AS action, state, rule_id AS rule, course_id AS course, person_id AS person, cycle, \
+     recipients, subject, message_id, attempts, next_attempt_at, last_error, created_at, sent_at FROM deliveries";
+
+/// A page of the outbox, newest first: up to `limit` rows with an id below `before`.
+pub async fn page(
+    tx: &mut Tx,
+    f: &Filter,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    on!(tx, c => {
+        let mut q = QueryBuilder::new(ROW);
+        q.push(" WHERE 1 = 1");
+        if let Some(s) = f.state {
+            q.push(" AND state = ").push_bind(s.as_str());
+        }
+        if let Some(r) = &f.rule {
+            q.push(" AND rule_id = ").push_bind(r.clone());
+        }
+        if let Some(v) = &f.course {
+            q.push(" AND course_id = ").push_bind(v.clone());
+        }
+        if let Some(v) = &f.person {
+            q.push(" AND person_id = ").push_bind(v.clone());
+        }
+        if let Some(t) = f.from {
+            q.push(" AND created_at >= ").push_bind(t);
+        }
+        if let Some(t) = f.until {
+            q.push(" AND created_at < ").push_bind(t);
+        }
+        if let Some(b) = before {
+            q.push(" AND id < ").push_bind(b);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        q.build_query_as().fetch_all(&mut **c).await
+    })
+}
+
+/// One delivery with its message as it was sent (or is to be sent).
+pub async fn one(
+    tx: &mut Tx,
+    id: i64,
+) -> Result<Option<(DeliveryRow, Option<Vec<u8>>)>, sqlx::Error> {
+    let row: Option<DeliveryRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("{ROW} WHERE id = $1")))
+        .bind(id).fetch_optional(&mut **c).await)?;
+    let Some(row) = row else { return Ok(None) };
+    let message: Option<Vec<u8>> = on!(tx, c => sqlx::query_scalar("SELECT message FROM deliveries WHERE id = $1")
+        .bind(id).fetch_one(&mut **c).await)?;
+    Ok(Some((row, message)))
+}
+
+/// One attempt to hand a message to the server.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Attempt {
+    pub attempt: i64,
+    pub at: DateTime<Utc>,
+    pub outcome: String,
+    pub answer: Option<String>,
+}
+
+pub async fn attempts(tx: &mut Tx, id: i64) -> Result<Vec<Attempt>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT attempt, at, outcome, answer FROM delivery_attempts WHERE delivery_id = $1 ORDER BY at, attempt",
+    ).bind(id).fetch_all(&mut **c).await)
+}
+
+/// Messages sent at or after `since`.
+pub async fn sent_since(tx: &mut Tx, since: DateTime<Utc>) -> Result<i64, sqlx::Error> {
+    on!(tx, c => sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE state = 'sent' AND sent_at >= $1")
+        .bind(since).fetch_one(&mut **c).await)
+}
+
+/// Deliveries in a state (meant for the few: failed, retrying, queued, sending), and how
+/// many of them changed at or after `since`.
+pub async fn in_state(
+    tx: &mut Tx,
+    state: DeliveryState,
+    since: DateTime<Utc>,
+) -> Result<(i64, i64), sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN updated_at >= $2 THEN 1 ELSE 0 END), 0) FROM deliveries WHERE state = $1",
+    ).bind(state.as_str()).bind(since).fetch_one(&mut **c).await)
+}
+
+/// The deliveries of some people in one course (or certification), newest first.
+pub async fn of_people_in(
+    tx: &mut Tx,
+    course: &str,
+    people: &[String],
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    if people.is_empty() {
+        return Ok(Vec::new());
+    }
+    on!(tx, c => {
+        let mut q = QueryBuilder::new(ROW);
+        q.push(" WHERE course_id = ").push_bind(course).push(" AND person_id IN ");
+        push_list(&mut q, people);
+        q.push(" ORDER BY id DESC");
+        q.build_query_as().fetch_all(&mut **c).await
+    })
 }
