@@ -36,3 +36,6 @@ CREATE INDEX deliveries_person ON deliveries(person_id, id);
 -- The person page: a person's history, certificates and deliveries without a scan.
 CREATE INDEX history_person ON history(person_id);
 CREATE INDEX certificates_person ON certificates(person_id);
+-- Messages awaiting approval are few among millions of instances: the approvals page, its
+-- count on the overview and the office digest find them by this index.
+CREATE INDEX actions_awaiting ON actions(id) WHERE state = 'awaiting_approval';

@@ -78,7 +78,7 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
         let failed = outbox::in_state(&mut tx, DeliveryState::Failed, week_start).await?;
         let retrying = outbox::in_state(&mut tx, DeliveryState::Retrying, week_start).await?;
         let queued = outbox::in_state(&mut tx, DeliveryState::Queued, week_start).await?;
-        let (waiting, awaiting) = actions::open_counts(&mut tx).await?;
+        let (scheduled, awaiting) = actions::open_counts(&mut tx, now).await?;
         let next = actions::next_due_list(&mut tx, now, 10).await?;
         let recent = outbox::page(
             &mut tx,
@@ -92,10 +92,10 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
         .await?;
         tx.rollback().await?;
         Ok::<_, sqlx::Error>((
-            sent_today, sent_week, failed, retrying, queued, waiting, awaiting, next, recent,
+            sent_today, sent_week, failed, retrying, queued, scheduled, awaiting, next, recent,
         ))
     };
-    let (sent_today, sent_week, failed, retrying, queued, waiting, awaiting, next, recent) =
+    let (sent_today, sent_week, failed, retrying, queued, scheduled, awaiting, next, recent) =
         match read.await {
             Ok(r) => r,
             Err(e) => return db_error(&e),
@@ -157,10 +157,10 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
         "info",
     ));
     b.push_str(&card(
-        "/office/courses",
-        waiting,
-        "waiting (conditions or time)",
-        "wachtend (voorwaarden of tijd)",
+        "#next",
+        scheduled,
+        "scheduled for later",
+        "gepland voor later",
         "muted",
     ));
     b.push_str("</div>");
@@ -229,7 +229,7 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
 
     let _ = write!(
         b,
-        "<h2>{}</h2>",
+        "<h2 id=\"next\">{}</h2>",
         ui.t("Next due emails", "Eerstvolgende e-mails")
     );
     if next.is_empty() {

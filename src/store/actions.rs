@@ -321,13 +321,17 @@ pub async fn awaiting_approval(tx: &mut Tx) -> Result<Vec<Awaiting>, sqlx::Error
     ).fetch_all(&mut **c).await)
 }
 
-/// How many instances are waiting and how many await approval (the office's overview).
-pub async fn open_counts(tx: &mut Tx) -> Result<(i64, i64), sqlx::Error> {
-    on!(tx, c => sqlx::query_as(
-        "SELECT COALESCE(SUM(CASE WHEN state = 'waiting' THEN 1 ELSE 0 END), 0), \
-         COALESCE(SUM(CASE WHEN state = 'awaiting_approval' THEN 1 ELSE 0 END), 0) FROM actions \
-         WHERE state IN ('waiting', 'awaiting_approval')",
-    ).fetch_one(&mut **c).await)
+/// For the office's overview: how many instances the timer will evaluate later (waiting
+/// for their time, not for a condition), and how many await approval. Both by partial
+/// indexes, whatever the number of instances.
+pub async fn open_counts(tx: &mut Tx, now: DateTime<Utc>) -> Result<(i64, i64), sqlx::Error> {
+    let scheduled: i64 = on!(tx, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at > $1",
+    ).bind(now).fetch_one(&mut **c).await)?;
+    let awaiting: i64 = on!(tx, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM actions WHERE state = 'awaiting_approval'",
+    ).fetch_one(&mut **c).await)?;
+    Ok((scheduled, awaiting))
 }
 
 /// The next instances the timer will evaluate after `now`, soonest first.

@@ -567,8 +567,15 @@ pub async fn attempts(tx: &mut Tx, id: i64) -> Result<Vec<Attempt>, sqlx::Error>
 
 /// Messages sent at or after `since`.
 pub async fn sent_since(tx: &mut Tx, since: DateTime<Utc>) -> Result<i64, sqlx::Error> {
-    on!(tx, c => sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE state = 'sent' AND sent_at >= $1")
-        .bind(since).fetch_one(&mut **c).await)
+    // SQLite's planner, without statistics, takes the index on (state, id) and reads every
+    // sent row (240 ms at a million); the partial index on the sent time reads today's.
+    let index = match tx {
+        Tx::Postgres(_) => "",
+        Tx::Sqlite(_) => " INDEXED BY deliveries_sent_at",
+    };
+    on!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM deliveries{index} WHERE state = 'sent' AND sent_at >= $1"
+    ))).bind(since).fetch_one(&mut **c).await)
 }
 
 /// Deliveries in a state (meant for the few: failed, retrying, queued, sending), and how
