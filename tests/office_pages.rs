@@ -43,24 +43,7 @@ fn example_office() -> Office {
     );
     office.example(NOW);
     office.run(TICK, &["tick"]);
-    let mut add = office
-        .command(None, &["office-user", "add", "anna", "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("office-user");
-    {
-        use std::io::Write;
-        let mut stdin = add.stdin.take().expect("stdin");
-        writeln!(stdin, "{PASSWORD}").expect("password");
-    }
-    let out = add.wait_with_output().expect("office-user");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add_account(&office);
     office
 }
 
@@ -152,4 +135,193 @@ fn office_pages_in_chromium_sign_in_retry_approve_and_say_why_in_en_and_nl() {
         );
         store.close().await;
     });
+}
+
+/// Adds the account `anna` through the CLI.
+fn add_account(office: &Office) {
+    let mut add = office
+        .command(None, &["office-user", "add", "anna", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("office-user");
+    {
+        use std::io::Write;
+        let mut stdin = add.stdin.take().expect("stdin");
+        writeln!(stdin, "{PASSWORD}").expect("password");
+    }
+    let out = add.wait_with_output().expect("office-user");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One sign-in as a browser does it: the form (its token and cookie), then the post.
+fn sign_in(port: u16, password: &str) -> common::http::Answer {
+    let form = common::http::request(port, "GET", "/office/sign-in", &[], b"");
+    let token = form
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("token")
+        .to_string();
+    let cookie = format!("registrar_office_signin={token}");
+    let body = format!(
+        "csrf={token}&name=anna&password={}",
+        password.replace(' ', "+")
+    );
+    common::http::request(
+        port,
+        "POST",
+        "/office/sign-in",
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+fn failures(office: &Office) -> (i64, bool) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = office.store().await;
+        let u = common::read(&store, async |tx| {
+            registrar::store::office::user(tx, "anna").await
+        })
+        .await
+        .expect("account");
+        store.close().await;
+        (
+            u.failures,
+            u.locked_until.is_some_and(|t| t > chrono::Utc::now()),
+        )
+    })
+}
+
+/// Wrong passwords sent at once are each counted (one `UPDATE` decides, no lost update):
+/// four leave the account open, five more lock it, and then even the right password is
+/// refused until the lock ends.
+fn lockout_counts_every_parallel_failure(office: &Office) {
+    add_account(office);
+    let running = Running::start(office);
+    let port = running.port;
+    let wrong = |n: usize| {
+        let jobs: Vec<Box<dyn FnOnce() -> u16 + Send>> = (0..n)
+            .map(|_| Box::new(move || sign_in(port, "not the password").status) as Box<_>)
+            .collect();
+        common::daemon::in_parallel(n, jobs)
+    };
+    let first = wrong(4);
+    assert!(first.iter().all(|s| *s == 401), "{first:?}");
+    assert_eq!(failures(office), (4, false), "four failures, each counted");
+    let ok = sign_in(port, PASSWORD);
+    assert_eq!(
+        ok.status, 303,
+        "the right password still works: {}",
+        ok.body
+    );
+    assert!(ok.headers.contains("registrar_office="), "{}", ok.headers);
+    assert_eq!(failures(office).0, 0, "a sign-in starts the count again");
+    let second = wrong(5);
+    assert!(second.iter().all(|s| *s == 401 || *s == 429), "{second:?}");
+    assert!(second.contains(&429), "the fifth failure locks: {second:?}");
+    let (count, locked) = failures(office);
+    assert!(locked && count >= 5, "locked after five failures ({count})");
+    let refused = sign_in(port, PASSWORD);
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    // In the office's language (nl): "geblokkeerd tot ..." (locked until).
+    assert!(refused.body.contains("geblokkeerd tot"), "{}", refused.body);
+    assert!(!refused.headers.contains("registrar_office="));
+    running.stop();
+}
+
+#[test]
+fn five_wrong_passwords_in_parallel_lock_the_account_on_sqlite() {
+    let office = Office::new(&format!("{OFFICE}{}", http_config()));
+    lockout_counts_every_parallel_failure(&office);
+}
+
+#[test]
+fn five_wrong_passwords_in_parallel_lock_the_account_on_postgres() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let Some(office) = rt.block_on(Office::postgres(&format!("{OFFICE}{}", http_config()))) else {
+        return;
+    };
+    lockout_counts_every_parallel_failure(&office);
+    rt.block_on(office.cleanup());
+}
+
+#[test]
+fn office_user_refuses_a_bad_name_a_short_password_and_a_taken_name_and_changes_nothing() {
+    let office = Office::new(OFFICE);
+    let run = |args: &[&str], password: &str| {
+        let mut c = office
+            .command(None, args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("office-user");
+        {
+            use std::io::Write;
+            let mut stdin = c.stdin.take().expect("stdin");
+            writeln!(stdin, "{password}").expect("password");
+        }
+        c.wait_with_output().expect("office-user")
+    };
+    let bad = run(
+        &["office-user", "add", "an na", "--password-stdin"],
+        PASSWORD,
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an account name"));
+    let short = run(&["office-user", "add", "anna", "--password-stdin"], "short");
+    assert!(!short.status.success());
+    let said = String::from_utf8_lossy(&short.stderr);
+    assert!(
+        said.contains("too short") && !said.contains("short\n\n"),
+        "{said}"
+    );
+    let list = run(&["office-user", "list"], "");
+    assert!(String::from_utf8_lossy(&list.stdout).contains("no accounts"));
+    assert!(
+        run(
+            &["office-user", "add", "anna", "--password-stdin"],
+            PASSWORD
+        )
+        .status
+        .success()
+    );
+    let again = run(
+        &["office-user", "add", "anna", "--password-stdin"],
+        "another password 1",
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already"));
+    let list = run(&["office-user", "list"], "");
+    assert!(String::from_utf8_lossy(&list.stdout).starts_with("anna  added"));
+    assert!(
+        run(
+            &["office-user", "passwd", "anna", "--password-stdin"],
+            "a new password 22"
+        )
+        .status
+        .success()
+    );
+    assert!(
+        !run(
+            &["office-user", "passwd", "bob", "--password-stdin"],
+            PASSWORD
+        )
+        .status
+        .success()
+    );
+    assert!(run(&["office-user", "remove", "anna"], "").status.success());
+    let list = run(&["office-user", "list"], "");
+    assert!(String::from_utf8_lossy(&list.stdout).contains("no accounts"));
 }
