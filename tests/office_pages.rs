@@ -89,6 +89,16 @@ fn office_pages_in_chromium_sign_in_retry_approve_and_say_why_in_en_and_nl() {
         "the browser test failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
+    // The certificate PDF the pages served, read by an oracle we did not write.
+    if common::tool("pdftotext", "apt-get install poppler-utils") {
+        let text = Command::new("pdftotext")
+            .arg(shots.join("certificate-jan.pdf"))
+            .arg("-")
+            .output()
+            .expect("pdftotext");
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(text.contains("Jan Jansen"), "{text}");
+    }
 
     // What the pages did is what the CLI sees: the approved notice went out, Siem's
     // delivery failed again, and the history names the account.

@@ -48,6 +48,36 @@ fn person_link(id: &str) -> String {
     format!("<a href=\"/office/people/{}\">{}</a>", enc(id), esc(id))
 }
 
+/// Full names by person id, for the people a page shows.
+type Names = HashMap<String, String>;
+
+async fn names_of<'a>(
+    tx: &mut crate::store::Tx,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<Names, sqlx::Error> {
+    let mut ids: Vec<String> = ids.map(str::to_string).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(catalogue::people(tx, &ids)
+        .await?
+        .into_iter()
+        .map(|(id, p)| (id, p.full_name))
+        .collect())
+}
+
+/// A person's name (their id when unknown), linking to their page.
+fn person_named(id: &str, names: &Names) -> String {
+    match names.get(id) {
+        Some(name) => format!(
+            "<a href=\"/office/people/{}\" title=\"{}\">{}</a>",
+            enc(id),
+            esc(id),
+            esc(name)
+        ),
+        None => person_link(id),
+    }
+}
+
 fn course_link(id: &str) -> String {
     format!("<a href=\"/office/courses/{}\">{}</a>", enc(id), esc(id))
 }
@@ -90,12 +120,21 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
             5,
         )
         .await?;
+        let names = names_of(
+            &mut tx,
+            recent
+                .iter()
+                .map(|r| r.person.as_str())
+                .chain(next.iter().map(|n| n.3.as_str())),
+        )
+        .await?;
         tx.rollback().await?;
         Ok::<_, sqlx::Error>((
             sent_today, sent_week, failed, retrying, queued, scheduled, awaiting, next, recent,
+            names,
         ))
     };
-    let (sent_today, sent_week, failed, retrying, queued, scheduled, awaiting, next, recent) =
+    let (sent_today, sent_week, failed, retrying, queued, scheduled, awaiting, next, recent, names) =
         match read.await {
             Ok(r) => r,
             Err(e) => return db_error(&e),
@@ -181,7 +220,7 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
     let _ = write!(
         b,
         "<h2>{}</h2><dl class=\"facts\">",
-        ui.t("Health", "Status")
+        ui.t("Health", "Systeemstatus")
     );
     let _ = write!(
         b,
@@ -223,7 +262,7 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
             b,
             "<h2>{}</h2>{}",
             ui.t("Latest failed deliveries", "Laatst mislukte verzendingen"),
-            deliveries_table(&recent, ui)
+            deliveries_table(&recent, &names, ui)
         );
     }
 
@@ -257,7 +296,7 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
                 time(*due, ui),
                 esc(rule),
                 course_link(course),
-                person_link(person)
+                person_named(person, &names)
             );
         }
         b.push_str("</tbody></table></div>");
@@ -267,7 +306,7 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
 
 // ---- deliveries ----
 
-fn deliveries_table(rows: &[DeliveryRow], ui: &Ui) -> String {
+fn deliveries_table(rows: &[DeliveryRow], names: &Names, ui: &Ui) -> String {
     let mut b = format!(
         "<div class=\"table\"><table><thead><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
          <th class=\"hide-s\">{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
@@ -294,7 +333,7 @@ fn deliveries_table(rows: &[DeliveryRow], ui: &Ui) -> String {
             badge(r.state.as_str(), ui),
             esc(&r.rule),
             course_link(&r.course),
-            person_link(&r.person),
+            person_named(&r.person, names),
             esc(&r.recipients),
             time(when, ui),
             id = r.id,
@@ -340,11 +379,12 @@ pub async fn deliveries(State(s): State<ApiState>, ctx: Ctx, RawQuery(raw): RawQ
     let rows = async {
         let mut tx = s.store.begin_read().await?;
         let rows = outbox::page(&mut tx, &filter, before, PAGE + 1).await?;
+        let names = names_of(&mut tx, rows.iter().map(|r| r.person.as_str())).await?;
         tx.rollback().await?;
-        Ok::<_, sqlx::Error>(rows)
+        Ok::<_, sqlx::Error>((rows, names))
     }
     .await;
-    let mut rows = match rows {
+    let (mut rows, names) = match rows {
         Ok(r) => r,
         Err(e) => return db_error(&e),
     };
@@ -425,7 +465,7 @@ pub async fn deliveries(State(s): State<ApiState>, ctx: Ctx, RawQuery(raw): RawQ
             ui.t("No deliveries match.", "Geen verzendingen gevonden.")
         );
     } else {
-        b.push_str(&deliveries_table(&rows, ui));
+        b.push_str(&deliveries_table(&rows, &names, ui));
     }
     // Paging: newest first, the next page below the last id shown.
     let kept: String = q
@@ -471,10 +511,11 @@ pub async fn delivery(
         let mut tx = s.store.begin_read().await?;
         let one = outbox::one(&mut tx, id).await?;
         let attempts = outbox::attempts(&mut tx, id).await?;
+        let names = names_of(&mut tx, one.iter().map(|(r, _)| r.person.as_str())).await?;
         tx.rollback().await?;
-        Ok::<_, sqlx::Error>((one, attempts))
+        Ok::<_, sqlx::Error>((one, attempts, names))
     };
-    let (one, attempts) = match read.await {
+    let (one, attempts, names) = match read.await {
         Ok(r) => r,
         Err(e) => return db_error(&e),
     };
@@ -506,7 +547,7 @@ pub async fn delivery(
     };
     fact(ui.t("Email (rule)", "E-mail (regel)"), esc(&r.rule));
     fact(ui.t("Course", "Cursus"), course_link(&r.course));
-    fact(ui.t("Person", "Persoon"), person_link(&r.person));
+    fact(ui.t("Person", "Persoon"), person_named(&r.person, &names));
     fact(ui.t("To", "Aan"), esc(&r.recipients));
     fact(ui.t("Subject", "Onderwerp"), esc(&r.subject));
     fact(ui.t("Made", "Gemaakt"), time(r.created_at, ui));
@@ -821,20 +862,21 @@ pub async fn approvals(State(s): State<ApiState>, ctx: Ctx, RawQuery(raw): RawQu
     let rows = async {
         let mut tx = s.store.begin_read().await?;
         let rows = actions::awaiting_approval(&mut tx).await?;
+        let total = rows.len();
+        let shown: Vec<_> = rows
+            .into_iter()
+            .skip(skip * PAGE as usize)
+            .take(PAGE as usize)
+            .collect();
+        let names = names_of(&mut tx, shown.iter().map(|a| a.person.as_str())).await?;
         tx.rollback().await?;
-        Ok::<_, sqlx::Error>(rows)
+        Ok::<_, sqlx::Error>((total, shown, names))
     }
     .await;
-    let rows = match rows {
+    let (total, shown, names) = match rows {
         Ok(r) => r,
         Err(e) => return db_error(&e),
     };
-    let total = rows.len();
-    let shown: Vec<_> = rows
-        .into_iter()
-        .skip(skip * PAGE as usize)
-        .take(PAGE as usize)
-        .collect();
     let mut b = String::new();
     let _ = write!(
         b,
@@ -880,7 +922,7 @@ pub async fn approvals(State(s): State<ApiState>, ctx: Ctx, RawQuery(raw): RawQu
              <td><a href=\"/office/approvals/{id}\">{}</a></td></tr>",
             esc(&a.rule),
             course_link(&a.course),
-            person_link(&a.person),
+            person_named(&a.person, &names),
             ui.t("Preview", "Voorbeeld"),
             id = a.id
         );
@@ -1779,7 +1821,8 @@ pub async fn person(State(s): State<ApiState>, ctx: Ctx, Path(id): Path<String>)
             ui.t("None yet.", "Nog geen.")
         );
     } else {
-        b.push_str(&deliveries_table(&deliveries, ui));
+        let names: Names = [(person.id.clone(), person.full_name.clone())].into();
+        b.push_str(&deliveries_table(&deliveries, &names, ui));
     }
     page(&ctx, "/office/people", &person.full_name, &b)
 }

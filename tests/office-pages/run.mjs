@@ -4,6 +4,7 @@
 // exits 1. Screenshots go to SHOTS as <page>.<lang>.png.
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 
 const { BASE, ACCOUNT, PASSWORD, SHOTS } = process.env;
 const executablePath = execFileSync('sh', ['-c', `command -v ${process.env.CHROMIUM || 'chromium'}`])
@@ -108,7 +109,7 @@ try {
   check(awaiting >= 1, `messages await approval (${awaiting})`);
   await shot(page, 'approvals', 'en');
   const first = page.locator('tbody tr').first();
-  const person = (await first.locator('td').nth(4).textContent()).trim();
+  const person = (await first.locator('td').nth(4).locator('a').getAttribute('href')).split('/').pop();
   await first.locator('a:has-text("Preview")').click();
   check((await page.locator('dd', { hasText: '@' }).count()) >= 1, 'the preview names the recipient');
   check((await page.locator('pre').textContent()).length > 20, 'the preview shows the text');
@@ -147,6 +148,16 @@ try {
   check(await page.locator('a[href^="/verify/"]').count() >= 1, 'Jan\'s certificate links to its verify page');
   check(await page.locator('h2:has-text("Every email") + div tbody tr').count() >= 2, 'Jan\'s emails are listed');
   await shot(page, 'person', 'en');
+  // Jan's certificate email, as sent: its PDF (read back by pdftotext in the Rust test).
+  await page.locator('h2:has-text("Every email") + div tr', { hasText: 'certificate-on-completion' }).locator('a').first().click();
+  const pdfLink = page.locator('a[href$="/part/1"]');
+  check((await pdfLink.textContent()).endsWith('.pdf'), `the certificate email lists its PDF: ${await pdfLink.textContent()}`);
+  const pdf = await en.request.get(BASE + await pdfLink.getAttribute('href'));
+  check(pdf.headers()['content-type'] === 'application/pdf', `the PDF is served as a PDF (${pdf.headers()['content-type']})`);
+  const bytes = await pdf.body();
+  check(bytes.subarray(0, 5).toString() === '%PDF-', 'the attachment is a PDF');
+  writeFileSync(`${SHOTS}/certificate-jan.pdf`, bytes);
+  await shot(page, 'delivery-certificate', 'en');
   await page.goto(BASE + '/office/courses');
   await shot(page, 'courses', 'en');
   await page.goto(BASE + '/office/people');
