@@ -39,3 +39,5 @@ CREATE INDEX certificates_person ON certificates(person_id);
 -- Messages awaiting approval are few among millions of instances: the approvals page, its
 -- count on the overview and the office digest find them by this index.
 CREATE INDEX actions_awaiting ON actions(id) WHERE state = 'awaiting_approval';
+-- The overview's count of waiting instances.
+CREATE INDEX actions_waiting ON actions(id) WHERE state = 'waiting';

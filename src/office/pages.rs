@@ -108,7 +108,7 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
         let failed = outbox::in_state(&mut tx, DeliveryState::Failed, week_start).await?;
         let retrying = outbox::in_state(&mut tx, DeliveryState::Retrying, week_start).await?;
         let queued = outbox::in_state(&mut tx, DeliveryState::Queued, week_start).await?;
-        let (scheduled, awaiting) = actions::open_counts(&mut tx, now).await?;
+        let (waiting, scheduled, awaiting) = actions::open_counts(&mut tx, now).await?;
         let next = actions::next_due_list(&mut tx, now, 10).await?;
         let recent = outbox::page(
             &mut tx,
@@ -130,15 +130,26 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
         .await?;
         tx.rollback().await?;
         Ok::<_, sqlx::Error>((
-            sent_today, sent_week, failed, retrying, queued, scheduled, awaiting, next, recent,
-            names,
+            sent_today, sent_week, failed, retrying, queued, waiting, scheduled, awaiting, next,
+            recent, names,
         ))
     };
-    let (sent_today, sent_week, failed, retrying, queued, scheduled, awaiting, next, recent, names) =
-        match read.await {
-            Ok(r) => r,
-            Err(e) => return db_error(&e),
-        };
+    let (
+        sent_today,
+        sent_week,
+        failed,
+        retrying,
+        queued,
+        waiting,
+        scheduled,
+        awaiting,
+        next,
+        recent,
+        names,
+    ) = match read.await {
+        Ok(r) => r,
+        Err(e) => return db_error(&e),
+    };
     let db_ms = started.elapsed().as_millis();
     let mut b = String::new();
     let _ = write!(b, "<h1>{}</h1>", ui.t("Overview", "Overzicht"));
@@ -195,11 +206,16 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
         "klaar om te verzenden",
         "info",
     ));
+    let waiting_label = if ui.nl {
+        format!("wachtend (voorwaarden of tijd); {scheduled} gepland voor later")
+    } else {
+        format!("waiting (for conditions or time); {scheduled} scheduled for later")
+    };
     b.push_str(&card(
         "#next",
-        scheduled,
-        "scheduled for later",
-        "gepland voor later",
+        waiting,
+        &waiting_label,
+        &waiting_label,
         "muted",
     ));
     b.push_str("</div>");

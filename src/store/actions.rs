@@ -321,17 +321,20 @@ pub async fn awaiting_approval(tx: &mut Tx) -> Result<Vec<Awaiting>, sqlx::Error
     ).fetch_all(&mut **c).await)
 }
 
-/// For the office's overview: how many instances the timer will evaluate later (waiting
-/// for their time, not for a condition), and how many await approval. Both by partial
-/// indexes, whatever the number of instances.
-pub async fn open_counts(tx: &mut Tx, now: DateTime<Utc>) -> Result<(i64, i64), sqlx::Error> {
+/// For the office's overview: how many instances wait (for a condition or their time), how
+/// many of those the timer will evaluate later (waiting for their time), and how many
+/// await approval. Each by a partial index, not by reading every instance.
+pub async fn open_counts(tx: &mut Tx, now: DateTime<Utc>) -> Result<(i64, i64, i64), sqlx::Error> {
+    let waiting: i64 = on!(tx, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM actions WHERE state = 'waiting'",
+    ).fetch_one(&mut **c).await)?;
     let scheduled: i64 = on!(tx, c => sqlx::query_scalar(
         "SELECT COUNT(*) FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at > $1",
     ).bind(now).fetch_one(&mut **c).await)?;
     let awaiting: i64 = on!(tx, c => sqlx::query_scalar(
         "SELECT COUNT(*) FROM actions WHERE state = 'awaiting_approval'",
     ).fetch_one(&mut **c).await)?;
-    Ok((scheduled, awaiting))
+    Ok((waiting, scheduled, awaiting))
 }
 
 /// The next instances the timer will evaluate after `now`, soonest first.
