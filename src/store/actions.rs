@@ -349,6 +349,22 @@ pub async fn next_due_list(
     ).bind(now).bind(limit).fetch_all(&mut **c).await)
 }
 
+/// A page of the instances awaiting approval, oldest first, and how many there are.
+pub async fn awaiting_approval_page(
+    tx: &mut Tx,
+    skip: i64,
+    limit: i64,
+) -> Result<(Vec<Awaiting>, i64), sqlx::Error> {
+    let rows = on!(tx, c => sqlx::query_as(
+        "SELECT id, rule_id AS rule, course_id AS course, person_id AS person FROM actions \
+         WHERE state = 'awaiting_approval' ORDER BY id LIMIT $1 OFFSET $2",
+    ).bind(limit).bind(skip).fetch_all(&mut **c).await)?;
+    let total: i64 = on!(tx, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM actions WHERE state = 'awaiting_approval'",
+    ).fetch_one(&mut **c).await)?;
+    Ok((rows, total))
+}
+
 /// Whether the firing pass has anything to do (a cheap read before the write lock).
 pub async fn any_to_fire(store: &Store, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
     store
