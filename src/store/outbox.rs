@@ -607,3 +607,13 @@ pub async fn of_people_in(
         q.build_query_as().fetch_all(&mut **c).await
     })
 }
+
+/// A course's (or certification's) deliveries counted by rule and state.
+pub async fn counts_of_course(
+    tx: &mut Tx,
+    course: &str,
+) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    on!(tx, c => sqlx::query_as(
+        "SELECT rule_id, state, COUNT(*) FROM deliveries WHERE course_id = $1 GROUP BY rule_id, state ORDER BY rule_id, state",
+    ).bind(course).fetch_all(&mut **c).await)
+}

@@ -132,6 +132,8 @@ try {
 
   // A certificate that was not sent, and why: the course page gives the plan's reasons.
   await page.goto(BASE + '/office/courses/ehbo-2026-03');
+  const certificates = page.locator('h2:has-text("Emails of this course") + div tr', { hasText: 'certificate-on-completion' });
+  check(/\d+ \/ 11/.test(await certificates.textContent()), `the course says how many of its 11 got a certificate: ${await certificates.textContent()}`);
   const why = await page.locator('tr.main:has-text("Daan") + tr.sub').textContent();
   check(why.includes('certificate-on-completion'), `Daan's certificate rule is listed: ${why}`);
   check(/not complete|attendance/.test(why), `and why it was not sent: ${why}`);

@@ -102,10 +102,13 @@ pub async fn course(
         )
         .await?;
         let sent = outbox::of_people_in(&mut tx, &id, &people).await?;
+        let counts = outbox::counts_of_course(&mut tx, &id).await?;
         tx.rollback().await?;
-        Ok::<_, sqlx::Error>(Some((info, people, more, total, statuses, plan, sent)))
+        Ok::<_, sqlx::Error>(Some((
+            info, people, more, total, statuses, plan, sent, counts,
+        )))
     };
-    let (info, people, more, total, statuses, plan, sent) = match read.await {
+    let (info, people, more, total, statuses, plan, sent, counts) = match read.await {
         Ok(Some(r)) => r,
         Ok(None) => {
             return html::error_page(
@@ -131,6 +134,58 @@ pub async fn course(
         time(info.end, ui),
         ui.t("Participants", "Deelnemers"),
     );
+    // Every email of the course at a glance: per rule, how many were sent, failed, wait to
+    // be retried or sent. The rows below say, per participant, why the others were not.
+    if !counts.is_empty() {
+        b.push_str(&format!(
+            "<h2>{}</h2>",
+            ui.t("Emails of this course", "E-mails van deze cursus")
+        ));
+        b.push_str(&table_head(
+            &[
+                col("Email (rule)", "E-mail (regel)"),
+                col("Sent", "Verzonden"),
+                col("Failed", "Mislukt"),
+                col("Retrying", "Nieuwe poging"),
+                col("Queued", "In wachtrij"),
+            ],
+            ui,
+        ));
+        let mut rules: Vec<&str> = counts.iter().map(|(r, _, _)| r.as_str()).collect();
+        rules.dedup();
+        for rule in rules {
+            let n = |state: &str| {
+                counts
+                    .iter()
+                    .filter(|(r, st, _)| {
+                        r == rule && (st == state || (state == "queued" && st == "sending"))
+                    })
+                    .map(|(_, _, n)| *n)
+                    .sum::<i64>()
+            };
+            let link = |state: &str, n: i64, class: &str| {
+                if n == 0 {
+                    "0".to_string()
+                } else {
+                    format!(
+                        "<a class=\"{class}\" href=\"/office/deliveries?course={}&rule={}&state={state}\">{n}</a>",
+                        enc(&info.id),
+                        enc(rule)
+                    )
+                }
+            };
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{} <span class=\"muted\">/ {total}</span></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(rule),
+                link("sent", n("sent"), "ok"),
+                link("failed", n("failed"), "bad"),
+                link("retrying", n("retrying"), "warn"),
+                link("queued", n("queued"), "info"),
+            );
+        }
+        b.push_str("</tbody></table></div>");
+    }
     let _ = write!(
         b,
         "<h2>{}</h2><p class=\"muted\">{}</p>",
