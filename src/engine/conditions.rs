@@ -23,6 +23,26 @@ fn words<T: std::fmt::Display>(items: &[T]) -> String {
     one_of(&refs)
 }
 
+/// "a, b of c": [`words`] in Dutch.
+fn woorden<T: std::fmt::Display>(items: &[T]) -> String {
+    let shown: Vec<String> = items.iter().map(ToString::to_string).collect();
+    match shown.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} of {last}", init.join(", ")),
+    }
+}
+
+fn aanwezigheid(a: &AttendanceSummary) -> String {
+    match a.percent() {
+        Some(p) => format!(
+            "aanwezig bij {} van {} verplichte onderdelen ({p} %)",
+            a.attended, a.required
+        ),
+        None => "geen onderdeel vereist aanwezigheid".to_string(),
+    }
+}
+
 fn attendance_words(a: &AttendanceSummary) -> String {
     match a.percent() {
         Some(p) => format!(
@@ -44,6 +64,10 @@ pub struct Reason {
     /// completed; a course without a passing part always meets its passing obligation).
     #[serde(default)]
     pub settled: bool,
+    /// The sentence in Dutch, for the office's pages (T7's other language); `None` in
+    /// reasons stored before it was kept (the English one is shown then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nl: Option<String>,
 }
 
 /// Reasons as stored with an instance (JSON), and back; an unreadable value is shown as is.
@@ -61,6 +85,24 @@ impl Reason {
             text,
             gist: gist.into(),
             settled: false,
+            nl: None,
+        }
+    }
+
+    /// The same sentence in Dutch.
+    pub fn nl(mut self, text: impl Into<String>) -> Reason {
+        self.nl = Some(text.into());
+        self
+    }
+
+    /// [`Reason::shown`] in Dutch when asked and known, else in English.
+    pub fn shown_in(&self, dutch: bool) -> String {
+        match (&self.nl, dutch) {
+            (Some(nl), true) if self.settled => {
+                format!("{nl} (dit kan niet veranderen zoals de gegevens nu zijn)")
+            }
+            (Some(nl), true) => nl.clone(),
+            _ => self.shown(),
         }
     }
 
@@ -98,7 +140,12 @@ pub fn unmet(c: &Conditions, s: &Subject<'_>) -> Vec<Reason> {
                 s.course_status,
                 words(statuses)
             ),
-        );
+        )
+        .nl(format!(
+            "cursusstatus {}, nodig: {}",
+            s.course_status,
+            woorden(statuses)
+        ));
         // A completed or cancelled course does not go back to draft or final.
         out.push(
             if matches!(
@@ -124,6 +171,11 @@ pub fn unmet(c: &Conditions, s: &Subject<'_>) -> Vec<Reason> {
                     words(&names)
                 ),
             )
+            .nl(format!(
+                "cursustype {}, nodig: {}",
+                s.course_type,
+                woorden(&names)
+            ))
             .settled(),
         );
     }
@@ -137,12 +189,18 @@ pub fn unmet(c: &Conditions, s: &Subject<'_>) -> Vec<Reason> {
                 s.attendance.percent_needed
             ),
             format!("attendance below {} %", s.attendance.percent_needed),
-        )),
+        )
+        .nl(format!(
+            "{}, nodig: {} %",
+            aanwezigheid(&s.attendance),
+            s.attendance.percent_needed
+        ))),
         Some(false) if s.completed => out.push(
             Reason::new(
                 "the enrolment is complete (D3), so its attendance requirement counts as achieved; the rule needs it not achieved".into(),
                 "complete, the rule needs the attendance requirement not achieved",
             )
+            .nl("de inschrijving is afgerond (D3), dus de aanwezigheidseis geldt als behaald; de regel vraagt dat die niet behaald is")
             .settled(),
         ),
         Some(false) if achieved => {
@@ -152,7 +210,11 @@ pub fn unmet(c: &Conditions, s: &Subject<'_>) -> Vec<Reason> {
                     attendance_words(&s.attendance)
                 ),
                 "attendance requirement achieved, the rule needs it not achieved",
-            );
+            )
+            .nl(format!(
+                "aanwezigheidseis behaald ({}), nodig: niet behaald",
+                aanwezigheid(&s.attendance)
+            ));
             out.push(if s.attendance.required == 0 {
                 r.settled()
             } else {
@@ -162,13 +224,19 @@ pub fn unmet(c: &Conditions, s: &Subject<'_>) -> Vec<Reason> {
         _ => {}
     }
     match c.passing_obligation_passed {
-        Some(true) if !met => out.push(Reason::new(
-            format!(
-                "passing obligation not met ({} of {} parts passed)",
+        Some(true) if !met => out.push(
+            Reason::new(
+                format!(
+                    "passing obligation not met ({} of {} parts passed)",
+                    s.passing.passed, s.passing.required
+                ),
+                "passing obligation not met",
+            )
+            .nl(format!(
+                "slaagverplichting niet gehaald ({} van {} onderdelen geslaagd)",
                 s.passing.passed, s.passing.required
-            ),
-            "passing obligation not met",
-        )),
+            )),
+        ),
         Some(false) if met => {
             let r = Reason::new(
                 if s.completed {
@@ -182,7 +250,17 @@ pub fn unmet(c: &Conditions, s: &Subject<'_>) -> Vec<Reason> {
                     )
                 },
                 "passing obligation met, the rule needs it not met",
-            );
+            )
+            .nl(if s.completed {
+                "de inschrijving is afgerond (D3), dus de slaagverplichting geldt als gehaald; de regel vraagt dat die niet gehaald is".to_string()
+            } else if s.passing.required == 0 {
+                "slaagverplichting gehaald (de cursus heeft geen onderdeel met een slaageis), nodig: niet gehaald".to_string()
+            } else {
+                format!(
+                    "slaagverplichting gehaald (alle {} onderdelen geslaagd), nodig: niet gehaald",
+                    s.passing.required
+                )
+            });
             // A course without a passing part always meets it, and completion is kept.
             out.push(if s.completed || s.passing.required == 0 {
                 r.settled()
@@ -195,18 +273,30 @@ pub fn unmet(c: &Conditions, s: &Subject<'_>) -> Vec<Reason> {
     if let Some(results) = &c.result
         && !results.contains(&s.result)
     {
-        out.push(Reason::new(
-            format!("result {}, needs {}", s.result, words(results)),
-            format!("result {}, the rule needs {}", s.result, words(results)),
-        ));
+        out.push(
+            Reason::new(
+                format!("result {}, needs {}", s.result, words(results)),
+                format!("result {}, the rule needs {}", s.result, words(results)),
+            )
+            .nl(format!(
+                "resultaat {}, nodig: {}",
+                s.result,
+                woorden(results)
+            )),
+        );
     }
     match c.completed {
         Some(true) if !s.completed => {
-            let mut why = Vec::new();
+            let (mut why, mut waarom) = (Vec::new(), Vec::new());
             if !s.attendance.achieved {
                 why.push(format!(
                     "{}, needs {} %",
                     attendance_words(&s.attendance),
+                    s.attendance.percent_needed
+                ));
+                waarom.push(format!(
+                    "{}, nodig: {} %",
+                    aanwezigheid(&s.attendance),
                     s.attendance.percent_needed
                 ));
             }
@@ -215,9 +305,14 @@ pub fn unmet(c: &Conditions, s: &Subject<'_>) -> Vec<Reason> {
                     "{} of {} parts passed",
                     s.passing.passed, s.passing.required
                 ));
+                waarom.push(format!(
+                    "{} van {} onderdelen geslaagd",
+                    s.passing.passed, s.passing.required
+                ));
             }
             if matches!(s.result, Outcome::Failed | Outcome::Deregistered) {
                 why.push(format!("result {}", s.result));
+                waarom.push(format!("resultaat {}", s.result));
             }
             out.push(Reason::new(
                 if why.is_empty() {
@@ -228,13 +323,19 @@ pub fn unmet(c: &Conditions, s: &Subject<'_>) -> Vec<Reason> {
                     format!("not complete yet ({})", why.join("; "))
                 },
                 "not complete yet",
-            ));
+            )
+            .nl(if waarom.is_empty() {
+                "nog niet afgerond in deze cyclus (de eisen zijn gehaald; de volgende wijziging van deze deelnemer rondt het af)".to_string()
+            } else {
+                format!("nog niet afgerond ({})", waarom.join("; "))
+            }));
         }
         Some(false) if s.completed => out.push(
             Reason::new(
                 "the enrolment is complete (D3), needs not complete".into(),
                 "complete, the rule needs not complete",
             )
+            .nl("de inschrijving is afgerond (D3), nodig: niet afgerond")
             .settled(),
         ),
         _ => {}
@@ -288,6 +389,37 @@ mod tests {
                 "result failed, needs passed",
             ]
         );
+    }
+
+    #[test]
+    fn t7_every_unmet_condition_is_also_worded_in_dutch_for_the_office_pages() {
+        let c = Conditions {
+            course_status: Some(vec![CourseStatus::Final, CourseStatus::Completed]),
+            course_type: serde_saphyr::from_str("[fire-safety]").ok(),
+            attendance_requirement_achieved: Some(true),
+            passing_obligation_passed: Some(true),
+            result: Some(vec![Outcome::Passed]),
+            certification_status: None,
+            completed: Some(true),
+        };
+        let texts: Vec<String> = unmet(&c, &subject())
+            .iter()
+            .map(|r| r.shown_in(true))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "cursusstatus draft, nodig: final of completed",
+                "cursustype first-aid, nodig: fire-safety (dit kan niet veranderen zoals de gegevens nu zijn)",
+                "aanwezig bij 2 van 4 verplichte onderdelen (50 %), nodig: 75 %",
+                "slaagverplichting niet gehaald (0 van 1 onderdelen geslaagd)",
+                "resultaat failed, nodig: passed",
+                "nog niet afgerond (aanwezig bij 2 van 4 verplichte onderdelen (50 %), nodig: 75 %; 0 van 1 onderdelen geslaagd; resultaat failed)",
+            ]
+        );
+        // Stored reasons from before the Dutch was kept are shown in English.
+        let old = from_stored(r#"[{"text":"result failed, needs passed","gist":"g"}]"#);
+        assert_eq!(old[0].shown_in(true), "result failed, needs passed");
     }
 
     #[test]

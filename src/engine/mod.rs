@@ -208,6 +208,7 @@ async fn apply_events(
                 &because(
                     "the participant was removed from the course (D7)",
                     "removed from the course",
+                    "de deelnemer is uit de cursus verwijderd (D7)",
                 ),
             )
             .await?;
@@ -216,11 +217,16 @@ async fn apply_events(
         if !enrolment::takes_actions(info.status, enrolment.result) {
             // D9: pending actions are cancelled, new ones not created.
             let why = if info.status == CourseStatus::Cancelled {
-                because("the course was cancelled (D9)", "course cancelled")
+                because(
+                    "the course was cancelled (D9)",
+                    "course cancelled",
+                    "de cursus is geannuleerd (D9)",
+                )
             } else {
                 because(
                     &format!("the participant is {} (D9)", enrolment.result),
                     &format!("participant {}", enrolment.result),
+                    &format!("de deelnemer is {} (D9)", enrolment.result),
                 )
             };
             actions::cancel(
@@ -249,6 +255,10 @@ async fn apply_events(
                         enrolment.cycle
                     ),
                     "a new cycle started",
+                    &format!(
+                        "een nieuwe cyclus ({}) is begonnen: de deelnemer is gereset of opnieuw toegewezen (D4)",
+                        enrolment.cycle
+                    ),
                 ),
             )
             .await?;
@@ -344,8 +354,8 @@ fn touched(events: &[EventRow]) -> (BySubject<'_>, BySubject<'_>) {
 }
 
 /// A cancellation's reason as stored with the instance.
-fn because(text: &str, gist: &str) -> String {
-    conditions::stored(&[Reason::new(text.to_string(), gist)]).unwrap_or_default()
+fn because(text: &str, gist: &str, nl: &str) -> String {
+    conditions::stored(&[Reason::new(text.to_string(), gist).nl(nl)]).unwrap_or_default()
 }
 
 async fn course<'a>(
@@ -442,7 +452,11 @@ async fn course_changed(
             course_id,
             None,
             None,
-            &because("the course was cancelled (D9)", "course cancelled"),
+            &because(
+                "the course was cancelled (D9)",
+                "course cancelled",
+                "de cursus is geannuleerd (D9)",
+            ),
         )
         .await;
     }
@@ -512,6 +526,10 @@ pub struct PlanItem {
     /// A condition cannot become true as the data stands: it will never fire unless the
     /// data (or the rule) changes.
     pub cannot_fire: bool,
+    /// The reasons in Dutch where known (the English one otherwise), for the office's
+    /// pages.
+    #[serde(skip)]
+    pub reasons_nl: Vec<String>,
     /// The reasons in words shared by every instance they hold back, for summaries, and
     /// whether each cannot change.
     #[serde(skip)]
@@ -634,9 +652,9 @@ async fn plan_in(
                     gist,
                 )]
             };
-            let stored = |fallback: &str, gist: &str| {
+            let stored = |fallback: &str, gist: &str, nl: &str| {
                 a.reason.as_deref().map_or_else(
-                    || vec![Reason::new(fallback.to_string(), gist)],
+                    || vec![Reason::new(fallback.to_string(), gist).nl(nl)],
                     conditions::from_stored,
                 )
             };
@@ -651,22 +669,30 @@ async fn plan_in(
                 (_, Some(_)) => (PlanState::Due, Vec::new()),
                 (ActionState::Cancelled, None) => (
                     PlanState::Cancelled,
-                    stored("cancelled (recorded before reasons were kept)", "cancelled"),
+                    stored(
+                        "cancelled (recorded before reasons were kept)",
+                        "cancelled",
+                        "geannuleerd (vastgelegd voordat redenen werden bewaard)",
+                    ),
                 ),
                 (ActionState::Expired, None) => (
                     PlanState::Expired,
                     stored(
                         "its expires_after ran out before the conditions held",
                         "expired",
+                        "de geldigheid (expires_after) liep af voordat aan de voorwaarden was voldaan",
                     ),
                 ),
                 (ActionState::Fired, None) => (PlanState::Due, Vec::new()),
                 (ActionState::AwaitingApproval, None) => (
                     PlanState::AwaitingApproval,
-                    vec![Reason::new(
-                        format!("waits for `registrar approve {}` (execution: manual)", a.id),
-                        "waits for approval",
-                    )],
+                    vec![
+                        Reason::new(
+                            format!("waits for `registrar approve {}` (execution: manual)", a.id),
+                            "waits for approval",
+                        )
+                        .nl("wacht op goedkeuring (execution: manual)"),
+                    ],
                 ),
                 (ActionState::Waiting | ActionState::Approved, None) => {
                     let rule = rules.action(&a.rule_id);
@@ -720,6 +746,7 @@ async fn plan_in(
                 state,
                 cannot_fire: state == PlanState::Waiting && reasons.iter().any(|r| r.settled),
                 reasons: reasons.iter().map(Reason::shown).collect(),
+                reasons_nl: reasons.iter().map(|r| r.shown_in(true)).collect(),
                 gists: reasons.into_iter().map(|r| (r.gist, r.settled)).collect(),
             });
             count += 1;

@@ -89,9 +89,9 @@ pub fn verdict(
     facts: &Facts<'_>,
     now: DateTime<Utc>,
 ) -> Verdict {
-    let cancel = |why: String, gist: &str| Verdict {
+    let cancel = |why: String, gist: &str, nl: String| Verdict {
         decision: Decision::Cancel,
-        reasons: vec![Reason::new(why, gist)],
+        reasons: vec![Reason::new(why, gist).nl(nl)],
     };
     let mut unmet: Vec<Reason> = Vec::new();
     match facts {
@@ -99,12 +99,14 @@ pub fn verdict(
             return cancel(
                 "the participant is no longer enrolled (removed, D7)".into(),
                 "removed from the course",
+                "de deelnemer is niet meer ingeschreven (verwijderd, D7)".into(),
             );
         }
         Facts::NotAssigned => {
             return cancel(
                 "the learner is no longer assigned".into(),
                 "no longer assigned",
+                "de cursist is niet meer toegewezen".into(),
             );
         }
         Facts::Participant {
@@ -117,12 +119,17 @@ pub fn verdict(
             certificate,
         } => {
             if course.status == CourseStatus::Cancelled {
-                return cancel("the course was cancelled (D9)".into(), "course cancelled");
+                return cancel(
+                    "the course was cancelled (D9)".into(),
+                    "course cancelled",
+                    "de cursus is geannuleerd (D9)".into(),
+                );
             }
             if !enrolment::takes_actions(course.status, *result) {
                 return cancel(
                     format!("the participant is {result} (D9)"),
                     &format!("participant {result}"),
+                    format!("de deelnemer is {result} (D9)"),
                 );
             }
             if *cycle != m.cycle {
@@ -131,6 +138,9 @@ pub fn verdict(
                         "a new cycle ({cycle}) started for the participant (reset or reassign, D4)"
                     ),
                     "a new cycle started",
+                    format!(
+                        "een nieuwe cyclus ({cycle}) is begonnen voor de deelnemer (reset of opnieuw toegewezen, D4)"
+                    ),
                 );
             }
             if let Some(rule) = rule {
@@ -159,37 +169,53 @@ pub fn verdict(
                         m.cycle
                     ),
                     "the learner is in another certification cycle",
-                ));
+                )
+                .nl(format!(
+                    "de cursist zit nu in certificeringscyclus {cycle}, deze e-mail was voor cyclus {}",
+                    m.cycle
+                )));
             }
         }
     }
     let Some(rule) = rule else {
         return Verdict {
             decision: Decision::Wait,
-            reasons: vec![Reason::new(
-                "the rule is no longer in the rules directory".into(),
-                "the rule is gone",
-            )],
+            reasons: vec![
+                Reason::new(
+                    "the rule is no longer in the rules directory".into(),
+                    "the rule is gone",
+                )
+                .nl("de regel staat niet meer in de regelmap"),
+            ],
         };
     };
     let mut reasons = Vec::new();
     if !rule.enabled {
-        reasons.push(Reason::new(
-            "the rule is disabled (enabled: false)".into(),
-            "the rule is disabled",
-        ));
+        reasons.push(
+            Reason::new(
+                "the rule is disabled (enabled: false)".into(),
+                "the rule is disabled",
+            )
+            .nl("de regel staat uit (enabled: false)"),
+        );
     }
     let approved = m.state == ActionState::Approved;
     if !approved {
         match m.due_at {
-            None => reasons.push(Reason::new(
-                "due time not known yet (waiting for its anchor)".into(),
-                "due time not known yet",
-            )),
-            Some(d) if d > now => reasons.push(Reason::new(
-                format!("due {}", m.due_shown.unwrap_or_default()),
-                "not due yet",
-            )),
+            None => reasons.push(
+                Reason::new(
+                    "due time not known yet (waiting for its anchor)".into(),
+                    "due time not known yet",
+                )
+                .nl("tijdstip nog niet bekend (wacht op zijn ankermoment)"),
+            ),
+            Some(d) if d > now => reasons.push(
+                Reason::new(
+                    format!("due {}", m.due_shown.unwrap_or_default()),
+                    "not due yet",
+                )
+                .nl(format!("gepland op {}", m.due_shown.unwrap_or_default())),
+            ),
             Some(_) => {}
         }
     }
@@ -236,5 +262,18 @@ fn waits_for_certificate(rules: &RuleSet, course: &CourseInfo, cycle: i64) -> Re
                 }
             })
     );
-    Reason::new(text, "waits for the certificate")
+    let nl = format!(
+        "wacht op het certificaat van cyclus {cycle} (de e-mail voegt het bij; uitgegeven als {})",
+        rules
+            .course_types
+            .get(&course.type_id)
+            .and_then(|t| t.certificate.as_ref())
+            .map_or("het certificaatblok van het cursustype zegt", |c| {
+                match c.issue_on {
+                    IssueOn::Completion => "de deelnemer de cursus afrondt",
+                    IssueOn::Passed => "het resultaat geslaagd is",
+                }
+            })
+    );
+    Reason::new(text, "waits for the certificate").nl(nl)
 }

@@ -159,6 +159,31 @@ pub fn badge(state: &str, ui: &Ui) -> String {
     format!("<span class=\"badge {class}\">{}</span>", esc(ui.t(en, nl)))
 }
 
+/// A stored word (an attendance mark, a result, a status) as the page's reader says it;
+/// unknown words as they are.
+pub fn said(code: &str, ui: &Ui) -> String {
+    let (en, nl) = match code {
+        "booked" => ("booked", "ingeschreven"),
+        "attended" => ("attended", "aanwezig"),
+        "not_attended" => ("not attended", "afwezig"),
+        "pending" => ("not marked", "niet ingevuld"),
+        "registered" => ("registered", "ingeschreven"),
+        "passed" => ("passed", "geslaagd"),
+        "failed" => ("failed", "niet geslaagd"),
+        "not_finished" => ("not finished", "niet afgerond"),
+        "deregistered" => ("deregistered", "afgemeld"),
+        "valid" => ("valid", "geldig"),
+        "expiring_soon" => ("expiring soon", "verloopt binnenkort"),
+        "expired" => ("expired", "verlopen"),
+        "draft" => ("draft", "concept"),
+        "final" => ("final", "definitief"),
+        "completed" => ("completed", "afgerond"),
+        "cancelled" => ("cancelled", "geannuleerd"),
+        other => (other, other),
+    };
+    esc(ui.t(en, nl))
+}
+
 const NAV: &[(&str, &str, &str)] = &[
     ("/office/", "Overview", "Overzicht"),
     ("/office/deliveries", "Deliveries", "Verzendingen"),

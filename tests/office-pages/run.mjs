@@ -195,6 +195,9 @@ try {
     check(await pnl.getAttribute('html', 'lang') === 'nl', `${path} in Dutch`);
     await shot(pnl, name, 'nl');
   }
+  await pnl.goto(BASE + '/office/courses/ehbo-2026-03');
+  const waarom = await pnl.locator('tr.main:has-text("Daan") + tr.sub').textContent();
+  check(waarom.includes('nog niet afgerond'), `why Daan has no certificate, in Dutch: ${waarom}`);
   await pnl.goto(deliveryUrl);
   check((await pnl.locator('h1').textContent()).includes('Verzending'), 'a delivery in Dutch');
   await shot(pnl, 'delivery-retried', 'nl');

@@ -50,7 +50,7 @@ pub async fn courses(State(s): State<ApiState>, ctx: Ctx, RawQuery(raw): RawQuer
             course_link(&c.id),
             esc(&c.name),
             esc(&c.type_id),
-            esc(&c.status),
+            said(&c.status, ui),
             c.start_at.with_timezone(&ui.tz).format("%Y-%m-%d"),
             c.end_at.with_timezone(&ui.tz).format("%Y-%m-%d"),
             counts.get(&c.id).copied().unwrap_or(0)
@@ -128,7 +128,7 @@ pub async fn course(
         ui.t("Type", "Type"),
         esc(&info.type_id),
         ui.t("Status", "Status"),
-        esc(info.status.as_str()),
+        said(info.status.as_str(), ui),
         ui.t("Dates", "Data"),
         time(info.start, ui),
         time(info.end, ui),
@@ -232,7 +232,7 @@ pub async fn course(
             esc(&p.full_name)
         );
         for m in &p.marks {
-            let _ = write!(b, "<td class=\"hide-s\">{}</td>", esc(m));
+            let _ = write!(b, "<td class=\"hide-s\">{}</td>", said(m, ui));
         }
         let percent = p
             .attendance
@@ -242,14 +242,14 @@ pub async fn course(
         let completed = p.completed_at.map(|t| time(t, ui)).unwrap_or_else(|| {
             format!(
                 "<span class=\"muted\">{}</span>",
-                esc(&p.result.to_string())
+                said(p.result.as_str(), ui)
             )
         });
         let cert = match (&p.certificate_number, &p.expiry) {
             (Some(n), Some(e)) => format!(
                 "{}<br><span class=\"muted\">{}</span>",
                 esc(n),
-                esc(&e.to_string())
+                said(e.as_str(), ui)
             ),
             (Some(n), None) => esc(n),
             _ => "–".into(),

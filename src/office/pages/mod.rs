@@ -16,7 +16,7 @@ pub use people::{people, person};
 
 use super::Ctx;
 use super::auth::csrf_ok;
-use super::html::{self, Ui, badge, db_error, enc, esc, form_pairs, page, time};
+use super::html::{self, Ui, badge, db_error, enc, esc, form_pairs, page, said, time};
 use super::message;
 use crate::domain::DeliveryState;
 use crate::engine::{self, PlanItem};
@@ -331,7 +331,11 @@ fn emails_of(person: &str, plan: &[&PlanItem], sent: &[&DeliveryRow], ui: &Ui) -
         let mut reasons = String::new();
         if !item.reasons.is_empty() {
             reasons.push_str("<ul class=\"reasons\">");
-            for r in &item.reasons {
+            for r in if ui.nl {
+                &item.reasons_nl
+            } else {
+                &item.reasons
+            } {
                 let _ = write!(reasons, "<li>{}</li>", esc(r));
             }
             reasons.push_str("</ul>");

@@ -168,7 +168,7 @@ pub async fn person(State(s): State<ApiState>, ctx: Ctx, Path(id): Path<String>)
                 "<tr><td>{}<br><span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 course_link(&info.id),
                 esc(&info.name),
-                esc(&p.result.to_string()),
+                said(p.result.as_str(), ui),
                 p.attendance
                     .percent()
                     .map(|v| format!("{v}%"))
