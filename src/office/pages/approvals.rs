@@ -5,10 +5,7 @@ use super::*;
 pub async fn approvals(State(s): State<ApiState>, ctx: Ctx, RawQuery(raw): RawQuery) -> Response {
     let ui = &ctx.ui;
     let q = query_of(&raw);
-    let skip = get(&q, "page")
-        .and_then(|p| p.parse::<i64>().ok())
-        .unwrap_or(0)
-        .max(0);
+    let skip = page_number(&q);
     let rows = async {
         let mut tx = s.store.begin_read().await?;
         let (shown, total) = actions::awaiting_approval_page(&mut tx, skip * PAGE, PAGE).await?;

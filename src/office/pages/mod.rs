@@ -43,6 +43,15 @@ fn get<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
+/// The `page=` of a list paged by number: 0 and up, bounded (so that an offset never
+/// overflows, whatever the address says).
+fn page_number(q: &[(String, String)]) -> i64 {
+    get(q, "page")
+        .and_then(|p| p.parse::<i64>().ok())
+        .unwrap_or(0)
+        .clamp(0, 1_000_000)
+}
+
 /// The start of a local day, in UTC.
 fn local_midnight(d: NaiveDate, ui: &Ui) -> DateTime<Utc> {
     let naive = d.and_hms_opt(0, 0, 0).unwrap_or_default();

@@ -6,10 +6,7 @@ pub async fn people(State(s): State<ApiState>, ctx: Ctx, RawQuery(raw): RawQuery
     let ui = &ctx.ui;
     let q = query_of(&raw);
     let search = get(&q, "q");
-    let skip = get(&q, "page")
-        .and_then(|p| p.parse::<i64>().ok())
-        .unwrap_or(0)
-        .max(0);
+    let skip = page_number(&q);
     let read = async {
         let mut tx = s.store.begin_read().await?;
         let rows = catalogue::person_page(&mut tx, search, skip * PAGE, PAGE + 1).await?;
