@@ -527,7 +527,7 @@ pub struct PlanItem {
     /// data (or the rule) changes.
     pub cannot_fire: bool,
     /// The reasons in Dutch where known (the English one otherwise), for the office's
-    /// pages.
+    /// pages; only [`plan_of`] fills it in (empty from `plan`).
     #[serde(skip)]
     pub reasons_nl: Vec<String>,
     /// The reasons in words shared by every instance they hold back, for summaries, and
@@ -598,6 +598,9 @@ async fn plan_in(
     scope: Option<(&[String], Option<&[String]>)>,
     mut emit: impl FnMut(PlanItem),
 ) -> Result<u64, sqlx::Error> {
+    // A scoped plan is the office's pages' (a page of participants): only they show the
+    // reasons in Dutch too, so `plan` of millions of instances does not word them twice.
+    let dutch = scope.is_some();
     let (subjects, people) = match scope {
         Some((subjects, people)) => (subjects.to_vec(), people),
         None => (actions::subjects_with_actions(tx, rule_filter).await?, None),
@@ -746,7 +749,11 @@ async fn plan_in(
                 state,
                 cannot_fire: state == PlanState::Waiting && reasons.iter().any(|r| r.settled),
                 reasons: reasons.iter().map(Reason::shown).collect(),
-                reasons_nl: reasons.iter().map(|r| r.shown_in(true)).collect(),
+                reasons_nl: if dutch {
+                    reasons.iter().map(|r| r.shown_in(true)).collect()
+                } else {
+                    Vec::new()
+                },
                 gists: reasons.into_iter().map(|r| (r.gist, r.settled)).collect(),
             });
             count += 1;
