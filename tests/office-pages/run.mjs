@@ -156,6 +156,7 @@ try {
   check((await pdfLink.textContent()).endsWith('.pdf'), `the certificate email lists its PDF: ${await pdfLink.textContent()}`);
   const pdf = await en.request.get(BASE + await pdfLink.getAttribute('href'));
   check(pdf.headers()['content-type'] === 'application/pdf', `the PDF is served as a PDF (${pdf.headers()['content-type']})`);
+  check(/^attachment; filename=".+\.pdf"$/.test(pdf.headers()['content-disposition']), `the PDF is a download with its name (${pdf.headers()['content-disposition']})`);
   const bytes = await pdf.body();
   check(bytes.subarray(0, 5).toString() === '%PDF-', 'the attachment is a PDF');
   writeFileSync(`${SHOTS}/certificate-jan.pdf`, bytes);

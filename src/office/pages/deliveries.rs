@@ -372,12 +372,10 @@ pub async fn delivery_part(
         };
         (a.media_type, a.name, a.bytes)
     };
-    let inline = media == "application/pdf";
-    let disposition = format!(
-        "{}; filename=\"{}\"",
-        if inline { "inline" } else { "attachment" },
-        header_filename(&name)
-    );
+    // Every part is a download, opened by the reader's own program (the certificate PDF
+    // in their PDF viewer): a browser's built-in viewer would be blocked by the sandbox
+    // these parts are served under, and nothing of a message runs in the pages' origin.
+    let disposition = format!("attachment; filename=\"{}\"", header_filename(&name));
     let mut r = body.into_response();
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&media) {
@@ -386,7 +384,6 @@ pub async fn delivery_part(
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    // A PDF opens in the browser's viewer, in a frame of its own page.
     h.insert(
         header::X_FRAME_OPTIONS,
         HeaderValue::from_static("SAMEORIGIN"),
