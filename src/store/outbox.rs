@@ -164,20 +164,6 @@ pub async fn mark_sent(
 ) -> Result<(), sqlx::Error> {
     for chunk in ids.chunks(500) {
         on!(tx, c => {
-            // The attempt, for the office's pages (before the row leaves `sending`).
-            let mut q = QueryBuilder::new(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, answer) SELECT id, attempts, ",
-            );
-            q.push_bind(now)
-                .push(", 'sent', NULL FROM deliveries WHERE state = 'sending' AND claimed_by = ")
-                .push_bind(me)
-                .push(" AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(") ON CONFLICT DO NOTHING");
-            q.build().execute(&mut **c).await?;
             let mut q = QueryBuilder::new("UPDATE deliveries SET state = 'sent', sent_at = ");
             q.push_bind(now).push(", updated_at = ").push_bind(now)
                 .push(", last_error = NULL, next_attempt_at = NULL WHERE state = 'sending' AND claimed_by = ")
@@ -550,7 +536,9 @@ pub async fn one(
     Ok(Some((row, message)))
 }
 
-/// One attempt to hand a message to the server.
+/// One attempt to hand a message to the server. Failed attempts have a row each; the
+/// attempt that succeeded is the delivery's `sent_at` (no row, so that recording what was
+/// sent stays one statement a batch).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Attempt {
     pub attempt: i64,

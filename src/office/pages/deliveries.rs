@@ -174,7 +174,7 @@ pub async fn delivery(
         tx.rollback().await?;
         Ok::<_, sqlx::Error>((one, attempts, names))
     };
-    let (one, attempts, names) = match read.await {
+    let (one, mut attempts, names) = match read.await {
         Ok(r) => r,
         Err(e) => return db_error(&e),
     };
@@ -187,6 +187,15 @@ pub async fn delivery(
             ),
         );
     };
+    // The attempt that succeeded is the delivery's sent time.
+    if let (DeliveryState::Sent, Some(at)) = (r.state, r.sent_at) {
+        attempts.push(outbox::Attempt {
+            attempt: r.attempts,
+            at,
+            outcome: "sent".into(),
+            answer: None,
+        });
+    }
     let mut b = String::new();
     let _ = write!(
         b,
