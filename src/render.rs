@@ -23,7 +23,13 @@ pub struct Templates {
     svg: Handlebars<'static>,
     /// The fonts certificates embed; loaded when there is an SVG template.
     fonts: Option<crate::pdf::Fonts>,
+    /// The rules' inline texts (subjects, names) as compiled, by their source: compiled
+    /// once, not for every message.
+    inline: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<handlebars::Template>>>,
 }
+
+/// Inline texts kept compiled at most (the rules in force have a few per rule).
+const INLINE_KEPT: usize = 4096;
 
 /// A rendered email.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +218,7 @@ impl Templates {
             text: registry(false),
             svg: registry(true),
             fonts: None,
+            inline: Default::default(),
         };
         let mut problems = Vec::new();
         let entries = match std::fs::read_dir(dir) {
@@ -377,6 +384,8 @@ impl Templates {
             .as_str()
             .and_then(Lang::parse)
             .unwrap_or_else(|| office.clone());
+        // The context as handlebars holds it, made once for the four parts.
+        let hctx = handlebars::Context::from(ctx.clone());
         let inline = |what: &str, s: &serde_saphyr::Spanned<Texts>| {
             let problem = |message: String| TemplateProblem {
                 file: rule.file.clone(),
@@ -390,8 +399,7 @@ impl Templates {
                     lang.base()
                 ))
             })?;
-            self.text
-                .render_template(text, ctx)
+            self.render_inline(text, &hctx)
                 .map_err(|e| problem(reason(&e, ctx)))
         };
         let subject = inline("email.subject", &rule.email.subject)?;
@@ -444,11 +452,15 @@ impl Templates {
         }
         let html = self
             .html
-            .render(name, ctx)
+            .render_with_context(name, &hctx)
             .map_err(|e| located(e, "html"))?;
         // The text part of the same language only: a message is in one language.
         let text = if self.text.has_template(name) {
-            Some(self.text.render(name, ctx).map_err(|e| located(e, "txt"))?)
+            Some(
+                self.text
+                    .render_with_context(name, &hctx)
+                    .map_err(|e| located(e, "txt"))?,
+            )
         } else {
             None
         };
@@ -457,6 +469,39 @@ impl Templates {
             html,
             text,
         })
+    }
+}
+
+impl Templates {
+    /// An inline text (a subject, a name) rendered as a text template: compiled the first
+    /// time it is seen, then kept.
+    fn render_inline(
+        &self,
+        text: &str,
+        ctx: &handlebars::Context,
+    ) -> Result<String, handlebars::RenderError> {
+        use handlebars::Renderable;
+        let kept = self.inline.read().ok().and_then(|m| m.get(text).cloned());
+        let template = match kept {
+            Some(t) => t,
+            None => {
+                let t = std::sync::Arc::new(handlebars::Template::compile(text)?);
+                if let Ok(mut m) = self.inline.write()
+                    && m.len() < INLINE_KEPT
+                {
+                    m.insert(text.to_string(), t.clone());
+                }
+                t
+            }
+        };
+        let mut out = handlebars::StringOutput::new();
+        template.render(
+            &self.text,
+            ctx,
+            &mut handlebars::RenderContext::new(None),
+            &mut out,
+        )?;
+        out.into_string().map_err(handlebars::RenderError::from)
     }
 }
 
