@@ -25,7 +25,8 @@ pub struct Templates {
     fonts: Option<crate::pdf::Fonts>,
     /// The rules' inline texts (subjects, names) as compiled, by their source: compiled
     /// once, not for every message.
-    inline: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<handlebars::Template>>>,
+    inline:
+        std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<handlebars::Template>>>,
 }
 
 /// Inline texts kept compiled at most (the rules in force have a few per rule).

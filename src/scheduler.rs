@@ -104,9 +104,11 @@ impl Runtime {
         }
         // Certification learners first: the status changes they record are ingested,
         // fired and delivered in this same pass.
+        let started = std::time::Instant::now();
         let learners =
             crate::change::certifications::advance_all(&self.store, &self.rules, tz, now).await?;
         let events = engine::ingest(&self.store, &self.rules, tz, now).await?;
+        let ingested = started.elapsed();
         let env = fire::Env {
             rules: &self.rules,
             templates: &self.templates,
@@ -139,6 +141,11 @@ impl Runtime {
         };
         let fired = async {
             let mut fired = fire::fire_feeding(&self.store, &env, now, &|| feed.fed()).await?;
+            tracing::debug!(
+                "pass: certification learners and ingest {} ms, firing done at {} ms",
+                ingested.as_millis(),
+                started.elapsed().as_millis()
+            );
             // T6: schedule rules whose instant has come.
             let scheduled = engine::schedule::run(&self.store, &env, now).await?;
             fired.queued += scheduled.queued;
@@ -151,6 +158,10 @@ impl Runtime {
         let delivered = delivering
             .await
             .map_err(|e| anyhow::anyhow!("the delivery task failed: {e}"))?;
+        tracing::debug!(
+            "pass: delivery done at {} ms",
+            started.elapsed().as_millis()
+        );
         let fired = fired?;
         let delivered = delivered?;
         Ok(Pass {

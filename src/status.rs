@@ -81,6 +81,30 @@ pub async fn participants_of_courses(
     now: DateTime<Utc>,
     wanted: &HashMap<String, Vec<String>>,
 ) -> Result<HashMap<String, (CourseInfo, Vec<ParticipantStatus>)>, sqlx::Error> {
+    Ok(participants_and_enrolments(tx, rules, tz, now, wanted)
+        .await?
+        .0)
+}
+
+/// The enrolments [`participants_and_enrolments`] read, by (course, person): what
+/// [`ContextRows::with_enrolments`] takes instead of reading them again.
+pub type Enrolled = HashMap<(String, String), enrolments::Enrolment>;
+
+/// [`participants_of_courses`], and the enrolment rows the statuses were derived from.
+pub async fn participants_and_enrolments(
+    tx: &mut Tx,
+    rules: &RuleSet,
+    tz: Tz,
+    now: DateTime<Utc>,
+    wanted: &HashMap<String, Vec<String>>,
+) -> Result<
+    (
+        HashMap<String, (CourseInfo, Vec<ParticipantStatus>)>,
+        Enrolled,
+    ),
+    sqlx::Error,
+> {
+    let mut rows_read: Enrolled = HashMap::new();
     let ids: Vec<String> = wanted.keys().cloned().collect();
     let mut people: Vec<String> = wanted.values().flatten().cloned().collect();
     people.sort_unstable();
@@ -97,6 +121,10 @@ pub async fn participants_of_courses(
                     .get(&row.0.course_id)
                     .is_some_and(|p| p.contains(&row.0.person_id))
                 {
+                    rows_read.insert(
+                        (row.0.course_id.clone(), row.0.person_id.clone()),
+                        row.0.clone(),
+                    );
                     enrolled
                         .entry(row.0.course_id.clone())
                         .or_default()
@@ -124,7 +152,7 @@ pub async fn participants_of_courses(
             out.insert(id, (course, statuses));
         }
     }
-    Ok(out)
+    Ok((out, rows_read))
 }
 
 /// The statuses of a course's participants from their rows: the one derivation behind
@@ -225,6 +253,17 @@ impl ContextRows {
             .into_iter()
             .map(|(e, _, _)| ((e.course_id.clone(), e.person_id.clone()), e))
             .collect();
+        ContextRows::with_enrolments(tx, enrolments, courses, people).await
+    }
+
+    /// [`ContextRows::read`] with the enrolments read before (by
+    /// [`participants_and_enrolments`], in the same transaction).
+    pub async fn with_enrolments(
+        tx: &mut Tx,
+        enrolments: Enrolled,
+        courses: &[String],
+        people: &[String],
+    ) -> Result<ContextRows, sqlx::Error> {
         Ok(ContextRows {
             people: catalogue::people(tx, people).await?,
             enrolments,

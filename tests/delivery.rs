@@ -318,3 +318,86 @@ fn rate_per_second_spaces_the_messages() {
     );
     assert_eq!(server.count(), 21);
 }
+
+/// Issue 18: an office of three courses of 400 participants, their parts imported after
+/// them (each course changes four times in one batch of events): the welcome messages,
+/// 1,200, fire in six batches, each judged while the one before it is composed and the
+/// one before that recorded. Every participant gets exactly one, and a second tick sends
+/// nothing.
+fn t3_overlapping_batches_send_each_of_1200_messages_exactly_once(
+    office: &Office,
+    server: &SmtpServer,
+) {
+    let mut courses = String::from("id,name,type,status,start,end,location\n");
+    let mut parts = String::from(
+        "course_id,id,name,start,end,attendance_required,passing_required,min_minutes\n",
+    );
+    let mut people = String::from("id,full_name,email\n");
+    let mut enrolments = String::from("course_id,person_id\n");
+    for c in 0..3 {
+        courses.push_str(&format!(
+            "fa-{c},First aid {c},first-aid,final,2027-01-1{c}T09:00:00+01:00,2027-01-1{c}T17:00:00+01:00,Utrecht\n"
+        ));
+        for p in 1..=4 {
+            parts.push_str(&format!(
+                "fa-{c},p{p},Part {p},2027-01-1{c}T0{p}:00:00+01:00,2027-01-1{c}T0{p}:30:00+01:00,true,false,\n"
+            ));
+        }
+        for i in 0..400 {
+            let id = c * 400 + i;
+            people.push_str(&format!("u{id},Person {id},u{id}@example.org\n"));
+            enrolments.push_str(&format!("fa-{c},u{id}\n"));
+        }
+    }
+    office.csv("courses.csv", &courses);
+    office.csv("parts.csv", &parts);
+    office.csv("people.csv", &people);
+    office.csv("enrolments.csv", &enrolments);
+    office.import_own(None, &["courses", "people", "enrolments", "parts"]);
+    let out = String::from_utf8_lossy(
+        &office
+            .command(None, &["tick"])
+            .output()
+            .expect("tick")
+            .stdout,
+    )
+    .into_owned();
+    assert!(out.contains("1200 sent"), "{out}");
+    let received = server.received();
+    assert_eq!(received.len(), 1200, "{out}");
+    let ids: std::collections::HashSet<String> = received.iter().map(|m| m.message_id()).collect();
+    assert_eq!(ids.len(), 1200, "every message has its own Message-ID");
+    let to: std::collections::HashSet<Vec<String>> =
+        received.iter().map(|m| m.to.clone()).collect();
+    assert_eq!(to.len(), 1200, "every participant got one message");
+    let out = String::from_utf8_lossy(
+        &office
+            .command(None, &["tick"])
+            .output()
+            .expect("tick")
+            .stdout,
+    )
+    .into_owned();
+    assert!(out.contains("0 sent"), "{out}");
+    assert_eq!(server.count(), 1200);
+}
+
+#[test]
+fn t3_a_tick_firing_1200_messages_in_overlapping_batches_sends_each_once_on_sqlite() {
+    let server = SmtpServer::start();
+    let office = Office::new(&smtp_config(server.port)).welcome(0, false);
+    t3_overlapping_batches_send_each_of_1200_messages_exactly_once(&office, &server);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn t3_a_tick_firing_1200_messages_in_overlapping_batches_sends_each_once_on_postgres() {
+    let server = SmtpServer::start();
+    let Some(office) = Office::postgres(&smtp_config(server.port)).await else {
+        return;
+    };
+    let office = office.welcome(0, false);
+    tokio::task::block_in_place(|| {
+        t3_overlapping_batches_send_each_of_1200_messages_exactly_once(&office, &server)
+    });
+    office.cleanup().await;
+}

@@ -115,40 +115,69 @@ pub async fn fire_feeding(
     // Batches of which no verdict could be recorded (each instance changed meanwhile), in a
     // row: bounded, so that a storm of changes cannot hold the pass; the next pass goes on.
     let mut lost = 0;
-    loop {
-        if !actions::any_to_fire(store, now).await? {
-            break;
+    // Three batches at once: while one is composed on the cores, the one before it is
+    // recorded and the one after it judged (its snapshot leaves out the two in flight,
+    // which are not recorded yet). Judging reads nothing that recording writes: a verdict
+    // depends on the subject's state, never on another instance's.
+    let mut current = judge_next(store, env, now, &[]).await?;
+    let mut composed: Option<(Vec<Judged>, Messages)> = None;
+    while !current.is_empty() || composed.is_some() {
+        let mut busy: Vec<i64> = current.iter().map(|j| j.instance.id).collect();
+        if let Some((previous, _)) = &composed {
+            busy.extend(previous.iter().map(|j| j.instance.id));
         }
-        let mut tx = store.begin_read().await?;
-        let judged = judge_batch(&mut tx, env, now).await;
-        tx.rollback().await?;
-        let mut judged = judged?;
-        if judged.is_empty() {
-            break;
-        }
-        let jobs: Vec<Option<Job>> = judged.iter_mut().map(|j| j.job.take()).collect();
-        let messages = compose_all(env, &judged, jobs);
-        let kept = crate::store::transact!(store, |tx| {
-            record_batch(tx, &judged, &messages, now).await
-        })?;
-        for (j, m) in judged.iter().zip(&messages) {
-            if kept.contains(&j.instance.id) {
-                report.count(j, m.as_ref());
+        let jobs: Vec<Option<Job>> = current.iter_mut().map(|j| j.job.take()).collect();
+        let judge_more = !current.is_empty() && lost < MAX_LOST;
+        let record = async {
+            match &composed {
+                Some((judged, messages)) => crate::store::transact!(store, |tx| {
+                    record_batch(tx, judged, messages, now).await
+                })
+                .map(Some),
+                None => Ok(None),
+            }
+        };
+        let judge = async {
+            if judge_more {
+                judge_next(store, env, now, &busy).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (messages, (recorded, next)) = alongside(|| compose_all(env, &current, jobs), async {
+            tokio::join!(record, judge)
+        })
+        .await;
+        let messages = messages.unwrap_or_else(|| {
+            current
+                .iter()
+                .map(|_| Some(Err("the message could not be composed (see the log)".into())))
+                .collect()
+        });
+        // Recorded whatever happened to the judging: nothing composed is left behind.
+        if let (Some(kept), Some((judged, messages))) = (recorded?, composed.take()) {
+            for (j, m) in judged.iter().zip(&messages) {
+                if kept.contains(&j.instance.id) {
+                    report.count(j, m.as_ref());
+                }
+            }
+            fed();
+            crate::service::alive();
+            if kept.is_empty() {
+                lost += 1;
+                if lost == MAX_LOST {
+                    tracing::warn!(
+                        "the instances due keep changing while they are evaluated; the next pass evaluates them"
+                    );
+                }
+            } else {
+                lost = 0;
             }
         }
-        fed();
-        crate::service::alive();
-        if kept.is_empty() {
-            lost += 1;
-            if lost >= 10 {
-                tracing::warn!(
-                    "the instances due keep changing while they are evaluated; the next pass evaluates them"
-                );
-                break;
-            }
-        } else {
-            lost = 0;
+        if !current.is_empty() {
+            composed = Some((std::mem::take(&mut current), messages));
         }
+        current = if lost < MAX_LOST { next? } else { Vec::new() };
     }
     // T4: one line per rule, however many messages caught up (each one is at debug level).
     for (rule, (n, worst)) in &report.late_by_rule {
@@ -164,6 +193,54 @@ pub async fn fire_feeding(
             crate::store::transact!(store, |tx| actions::expire_unchanged(tx, now).await)?;
     }
     Ok(report)
+}
+
+/// A batch's messages, in the order of its instances (`None`: not fired).
+type Messages = Vec<Option<Result<Composed, String>>>;
+
+/// Batches in a row of which nothing could be recorded before the pass leaves the rest to
+/// the next one.
+const MAX_LOST: u32 = 10;
+
+/// The next batch due, judged on a snapshot, leaving out the instances in `busy` (judged
+/// and not recorded yet); empty when nothing more is due.
+async fn judge_next(
+    store: &Store,
+    env: &Env<'_>,
+    now: DateTime<Utc>,
+    busy: &[i64],
+) -> Result<Vec<Judged>, sqlx::Error> {
+    if !actions::any_to_fire(store, now).await? {
+        return Ok(Vec::new());
+    }
+    let mut tx = store.begin_read().await?;
+    let judged = judge_batch(&mut tx, env, now, busy).await;
+    tx.rollback().await?;
+    judged
+}
+
+/// Runs the CPU work `work` on its own thread while this thread drives `fut` (database
+/// work) to its end; `None` for the work if it panicked. On a runtime that cannot block
+/// (a test's current-thread runtime) the two run one after the other.
+async fn alongside<R: Send, F: std::future::Future>(
+    work: impl FnOnce() -> R + Send,
+    fut: F,
+) -> (Option<R>, F::Output) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| {
+                std::thread::scope(|s| {
+                    let worker = s.spawn(work);
+                    let out = h.block_on(fut);
+                    (worker.join().ok(), out)
+                })
+            })
+        }
+        _ => {
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok();
+            (done, fut.await)
+        }
+    }
 }
 
 /// A course and the statuses of the participants a batch is about.
@@ -244,8 +321,9 @@ async fn judge_batch(
     tx: &mut Tx,
     env: &Env<'_>,
     now: DateTime<Utc>,
+    busy: &[i64],
 ) -> Result<Vec<Judged>, sqlx::Error> {
-    let batch = actions::candidates(tx, now, BATCH).await?;
+    let batch = actions::candidates(tx, now, BATCH, busy).await?;
     // The batch's participants are read once per course, only those the batch is about.
     let mut people: HashMap<String, Vec<String>> = HashMap::new();
     for a in batch.iter().filter(|a| a.kind == SubjectKind::Course) {
@@ -254,18 +332,18 @@ async fn judge_batch(
             .or_default()
             .push(a.person_id.clone());
     }
-    let courses: HashMap<String, CourseStatuses> =
-        status::participants_of_courses(tx, env.rules, env.tz, now, &people)
-            .await?
-            .into_iter()
-            .map(|(id, (course, statuses))| {
-                let by_person = statuses
-                    .into_iter()
-                    .map(|p| (p.person_id.clone(), p))
-                    .collect::<HashMap<_, _>>();
-                (id, (course, by_person))
-            })
-            .collect();
+    let (statuses, enrolled) =
+        status::participants_and_enrolments(tx, env.rules, env.tz, now, &people).await?;
+    let courses: HashMap<String, CourseStatuses> = statuses
+        .into_iter()
+        .map(|(id, (course, statuses))| {
+            let by_person = statuses
+                .into_iter()
+                .map(|p| (p.person_id.clone(), p))
+                .collect::<HashMap<_, _>>();
+            (id, (course, by_person))
+        })
+        .collect();
     let subject = |a: &Instance| {
         courses
             .get(&a.course_id)
@@ -393,7 +471,10 @@ async fn judge_batch(
     let rows = if fired_courses.is_empty() {
         None
     } else {
-        Some(status::ContextRows::read(tx, &fired_courses, &fired_people).await?)
+        Some(
+            status::ContextRows::with_enrolments(tx, enrolled, &fired_courses, &fired_people)
+                .await?,
+        )
     };
     for j in judged.iter_mut().filter(|j| {
         j.state == ActionState::Fired && j.job.is_none() && j.instance.kind == SubjectKind::Course

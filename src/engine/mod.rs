@@ -102,26 +102,65 @@ async fn apply_events(
     now: DateTime<Utc>,
     events: &[EventRow],
 ) -> Result<(), sqlx::Error> {
-    let mut courses: HashMap<String, Option<CourseInfo>> = HashMap::new();
+    // The batch's courses, read together (a course reads the same in the whole
+    // transaction); certification events name a certification, not a course.
+    let mut ids: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind != EventKind::CertificationStatusChanged.as_str())
+        .map(|e| e.course_id.clone())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut found = catalogue::courses(tx, &ids).await?;
+    let mut courses: HashMap<String, Option<CourseInfo>> = ids
+        .into_iter()
+        .map(|id| {
+            let c = found.remove(&id);
+            (id, c)
+        })
+        .collect();
     let (participants, learners) = touched(events);
-    let mut enrolled: HashMap<(String, String), enrolments::Enrolment> = HashMap::new();
-    for (course, by_time) in &participants {
-        let list: Vec<String> = by_time.values().flatten().cloned().collect();
-        for (person, e) in enrolments::of(tx, course, &list, Lock::None).await? {
-            enrolled.insert((course.to_string(), person), e);
-        }
-    }
+    let pairs: Vec<(&str, &str)> = participants
+        .iter()
+        .flat_map(|(course, by_time)| {
+            by_time
+                .values()
+                .flatten()
+                .map(move |person| (*course, person.as_str()))
+        })
+        .collect();
+    let enrolled = enrolments::standing_of_pairs(tx, &pairs).await?;
     // T2: every change of a subject's state has its waiting instances evaluated again,
-    // eligible from the moment of the change.
+    // eligible from the moment of the change: one statement per kind and moment.
     for (kind, subjects) in [
         (SubjectKind::Course, &participants),
         (SubjectKind::Certification, &learners),
     ] {
-        for (subject, by_time) in subjects {
-            for (at, list) in by_time {
-                actions::recheck_subjects(tx, kind, subject, list, *at).await?;
+        let mut by_time: BTreeMap<DateTime<Utc>, Vec<(&str, &str)>> = BTreeMap::new();
+        for (subject, times) in subjects {
+            for (at, list) in times {
+                by_time
+                    .entry(*at)
+                    .or_default()
+                    .extend(list.iter().map(|p| (*subject, p.as_str())));
             }
         }
+        for (at, pairs) in &by_time {
+            actions::recheck_pairs(tx, kind, pairs, *at).await?;
+        }
+    }
+    // A course changed several times in the batch is looked at once (it reads the same in
+    // the whole transaction): waiting instances marked from its first change, due times
+    // moved as of its last.
+    let mut changed: HashMap<&str, (DateTime<Utc>, DateTime<Utc>)> = HashMap::new();
+    for e in events
+        .iter()
+        .filter(|e| e.kind == EventKind::CourseChanged.as_str())
+    {
+        changed
+            .entry(e.course_id.as_str())
+            .and_modify(|(_, last)| *last = e.at)
+            .or_insert((e.at, e.at));
     }
     let mut new: Vec<NewAction> = Vec::new();
     for e in events {
@@ -175,8 +214,9 @@ async fn apply_events(
             continue;
         }
         if kind == EventKind::CourseChanged {
-            courses.remove(&e.course_id);
-            course_changed(tx, rules, tz, now, &e.course_id, &mut courses, e.at).await?;
+            if let Some((first, last)) = changed.remove(e.course_id.as_str()) {
+                course_changed(tx, rules, tz, now, &e.course_id, &mut courses, first, last).await?;
+            }
             continue;
         }
         let Some(person) = e.person_id.as_deref() else {
@@ -432,6 +472,7 @@ async fn anchor_waiting_on_expiry(
 
 /// A course's status or dates changed: D9 for a cancelled course, else new due times for
 /// actions anchored on its start or end.
+#[allow(clippy::too_many_arguments)]
 async fn course_changed(
     tx: &mut Tx,
     rules: &RuleSet,
@@ -439,7 +480,8 @@ async fn course_changed(
     now: DateTime<Utc>,
     course_id: &str,
     courses: &mut HashMap<String, Option<CourseInfo>>,
-    at: DateTime<Utc>,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let Some(info) = course(tx, courses, course_id).await?.cloned() else {
         return Ok(());
@@ -460,7 +502,7 @@ async fn course_changed(
         )
         .await;
     }
-    actions::recheck_course(tx, course_id, at).await?;
+    actions::recheck_course(tx, course_id, first).await?;
     for (id, rule_id, event_at) in actions::waiting_of_course(tx, course_id).await? {
         let Some(rule) = rules.action(&rule_id) else {
             continue;
@@ -476,7 +518,7 @@ async fn course_changed(
         let expires = due
             .zip(rule.expires_after)
             .and_then(|(d, p)| p.add_to(d, tz));
-        actions::set_due(tx, id, due, expires, now, at).await?;
+        actions::set_due(tx, id, due, expires, now, last).await?;
     }
     Ok(())
 }

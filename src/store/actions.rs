@@ -139,6 +139,28 @@ pub async fn recheck_subjects(
     Ok(())
 }
 
+/// [`recheck_subjects`] for many (subject, person) pairs changed at `at`, in one
+/// statement (the pairs travel as one JSON array).
+pub async fn recheck_pairs(
+    tx: &mut Tx,
+    kind: SubjectKind,
+    pairs: &[(&str, &str)],
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for chunk in pairs.chunks(10_000) {
+        let list = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let from = super::json_rows(tx, 3);
+        on!(tx, c => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE actions SET recheck = 1, version = actions.version + 1, \
+             rechecked_at = CASE WHEN actions.recheck = 0 THEN $1 ELSE actions.rechecked_at END \
+             FROM (SELECT j.value->>0 AS subject, j.value->>1 AS person FROM {from}) AS p \
+             WHERE actions.state = 'waiting' AND actions.subject_kind = $2 \
+             AND actions.course_id = p.subject AND actions.person_id = p.person"
+        ))).bind(at).bind(kind.as_str()).bind(list).execute(&mut **c).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
 /// Cancels the pending instances of a course, or of one participant (only those of cycles
 /// before `before_cycle`, if given), recording why (`reason`: stored reasons, JSON).
 #[allow(clippy::too_many_arguments)]
@@ -378,20 +400,39 @@ pub async fn any_to_fire(store: &Store, now: DateTime<Utc>) -> Result<bool, sqlx
 
 /// Up to `limit` instances to evaluate now: approved manual ones first (few), then the due
 /// ones oldest first. Read from a snapshot, without locks: the verdict is recorded only on
-/// instances still at the version read ([`set_states_if_unchanged`]).
+/// instances still at the version read ([`set_states_if_unchanged`]). `skip`: instances
+/// judged and not recorded yet, left out.
 pub async fn candidates(
     tx: &mut Tx,
     now: DateTime<Utc>,
     limit: i64,
+    skip: &[i64],
 ) -> Result<Vec<Instance>, sqlx::Error> {
-    let mut rows: Vec<InstanceRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {INSTANCE} FROM actions WHERE state = 'approved' ORDER BY id LIMIT $1"
-    ))).bind(limit).fetch_all(&mut **c).await)?;
-    if (rows.len() as i64) < limit {
-        let more: Vec<InstanceRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {INSTANCE} FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1 \
-             ORDER BY due_at, id LIMIT $2"
-        ))).bind(now).bind(limit - rows.len() as i64).fetch_all(&mut **c).await)?;
+    let mut rows: Vec<InstanceRow> = Vec::new();
+    for waiting in [false, true] {
+        let want = limit - rows.len() as i64;
+        if want <= 0 {
+            break;
+        }
+        let more: Vec<InstanceRow> = on!(tx, c => {
+            let mut q = QueryBuilder::new(format!("SELECT {INSTANCE} FROM actions WHERE "));
+            if waiting {
+                q.push("state = 'waiting' AND recheck = 1 AND due_at <= ").push_bind(now);
+            } else {
+                q.push("state = 'approved'");
+            }
+            if !skip.is_empty() {
+                q.push(" AND id NOT IN (");
+                let mut sep = q.separated(", ");
+                for id in skip {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+            }
+            q.push(if waiting { " ORDER BY due_at, id LIMIT " } else { " ORDER BY id LIMIT " })
+                .push_bind(want);
+            q.build_query_as().fetch_all(&mut **c).await?
+        });
         rows.extend(more);
     }
     rows.into_iter().map(Instance::try_from).collect()
@@ -767,7 +808,9 @@ mod tests {
         insert(&mut tx, &[new], now).await.expect("insert");
         tx.commit().await.expect("commit");
         let mut read = store.begin_read().await.expect("read");
-        let seen = candidates(&mut read, now, 10).await.expect("candidates");
+        let seen = candidates(&mut read, now, 10, &[])
+            .await
+            .expect("candidates");
         read.rollback().await.expect("rollback");
         assert_eq!(seen.len(), 1);
         // The change: the instance is already marked, and is marked again.
@@ -790,7 +833,9 @@ mod tests {
         assert!(kept.is_empty(), "the stale verdict is not recorded");
         // Still to evaluate; read again, the verdict is recorded.
         let mut read = store.begin_read().await.expect("read");
-        let again = candidates(&mut read, now, 10).await.expect("candidates");
+        let again = candidates(&mut read, now, 10, &[])
+            .await
+            .expect("candidates");
         read.rollback().await.expect("rollback");
         assert_eq!(again.len(), 1, "the instance is still to be evaluated");
         let mut tx = store.begin().await.expect("begin");
@@ -801,7 +846,7 @@ mod tests {
         assert_eq!(kept.len(), 1);
         let mut read = store.begin_read().await.expect("read");
         assert!(
-            candidates(&mut read, now, 10)
+            candidates(&mut read, now, 10, &[])
                 .await
                 .expect("read")
                 .is_empty()

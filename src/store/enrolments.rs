@@ -111,6 +111,41 @@ pub async fn of(
     Ok(out)
 }
 
+/// Where a participant stands as ingest reads it: the result and the current cycle.
+#[derive(Debug, Clone, Copy)]
+pub struct Standing {
+    pub result: Outcome,
+    pub cycle: i64,
+}
+
+/// The standing of many (course, person) pairs, unlocked, in one statement (the pairs
+/// travel as one JSON array, and only the two columns ingest needs come back): what ingest
+/// reads for a batch of events. A pair without an enrolment is absent.
+pub async fn standing_of_pairs(
+    tx: &mut Tx,
+    pairs: &[(&str, &str)],
+) -> Result<HashMap<(String, String), Standing>, sqlx::Error> {
+    let mut out = HashMap::new();
+    for chunk in pairs.chunks(10_000) {
+        let list = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let from = super::json_rows(tx, 1);
+        let rows: Vec<(String, String, String, i64)> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT e.course_id, e.person_id, e.result, e.cycle FROM {from} \
+             JOIN enrolments e ON e.course_id = j.value->>0 AND e.person_id = j.value->>1"
+        ))).bind(list).fetch_all(&mut **c).await)?;
+        for (course, person, result, cycle) in rows {
+            out.insert(
+                (course, person),
+                Standing {
+                    result: word(&result)?,
+                    cycle,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// [`of`] with every row locked `FOR UPDATE`: what a change of these participants reads.
 pub async fn lock(
     tx: &mut Tx,

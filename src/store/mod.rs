@@ -454,6 +454,15 @@ where
     q.push(")");
 }
 
+/// The rows of a JSON array bound as parameter `$n`, as a `FROM` item `j` whose column
+/// `value` is each element (`j.value->>0` the first of an element that is an array).
+pub(crate) fn json_rows(tx: &Tx, n: usize) -> String {
+    match tx {
+        Tx::Sqlite(_) => format!("json_each(${n}) AS j"),
+        Tx::Postgres(_) => format!("jsonb_array_elements(${n}::jsonb) AS j(value)"),
+    }
+}
+
 /// Parses a word stored in the database; a bad one is a decode error, not a panic.
 pub(crate) fn word<T: FromStr<Err = String>>(s: &str) -> Result<T, sqlx::Error> {
     s.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))
