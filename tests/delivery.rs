@@ -354,14 +354,11 @@ fn t3_overlapping_batches_send_each_of_1200_messages_exactly_once(
     office.csv("people.csv", &people);
     office.csv("enrolments.csv", &enrolments);
     office.import_own(None, &["courses", "people", "enrolments", "parts"]);
-    let out = String::from_utf8_lossy(
-        &office
-            .command(None, &["tick"])
-            .output()
-            .expect("tick")
-            .stdout,
-    )
-    .into_owned();
+    let tick = || {
+        let out = office.command(None, &["tick"]).output().expect("tick");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = tick();
     assert!(out.contains("1200 sent"), "{out}");
     let received = server.received();
     assert_eq!(received.len(), 1200, "{out}");
@@ -370,14 +367,7 @@ fn t3_overlapping_batches_send_each_of_1200_messages_exactly_once(
     let to: std::collections::HashSet<Vec<String>> =
         received.iter().map(|m| m.to.clone()).collect();
     assert_eq!(to.len(), 1200, "every participant got one message");
-    let out = String::from_utf8_lossy(
-        &office
-            .command(None, &["tick"])
-            .output()
-            .expect("tick")
-            .stdout,
-    )
-    .into_owned();
+    let out = tick();
     assert!(out.contains("0 sent"), "{out}");
     assert_eq!(server.count(), 1200);
 }
