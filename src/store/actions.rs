@@ -115,32 +115,11 @@ pub async fn insert<'a>(
     Ok(())
 }
 
-/// T2: the subjects' waiting instances are evaluated again at the next pass. Those already
-/// marked count up their version too: a pass that read them before this change does not
-/// record its verdict on them (see the module's consistency note).
-pub async fn recheck_subjects(
-    tx: &mut Tx,
-    kind: SubjectKind,
-    subject: &str,
-    people: &[String],
-    at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    for chunk in people.chunks(500) {
-        on!(tx, c => {
-            let mut q = QueryBuilder::new(
-                "UPDATE actions SET recheck = 1, version = version + 1, rechecked_at = CASE WHEN recheck = 0 THEN ",
-            );
-            q.push_bind(at).push(" ELSE rechecked_at END WHERE state = 'waiting' AND subject_kind = ");
-            q.push_bind(kind.as_str()).push(" AND course_id = ").push_bind(subject).push(" AND person_id IN ");
-            push_list(&mut q, chunk);
-            q.build().execute(&mut **c).await?;
-        });
-    }
-    Ok(())
-}
-
-/// [`recheck_subjects`] for many (subject, person) pairs changed at `at`, in one
-/// statement (the pairs travel as one JSON array).
+/// Every change of a subject's state (T2): the waiting instances of these (subject,
+/// person) pairs, changed at `at`, are evaluated again, eligible from `at` (or from an
+/// earlier change not yet evaluated); each counts up its version, even one already marked,
+/// so that a verdict judged before the change is not recorded. One statement (the pairs
+/// travel as one JSON array).
 pub async fn recheck_pairs(
     tx: &mut Tx,
     kind: SubjectKind,
@@ -815,7 +794,7 @@ mod tests {
         assert_eq!(seen.len(), 1);
         // The change: the instance is already marked, and is marked again.
         let mut tx = store.begin().await.expect("begin");
-        recheck_subjects(&mut tx, SubjectKind::Course, "fa", &["ann".into()], now)
+        recheck_pairs(&mut tx, SubjectKind::Course, &[("fa", "ann")], now)
             .await
             .expect("recheck");
         tx.commit().await.expect("commit");
