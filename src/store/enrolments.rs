@@ -129,10 +129,38 @@ pub async fn standing_of_pairs(
     for chunk in pairs.chunks(10_000) {
         let list = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(e.into()))?;
         let from = super::json_rows(tx, 1);
-        let rows: Vec<(String, String, String, i64)> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT e.course_id, e.person_id, e.result, e.cycle FROM {from} \
-             JOIN enrolments e ON e.course_id = j.value->>0 AND e.person_id = j.value->>1"
-        ))).bind(list).fetch_all(&mut **c).await)?;
+        let join = "JOIN enrolments e ON e.course_id = j.value->>0 AND e.person_id = j.value->>1";
+        let rows: Vec<(String, String, String, i64)> = match tx {
+            // Packed: one text for the chunk instead of a row per participant.
+            Tx::Sqlite(c) => {
+                let packed: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT group_concat(e.course_id || char(31) || e.person_id || char(31) || e.result \
+                     || char(31) || e.cycle, char(30)) FROM {from} {join}"
+                )))
+                .bind(list)
+                .fetch_one(&mut **c)
+                .await?;
+                packed::rows::<4>(packed.as_slice(), "enrolment")
+                    .map(|r| {
+                        let [course, person, result, cycle] = r?;
+                        Ok((
+                            course.to_string(),
+                            person.to_string(),
+                            result.to_string(),
+                            packed::int(cycle, "enrolment")?,
+                        ))
+                    })
+                    .collect::<Result<_, sqlx::Error>>()?
+            }
+            Tx::Postgres(c) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT e.course_id, e.person_id, e.result, e.cycle FROM {from} {join}"
+                )))
+                .bind(list)
+                .fetch_all(&mut **c)
+                .await?
+            }
+        };
         for (course, person, result, cycle) in rows {
             out.insert(
                 (course, person),
@@ -518,44 +546,100 @@ async fn progress_in(
     courses: &[String],
     people: Option<&[String]>,
 ) -> Result<HashMap<String, Progress>, sqlx::Error> {
-    let marks: Vec<(String, String, String, String, Option<i64>)> = on!(tx, c => {
-        let mut q = QueryBuilder::new("SELECT course_id, person_id, part_id, status, minutes FROM attendance WHERE course_id IN ");
-        push_list(&mut q, courses);
-        if let Some(people) = people {
-            q.push(" AND person_id IN ");
-            push_list(&mut q, people);
-        }
-        q.build_query_as().fetch_all(&mut **c).await?
-    });
-    let results: Vec<(String, String, String, bool)> = on!(tx, c => {
-        let mut q = QueryBuilder::new("SELECT course_id, person_id, part_id, passed FROM part_results WHERE course_id IN ");
-        push_list(&mut q, courses);
-        if let Some(people) = people {
-            q.push(" AND person_id IN ");
-            push_list(&mut q, people);
-        }
-        q.build_query_as().fetch_all(&mut **c).await?
-    });
     let mut out: HashMap<String, Progress> = HashMap::new();
-    for (course, person, part, status, minutes) in marks {
-        let mark = GivenMark {
-            mark: word(&status)?,
-            minutes: minutes.and_then(|m| u32::try_from(m).ok()),
+    let mut add_mark =
+        |course: &str, person: &str, part: &str, status: &str, minutes: Option<i64>| {
+            let mark = GivenMark {
+                mark: word(status)?,
+                minutes: minutes.and_then(|m| u32::try_from(m).ok()),
+            };
+            out.entry(course.to_string())
+                .or_default()
+                .marks
+                .entry(person.to_string())
+                .or_default()
+                .insert(part.to_string(), mark);
+            Ok::<(), sqlx::Error>(())
         };
-        out.entry(course)
-            .or_default()
-            .marks
-            .entry(person)
-            .or_default()
-            .insert(part, mark);
+    fn filter<DB: sqlx::Database>(
+        q: &mut QueryBuilder<DB>,
+        courses: &[String],
+        people: Option<&[String]>,
+    ) where
+        for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    {
+        push_list(q, courses);
+        if let Some(people) = people {
+            q.push(" AND person_id IN ");
+            push_list(q, people);
+        }
     }
-    for (course, person, part, passed) in results {
-        out.entry(course)
+    match tx {
+        // A firing batch reads tens of thousands of marks: packed, one text per course.
+        Tx::Sqlite(c) => {
+            let mut q = QueryBuilder::new(
+                "SELECT group_concat(course_id || char(31) || person_id || char(31) || part_id || char(31) || status \
+                 || char(31) || COALESCE(minutes, ''), char(30)) FROM attendance WHERE course_id IN ",
+            );
+            filter(&mut q, courses, people);
+            q.push(" GROUP BY course_id");
+            let groups: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
+            for r in packed::rows::<5>(&groups, "attendance") {
+                let [course, person, part, status, minutes] = r?;
+                add_mark(
+                    course,
+                    person,
+                    part,
+                    status,
+                    packed::opt_int(minutes, "attendance")?,
+                )?;
+            }
+        }
+        Tx::Postgres(c) => {
+            let mut q = QueryBuilder::new(
+                "SELECT course_id, person_id, part_id, status, minutes FROM attendance WHERE course_id IN ",
+            );
+            filter(&mut q, courses, people);
+            let marks: Vec<(String, String, String, String, Option<i64>)> =
+                q.build_query_as().fetch_all(&mut **c).await?;
+            for (course, person, part, status, minutes) in marks {
+                add_mark(&course, &person, &part, &status, minutes)?;
+            }
+        }
+    }
+    let mut add_result = |course: &str, person: &str, part: &str, passed: bool| {
+        out.entry(course.to_string())
             .or_default()
             .part_results
-            .entry(person)
+            .entry(person.to_string())
             .or_default()
-            .insert(part, passed);
+            .insert(part.to_string(), passed);
+    };
+    match tx {
+        Tx::Sqlite(c) => {
+            let mut q = QueryBuilder::new(
+                "SELECT group_concat(course_id || char(31) || person_id || char(31) || part_id || char(31) \
+                 || CASE WHEN passed THEN '1' ELSE '0' END, char(30)) FROM part_results WHERE course_id IN ",
+            );
+            filter(&mut q, courses, people);
+            q.push(" GROUP BY course_id");
+            let groups: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
+            for r in packed::rows::<4>(&groups, "part result") {
+                let [course, person, part, passed] = r?;
+                add_result(course, person, part, passed == "1");
+            }
+        }
+        Tx::Postgres(c) => {
+            let mut q = QueryBuilder::new(
+                "SELECT course_id, person_id, part_id, passed FROM part_results WHERE course_id IN ",
+            );
+            filter(&mut q, courses, people);
+            let results: Vec<(String, String, String, bool)> =
+                q.build_query_as().fetch_all(&mut **c).await?;
+            for (course, person, part, passed) in results {
+                add_result(&course, &person, &part, passed);
+            }
+        }
     }
     Ok(out)
 }

@@ -195,10 +195,45 @@ pub async fn take_ingest_turn(tx: &mut Tx) -> Result<(), sqlx::Error> {
 
 /// Events not yet processed by the engine, oldest first.
 pub async fn unprocessed(tx: &mut Tx, limit: i64) -> Result<Vec<EventRow>, sqlx::Error> {
-    on!(tx, c => sqlx::query_as(
-        "SELECT id, at, kind, course_id, person_id, part_id, cycle FROM events \
-         WHERE processed_at IS NULL ORDER BY id LIMIT $1",
-    ).bind(limit).fetch_all(&mut **c).await)
+    const SQL: &str = "SELECT id, at, kind, course_id, person_id, part_id, cycle FROM events \
+                       WHERE processed_at IS NULL ORDER BY id LIMIT $1";
+    if let Tx::Sqlite(c) = tx {
+        // Packed (one text for the batch): a thousand rows of seven values each crossed
+        // from SQLite's thread one by one. A row that does not read back (a time written
+        // by something else than registrar) falls back to the plain rows.
+        let packed: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(id || char(31) || at || char(31) || kind || char(31) || course_id \
+             || char(31) || COALESCE(person_id, '') || char(31) || COALESCE(part_id, '') \
+             || char(31) || COALESCE(cycle, ''), char(30)) \
+             FROM (SELECT * FROM events WHERE processed_at IS NULL ORDER BY id LIMIT $1)",
+        )
+        .bind(limit)
+        .fetch_one(&mut **c)
+        .await?;
+        if let Ok(mut events) = unpack_events(packed.as_slice()) {
+            events.sort_unstable_by_key(|e| e.id);
+            return Ok(events);
+        }
+    }
+    on!(tx, c => sqlx::query_as(SQL).bind(limit).fetch_all(&mut **c).await)
+}
+
+fn unpack_events(packed: &[String]) -> Result<Vec<EventRow>, sqlx::Error> {
+    use super::packed;
+    packed::rows::<7>(packed, "event")
+        .map(|r| {
+            let [id, at, kind, course, person, part, cycle] = r?;
+            Ok(EventRow {
+                id: packed::int(id, "event")?,
+                at: packed::time(at)?.ok_or_else(|| packed::bad("event"))?,
+                kind: kind.to_string(),
+                course_id: course.to_string(),
+                person_id: packed::opt(person).map(str::to_string),
+                part_id: packed::opt(part).map(str::to_string),
+                cycle: packed::opt_int(cycle, "event")?,
+            })
+        })
+        .collect()
 }
 
 /// Marks events processed.
