@@ -122,8 +122,12 @@ impl Store {
             url: shown.to_string(),
             source,
         };
-        // Kept open for good: its page cache is the point.
+        // Kept open for good: its page cache is the point. Neither pool pings a connection
+        // before lending it (sqlx's default): an SQLite connection is a file this process
+        // holds open, not a socket that can drop, and the ping was one more round trip to
+        // its worker thread for every transaction and every read.
         let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -140,6 +144,7 @@ impl Store {
                 source,
             })?;
         let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(3)
             .connect_with(opts)
             .await
@@ -504,6 +509,19 @@ pub(crate) mod packed {
 
     pub fn int(s: &str, what: &str) -> Result<i64, sqlx::Error> {
         s.parse().map_err(|_| bad(what))
+    }
+
+    /// A nullable number (`COALESCE(x, '')`): empty is `None`.
+    pub fn opt_int(s: &str, what: &str) -> Result<Option<i64>, sqlx::Error> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        int(s, what).map(Some)
+    }
+
+    /// A nullable id (`COALESCE(x, '')`; an id is never empty): empty is `None`.
+    pub fn opt(s: &str) -> Option<&str> {
+        (!s.is_empty()).then_some(s)
     }
 }
 
