@@ -500,6 +500,10 @@ async fn record(
         unsent.push((*id, state, next, error));
     }
     report.sent += sent.len() as u64;
+    if unsent.is_empty() {
+        // Usually every message of the batch was accepted: one statement, no transaction.
+        return outbox::mark_sent_alone(store, me, &sent, now).await;
+    }
     crate::store::transact!(store, |tx| {
         outbox::mark_sent(tx, me, &sent, now).await?;
         for (id, state, next, error) in &unsent {
