@@ -149,10 +149,10 @@ async fn apply_events(
             actions::recheck_pairs(tx, kind, pairs, *at).await?;
         }
     }
-    // A course changed several times in the batch is looked at once (it reads the same in
-    // the whole transaction): waiting instances marked from its first change, due times
+    // The courses changed in the batch, each looked at once (it reads the same in the
+    // whole transaction): waiting instances marked from its first change, due times
     // moved as of its last.
-    let mut changed: HashMap<&str, (DateTime<Utc>, DateTime<Utc>)> = HashMap::new();
+    let mut changed: BTreeMap<&str, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
     for e in events
         .iter()
         .filter(|e| e.kind == EventKind::CourseChanged.as_str())
@@ -162,6 +162,7 @@ async fn apply_events(
             .and_modify(|(_, last)| *last = e.at)
             .or_insert((e.at, e.at));
     }
+    courses_changed(tx, rules, tz, now, &changed, &mut courses).await?;
     let mut new: Vec<NewAction> = Vec::new();
     for e in events {
         let Ok(kind) = e.kind.parse::<EventKind>() else {
@@ -214,10 +215,7 @@ async fn apply_events(
             continue;
         }
         if kind == EventKind::CourseChanged {
-            if let Some((first, last)) = changed.remove(e.course_id.as_str()) {
-                course_changed(tx, rules, tz, now, &e.course_id, &mut courses, first, last).await?;
-            }
-            continue;
+            continue; // above
         }
         let Some(person) = e.person_id.as_deref() else {
             continue;
@@ -470,41 +468,54 @@ async fn anchor_waiting_on_expiry(
     Ok(())
 }
 
-/// A course's status or dates changed: D9 for a cancelled course, else new due times for
-/// actions anchored on its start or end.
-#[allow(clippy::too_many_arguments)]
-async fn course_changed(
+/// Courses whose status or dates changed (each with its first and last change of the
+/// batch): D9 for a cancelled course, else their waiting instances evaluated again and new
+/// due times for those anchored on its start or end.
+async fn courses_changed(
     tx: &mut Tx,
     rules: &RuleSet,
     tz: Tz,
     now: DateTime<Utc>,
-    course_id: &str,
+    changed: &BTreeMap<&str, (DateTime<Utc>, DateTime<Utc>)>,
     courses: &mut HashMap<String, Option<CourseInfo>>,
-    first: DateTime<Utc>,
-    last: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let Some(info) = course(tx, courses, course_id).await?.cloned() else {
-        return Ok(());
-    };
-    if info.status == CourseStatus::Cancelled {
-        return actions::cancel(
-            tx,
-            now,
-            SubjectKind::Course,
-            course_id,
-            None,
-            None,
-            &because(
-                "the course was cancelled (D9)",
-                "course cancelled",
-                "de cursus is geannuleerd (D9)",
-            ),
-        )
-        .await;
+    // Marked from their first change: one statement for the batch's courses.
+    let mut marked: Vec<(&str, DateTime<Utc>)> = Vec::new();
+    for (&course_id, &(first, _)) in changed {
+        let Some(info) = course(tx, courses, course_id).await? else {
+            continue;
+        };
+        if info.status == CourseStatus::Cancelled {
+            actions::cancel(
+                tx,
+                now,
+                SubjectKind::Course,
+                course_id,
+                None,
+                None,
+                &because(
+                    "the course was cancelled (D9)",
+                    "course cancelled",
+                    "de cursus is geannuleerd (D9)",
+                ),
+            )
+            .await?;
+            continue;
+        }
+        marked.push((course_id, first));
     }
-    actions::recheck_course(tx, course_id, first).await?;
-    for (id, rule_id, event_at) in actions::waiting_of_course(tx, course_id).await? {
-        let Some(rule) = rules.action(&rule_id) else {
+    if marked.is_empty() {
+        return Ok(());
+    }
+    actions::recheck_courses(tx, &marked).await?;
+    // Due times anchored on the course's dates moved as of its last change.
+    let ids: Vec<&str> = marked.iter().map(|(c, _)| *c).collect();
+    for (id, course_id, rule_id, event_at) in actions::waiting_of_courses(tx, &ids).await? {
+        let (Some(rule), Some(Some(info)), Some((_, last))) = (
+            rules.action(&rule_id),
+            courses.get(&course_id),
+            changed.get(course_id.as_str()),
+        ) else {
             continue;
         };
         if !matches!(
@@ -513,12 +524,12 @@ async fn course_changed(
         ) {
             continue;
         }
-        let due = anchor_of(rule, &info, event_at, None)
+        let due = anchor_of(rule, info, event_at, None)
             .and_then(|a| timing::due(a, rule.timing().offset, rule.timing().at.map(|t| t.0), tz));
         let expires = due
             .zip(rule.expires_after)
             .and_then(|(d, p)| p.add_to(d, tz));
-        actions::set_due(tx, id, due, expires, now, last).await?;
+        actions::set_due(tx, id, due, expires, now, *last).await?;
     }
     Ok(())
 }

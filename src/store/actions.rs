@@ -173,28 +173,58 @@ pub async fn waiting_without_due(
     ).bind(course).bind(person).bind(cycle).fetch_all(&mut **c).await)
 }
 
-/// The waiting instances of a course: (id, rule, event time).
-pub async fn waiting_of_course(
+/// The waiting instances of these courses: (id, course, rule, event time). One statement
+/// (the courses travel as one JSON array).
+pub async fn waiting_of_courses(
     tx: &mut Tx,
-    course: &str,
-) -> Result<Vec<(i64, String, DateTime<Utc>)>, sqlx::Error> {
-    on!(tx, c => sqlx::query_as(
-        "SELECT id, rule_id, event_at FROM actions WHERE subject_kind = 'course' AND course_id = $1 AND state = 'waiting'",
-    ).bind(course).fetch_all(&mut **c).await)
+    courses: &[&str],
+) -> Result<Vec<(i64, String, String, DateTime<Utc>)>, sqlx::Error> {
+    let mut out = Vec::new();
+    for chunk in courses.chunks(10_000) {
+        let list: Vec<(&str,)> = chunk.iter().map(|c| (*c,)).collect();
+        let list = serde_json::to_string(&list).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let from = super::json_rows(tx, 1);
+        let rows: Vec<(i64, String, String, DateTime<Utc>)> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT a.id, a.course_id, a.rule_id, a.event_at FROM {from} \
+             JOIN actions a ON a.subject_kind = 'course' AND a.course_id = j.value->>0 AND a.state = 'waiting'"
+        ))).bind(list).fetch_all(&mut **c).await)?;
+        out.extend(rows);
+    }
+    Ok(out)
 }
 
-/// Every waiting instance of a course is evaluated again at the next pass (the course
-/// changed at `at`).
-pub async fn recheck_course(
+/// Every waiting instance of these courses is evaluated again at the next pass (each
+/// course changed at its moment; eligible from then, or from an earlier change not yet
+/// evaluated). One statement (the courses travel as one JSON array).
+pub async fn recheck_courses(
     tx: &mut Tx,
-    course: &str,
-    at: DateTime<Utc>,
+    changes: &[(&str, DateTime<Utc>)],
 ) -> Result<(), sqlx::Error> {
-    on!(tx, c => sqlx::query(
-        "UPDATE actions SET recheck = 1, version = version + 1, \
-         rechecked_at = CASE WHEN recheck = 0 THEN $2 ELSE rechecked_at END \
-         WHERE subject_kind = 'course' AND course_id = $1 AND state = 'waiting'",
-    ).bind(course).bind(at).execute(&mut **c).await.map(|_| ()))
+    let at = match tx {
+        Tx::Sqlite(_) => "p.at",
+        Tx::Postgres(_) => "p.at::timestamptz",
+    };
+    for chunk in changes.chunks(10_000) {
+        // Times as sqlx writes them on SQLite, so that stored times compare as text.
+        let list: Vec<(&str, String)> = chunk
+            .iter()
+            .map(|(course, at)| {
+                (
+                    *course,
+                    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+                )
+            })
+            .collect();
+        let list = serde_json::to_string(&list).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let from = super::json_rows(tx, 1);
+        on!(tx, c => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE actions SET recheck = 1, version = actions.version + 1, \
+             rechecked_at = CASE WHEN actions.recheck = 0 THEN {at} ELSE actions.rechecked_at END \
+             FROM (SELECT j.value->>0 AS course, j.value->>1 AS at FROM {from}) AS p \
+             WHERE actions.subject_kind = 'course' AND actions.course_id = p.course AND actions.state = 'waiting'"
+        ))).bind(list).execute(&mut **c).await.map(|_| ()))?;
+    }
+    Ok(())
 }
 
 /// A new due time (and expiry) for one instance, to be evaluated at it (the change that
