@@ -7,7 +7,8 @@
 //!    the certificates; its run is timed.
 //! 3. registrar imports the same files (timed apart) and runs one `tick` as a process:
 //!    ingest the events, evaluate, render and queue, deliver (pool of 8). The whole tick
-//!    is timed.
+//!    is timed. Then the same imported database, copied before that tick, is ticked again
+//!    with a pool of 20 connections (as many as smtp-source's sessions).
 //! 4. postfix's `smtp-source -s 20` sends as many messages of the same size to the sink.
 //!
 //! `cargo bench --bench office` (REGISTRAR_BENCH_COURSES / REGISTRAR_BENCH_PER_COURSE to
@@ -89,11 +90,38 @@ fn main() {
         run(&mut registrar(&["import", kind, &file.to_string_lossy()]));
     }
     let import_time = t.elapsed();
+    // The same imported office with a pool of 20 connections, as many as smtp-source's
+    // sessions below: a copy made before the first tick.
+    let office20 = dir.path().join("registrar-20");
+    std::fs::create_dir_all(&office20).expect("dir");
+    for name in ["rules", "templates"] {
+        copy_dir(&office.join(name), &office20.join(name));
+    }
+    std::fs::copy(office.join("bench.db"), office20.join("bench.db")).expect("copy");
+    let config = std::fs::read_to_string(office.join("config.yaml")).expect("config");
+    let pooled: String = config
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("pool:") {
+                "    pool: 20\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(office20.join("config.yaml"), pooled).expect("config");
     let t = Instant::now();
     run(&mut registrar(&["tick"]));
     let tick_time = t.elapsed();
     let sent = registrar_sent(&office);
     let size = message_size(&office);
+    let t = Instant::now();
+    run(Command::new(bin)
+        .arg("--config")
+        .arg(office20.join("config.yaml"))
+        .arg("tick"));
+    let tick20_time = t.elapsed();
+    let sent20 = registrar_sent(&office20);
 
     // postfix's own generator, as many messages of the same size.
     let t = Instant::now();
@@ -105,39 +133,72 @@ fn main() {
     drop(sink);
 
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
-    let (peer, ours, source) = (
+    let (peer, ours, ours20, source) = (
         rate(peer_sent, peer_time),
         rate(sent, tick_time),
+        rate(sent20, tick20_time),
         rate(sent, source_time),
     );
+    let pool = std::env::var("REGISTRAR_BENCH_POOL").unwrap_or_else(|_| "8".into());
     println!(
         "office benchmark: {courses} courses x {per} participants, SQLite, messages of {size} bytes, one smtp-sink on 127.0.0.1"
     );
-    println!(
-        "  peer (cron_peer.py run: evaluate, render, send):      {peer_sent:>6} in {:>6.2} s  {peer:>7.0} msg/s",
-        peer_time.as_secs_f64()
+    let line = |label: &str, n: usize, d: Duration, r: f64| {
+        println!(
+            "  {label:<58} {n:>6} in {:>6.2} s  {r:>7.0} msg/s",
+            d.as_secs_f64()
+        );
+    };
+    line(
+        "peer (cron_peer.py run: evaluate, render, send):",
+        peer_sent,
+        peer_time,
+        peer,
     );
     println!(
-        "  registrar import of the six files (apart):                      {:>6.2} s",
+        "  {:<58} {:>6}    {:>6.2} s",
+        "registrar import of the six files (apart):",
+        "",
         import_time.as_secs_f64()
     );
-    println!(
-        "  registrar tick (ingest, evaluate, render, queue, send): {sent:>6} in {:>6.2} s  {ours:>7.0} msg/s",
-        tick_time.as_secs_f64()
+    line(
+        &format!("registrar tick, pool of {pool} (ingest, evaluate, render, send):"),
+        sent,
+        tick_time,
+        ours,
+    );
+    line(
+        "registrar tick, pool of 20 (smtp-source's 20 sessions):",
+        sent20,
+        tick20_time,
+        ours20,
+    );
+    line(
+        "smtp-source -s 20 (postfix's own generator):",
+        sent,
+        source_time,
+        source,
     );
     println!(
-        "  smtp-source -s 20 (postfix's own generator):           {sent:>6} in {:>6.2} s  {source:>7.0} msg/s",
-        source_time.as_secs_f64()
-    );
-    println!(
-        "  registrar / peer: {:.1}x   registrar / smtp-source: {:.2}",
+        "  registrar / peer: {:.1}x (pool of {pool}), {:.1}x (pool of 20)   registrar / smtp-source: {:.2} (pool of {pool}), {:.2} (pool of 20)",
         ours / peer,
-        ours / source
+        ours20 / peer,
+        ours / source,
+        ours20 / source
     );
     assert_eq!(
         sent, peer_sent,
         "registrar and the peer disagree on who is owed a certificate"
     );
+    assert_eq!(sent20, peer_sent, "the second tick sent a different number");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
 }
 
 fn env_or(name: &str, default: usize) -> usize {
