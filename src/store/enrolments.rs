@@ -130,14 +130,15 @@ pub async fn standing_of_pairs(
         let list = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(e.into()))?;
         let from = super::json_rows(tx, 1);
         let join = "JOIN enrolments e ON e.course_id = j.value->>0 AND e.person_id = j.value->>1";
-        let rows: Vec<(String, String, String, i64)> = match tx {
-            // Packed: one text for the chunk instead of a row per participant.
+        // Packed on SQLite: one text for the chunk instead of a row per participant (plain
+        // rows again if one does not read back packed, as in `progress_in`).
+        let packed = match tx {
             Tx::Sqlite(c) => {
                 let packed: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                     "SELECT group_concat(e.course_id || char(31) || e.person_id || char(31) || e.result \
                      || char(31) || e.cycle, char(30)) FROM {from} {join}"
                 )))
-                .bind(list)
+                .bind(&list)
                 .fetch_one(&mut **c)
                 .await?;
                 packed::rows::<4>(packed.as_slice(), "enrolment")
@@ -150,16 +151,16 @@ pub async fn standing_of_pairs(
                             packed::int(cycle, "enrolment")?,
                         ))
                     })
-                    .collect::<Result<_, sqlx::Error>>()?
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .ok()
             }
-            Tx::Postgres(c) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT e.course_id, e.person_id, e.result, e.cycle FROM {from} {join}"
-                )))
-                .bind(list)
-                .fetch_all(&mut **c)
-                .await?
-            }
+            Tx::Postgres(_) => None,
+        };
+        let rows: Vec<(String, String, String, i64)> = match packed {
+            Some(rows) => rows,
+            None => on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT e.course_id, e.person_id, e.result, e.cycle FROM {from} {join}"
+            ))).bind(&list).fetch_all(&mut **c).await)?,
         };
         for (course, person, result, cycle) in rows {
             out.insert(
@@ -541,26 +542,14 @@ pub async fn progress_of(
     progress_in(tx, courses, Some(people)).await
 }
 
+type MarkText = (String, String, String, String, Option<i64>);
+type ResultText = (String, String, String, bool);
+
 async fn progress_in(
     tx: &mut Tx,
     courses: &[String],
     people: Option<&[String]>,
 ) -> Result<HashMap<String, Progress>, sqlx::Error> {
-    let mut out: HashMap<String, Progress> = HashMap::new();
-    let mut add_mark =
-        |course: &str, person: &str, part: &str, status: &str, minutes: Option<i64>| {
-            let mark = GivenMark {
-                mark: word(status)?,
-                minutes: minutes.and_then(|m| u32::try_from(m).ok()),
-            };
-            out.entry(course.to_string())
-                .or_default()
-                .marks
-                .entry(person.to_string())
-                .or_default()
-                .insert(part.to_string(), mark);
-            Ok::<(), sqlx::Error>(())
-        };
     fn filter<DB: sqlx::Database>(
         q: &mut QueryBuilder<DB>,
         courses: &[String],
@@ -574,8 +563,10 @@ async fn progress_in(
             push_list(q, people);
         }
     }
-    match tx {
-        // A firing batch reads tens of thousands of marks: packed, one text per course.
+    // A firing batch reads tens of thousands of marks: on SQLite packed, one text per
+    // course. A row that does not read back packed (an id stored before ids were checked
+    // for control characters) is read again as plain rows: nothing stops the pass.
+    let packed = match tx {
         Tx::Sqlite(c) => {
             let mut q = QueryBuilder::new(
                 "SELECT group_concat(course_id || char(31) || person_id || char(31) || part_id || char(31) || status \
@@ -583,65 +574,96 @@ async fn progress_in(
             );
             filter(&mut q, courses, people);
             q.push(" GROUP BY course_id");
-            let groups: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
-            for r in packed::rows::<5>(&groups, "attendance") {
-                let [course, person, part, status, minutes] = r?;
-                add_mark(
-                    course,
-                    person,
-                    part,
-                    status,
-                    packed::opt_int(minutes, "attendance")?,
-                )?;
-            }
-        }
-        Tx::Postgres(c) => {
-            let mut q = QueryBuilder::new(
-                "SELECT course_id, person_id, part_id, status, minutes FROM attendance WHERE course_id IN ",
-            );
-            filter(&mut q, courses, people);
-            let marks: Vec<(String, String, String, String, Option<i64>)> =
-                q.build_query_as().fetch_all(&mut **c).await?;
-            for (course, person, part, status, minutes) in marks {
-                add_mark(&course, &person, &part, &status, minutes)?;
-            }
-        }
-    }
-    let mut add_result = |course: &str, person: &str, part: &str, passed: bool| {
-        out.entry(course.to_string())
-            .or_default()
-            .part_results
-            .entry(person.to_string())
-            .or_default()
-            .insert(part.to_string(), passed);
-    };
-    match tx {
-        Tx::Sqlite(c) => {
+            let marks: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
             let mut q = QueryBuilder::new(
                 "SELECT group_concat(course_id || char(31) || person_id || char(31) || part_id || char(31) \
                  || CASE WHEN passed THEN '1' ELSE '0' END, char(30)) FROM part_results WHERE course_id IN ",
             );
             filter(&mut q, courses, people);
             q.push(" GROUP BY course_id");
-            let groups: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
-            for r in packed::rows::<4>(&groups, "part result") {
-                let [course, person, part, passed] = r?;
-                add_result(course, person, part, passed == "1");
-            }
+            let results: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
+            unpack_progress(&marks, &results).ok()
         }
-        Tx::Postgres(c) => {
-            let mut q = QueryBuilder::new(
-                "SELECT course_id, person_id, part_id, passed FROM part_results WHERE course_id IN ",
-            );
-            filter(&mut q, courses, people);
-            let results: Vec<(String, String, String, bool)> =
-                q.build_query_as().fetch_all(&mut **c).await?;
-            for (course, person, part, passed) in results {
-                add_result(&course, &person, &part, passed);
-            }
+        Tx::Postgres(_) => None,
+    };
+    let (marks, results) = match packed {
+        Some(rows) => rows,
+        None => {
+            let marks: Vec<MarkText> = on!(tx, c => {
+                let mut q = QueryBuilder::new(
+                    "SELECT course_id, person_id, part_id, status, minutes FROM attendance WHERE course_id IN ",
+                );
+                filter(&mut q, courses, people);
+                q.build_query_as().fetch_all(&mut **c).await?
+            });
+            let results: Vec<ResultText> = on!(tx, c => {
+                let mut q = QueryBuilder::new(
+                    "SELECT course_id, person_id, part_id, passed FROM part_results WHERE course_id IN ",
+                );
+                filter(&mut q, courses, people);
+                q.build_query_as().fetch_all(&mut **c).await?
+            });
+            (marks, results)
         }
+    };
+    let mut out: HashMap<String, Progress> = HashMap::new();
+    for (course, person, part, status, minutes) in marks {
+        let mark = GivenMark {
+            mark: word(&status)?,
+            minutes: minutes.and_then(|m| u32::try_from(m).ok()),
+        };
+        out.entry(course)
+            .or_default()
+            .marks
+            .entry(person)
+            .or_default()
+            .insert(part, mark);
+    }
+    for (course, person, part, passed) in results {
+        out.entry(course)
+            .or_default()
+            .part_results
+            .entry(person)
+            .or_default()
+            .insert(part, passed);
     }
     Ok(out)
+}
+
+/// The rows of [`progress_in`]'s packed reads.
+fn unpack_progress(
+    marks: &[String],
+    results: &[String],
+) -> Result<(Vec<MarkText>, Vec<ResultText>), sqlx::Error> {
+    let marks = packed::rows::<5>(marks, "attendance")
+        .map(|r| {
+            let [course, person, part, status, minutes] = r?;
+            Ok((
+                course.to_string(),
+                person.to_string(),
+                part.to_string(),
+                status.to_string(),
+                packed::opt_int(minutes, "attendance")?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    let results = packed::rows::<4>(results, "part result")
+        .map(|r| {
+            let [course, person, part, passed] = r?;
+            let passed = match passed {
+                "1" => true,
+                "0" => false,
+                _ => return Err(packed::bad("part result")),
+            };
+            Ok((
+                course.to_string(),
+                person.to_string(),
+                part.to_string(),
+                passed,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok((marks, results))
 }
 
 /// A page of a course's participants, by person id: up to `limit` after `after`.
@@ -676,4 +698,74 @@ pub async fn courses_of_person(tx: &mut Tx, person: &str) -> Result<Vec<String>,
     on!(tx, c => sqlx::query_scalar(
         "SELECT course_id FROM enrolments WHERE person_id = $1 ORDER BY course_id",
     ).bind(person).fetch_all(&mut **c).await)
+}
+
+#[cfg(test)]
+mod packed_tests {
+    use super::*;
+
+    /// A database from before ids were checked for control characters: a person id holding
+    /// U+001F (the packed reads' field separator) beside a plain one. The firing pass's
+    /// reads still give every mark, part result and standing, each under its own id.
+    #[tokio::test]
+    async fn packed_reads_fall_back_to_plain_rows_for_an_id_holding_a_separator() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = crate::config::DatabaseUrl::Sqlite(dir.path().join("t.db"));
+        let store = super::super::Store::open(&url).await.expect("open");
+        let odd = "an\u{1f}n";
+        let now = Utc::now();
+        let mut tx = store.begin().await.expect("begin");
+        let Tx::Sqlite(c) = &mut tx else {
+            unreachable!("an SQLite store")
+        };
+        sqlx::query(
+            "INSERT INTO courses (id, name, type_id, status, start_at, end_at, updated_at) \
+             VALUES ('fa', 'First aid', 't', 'final', $1, $1, $1)",
+        )
+        .bind(now)
+        .execute(&mut **c)
+        .await
+        .expect("course");
+        for person in [odd, "bob"] {
+            for sql in [
+                "INSERT INTO people (id, full_name, updated_at) VALUES ($1, 'P', $2)",
+                "INSERT INTO enrolments (course_id, person_id, result, walk_in, cycle, created_at, updated_at) \
+                 VALUES ('fa', $1, 'passed', false, 2, $2, $2)",
+                "INSERT INTO attendance (course_id, person_id, part_id, status, minutes) VALUES ('fa', $1, 'p1', 'attended', 90)",
+                "INSERT INTO part_results (course_id, person_id, part_id, passed) VALUES ('fa', $1, 'p1', true)",
+            ] {
+                sqlx::query(sql)
+                    .bind(person)
+                    .bind(now)
+                    .execute(&mut **c)
+                    .await
+                    .expect(sql);
+            }
+        }
+        let people = vec![odd.to_string(), "bob".to_string()];
+        let progress = progress_of(&mut tx, &["fa".to_string()], &people)
+            .await
+            .expect("progress");
+        let standing = standing_of_pairs(&mut tx, &[("fa", odd), ("fa", "bob")])
+            .await
+            .expect("standing");
+        tx.commit().await.expect("commit");
+        let fa = progress.get("fa").expect("the course's progress");
+        for person in [odd, "bob"] {
+            let mark = fa.marks.get(person).and_then(|m| m.get("p1"));
+            assert_eq!(
+                mark.map(|m| (m.mark, m.minutes)),
+                Some((Mark::Attended, Some(90)))
+            );
+            assert_eq!(
+                fa.part_results.get(person).and_then(|r| r.get("p1")),
+                Some(&true)
+            );
+            let s = standing
+                .get(&("fa".to_string(), person.to_string()))
+                .expect("standing");
+            assert_eq!((s.result, s.cycle), (Outcome::Passed, 2));
+        }
+        store.close().await;
+    }
 }
