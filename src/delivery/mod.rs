@@ -167,13 +167,25 @@ impl Health {
 pub struct Feed {
     more: AtomicBool,
     notify: tokio::sync::Notify,
+    /// Tests: delivery stops here once, after a claim that found nothing, tells the test
+    /// and waits for its go (the moment firing may queue its last batch and close).
+    #[cfg(test)]
+    gate: std::sync::Mutex<Option<Gate>>,
 }
+
+#[cfg(test)]
+type Gate = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<()>,
+);
 
 impl Feed {
     pub fn open() -> Feed {
         Feed {
             more: AtomicBool::new(true),
             notify: tokio::sync::Notify::new(),
+            #[cfg(test)]
+            gate: std::sync::Mutex::new(None),
         }
     }
 
@@ -259,6 +271,12 @@ pub async fn deliver(
             && !stop.load(Ordering::SeqCst)
         {
             if queue.is_empty() && !drained {
+                // Whether more may come is read before claiming: firing queues its last
+                // batch and then closes the feed, so a feed still open here wakes this
+                // loop when it closes, and a feed closed here had queued everything
+                // before this claim. (Read after the claim, a last batch queued and
+                // closed between the two was never sent by this pass.)
+                let more = feed.is_some_and(Feed::more);
                 let claimed = async {
                     if outbox::any_ready(store, now).await? {
                         claim(store, me, now, slots * CLAIM_PER_CONNECTION).await
@@ -267,8 +285,15 @@ pub async fn deliver(
                     }
                 }
                 .await;
+                #[cfg(test)]
+                if matches!(&claimed, Ok(c) if c.is_empty())
+                    && let Some((tell, go)) = feed.and_then(|f| f.gate.lock().ok()?.take())
+                {
+                    let _ = tell.send(());
+                    let _ = go.await;
+                }
                 match claimed {
-                    Ok(c) if c.is_empty() && feed.is_some_and(Feed::more) => {
+                    Ok(c) if c.is_empty() && more => {
                         starved = true;
                         break;
                     }
@@ -619,4 +644,84 @@ pub async fn retry(
         log.flush(tx).await?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod feed_tests {
+    use super::*;
+    use crate::store::outbox::{Message, NewDelivery};
+
+    /// T3 (never zero): firing queues its last batch and closes the feed just after
+    /// delivery's claim found the queue empty. Delivery still sends that batch in this
+    /// pass instead of taking the closed feed for "nothing more comes".
+    #[tokio::test]
+    async fn t3_a_last_batch_queued_as_the_feed_closes_is_still_sent() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = crate::config::DatabaseUrl::Sqlite(dir.path().join("t.db"));
+        let store = Store::open(&url).await.expect("open");
+        let outbox_dir = dir.path().join("outbox");
+        std::fs::create_dir_all(&outbox_dir).expect("outbox");
+        let transport = Arc::new(Transport::File {
+            dir: outbox_dir.clone(),
+        });
+        let me = Instance::new();
+        me.heartbeat(&store).await.expect("heartbeat");
+        let now = Utc::now();
+        let feed = Arc::new(Feed::open());
+        let (tell, told) = tokio::sync::oneshot::channel();
+        let (go, gone) = tokio::sync::oneshot::channel();
+        if let Ok(mut gate) = feed.gate.lock() {
+            *gate = Some((tell, gone));
+        }
+        let delivering = {
+            let (store, feed) = (store.clone(), Arc::clone(&feed));
+            tokio::spawn(async move {
+                let (stop, health) = (AtomicBool::new(false), Health::default());
+                deliver(&store, &transport, &me, now, 5, &stop, &health, Some(&feed)).await
+            })
+        };
+        // Delivery has claimed and found nothing: now firing queues its last message and
+        // closes the feed, before delivery looks at the feed.
+        told.await.expect("delivery reached the gate");
+        let mut tx = store.begin().await.expect("begin");
+        let crate::store::Tx::Sqlite(c) = &mut tx else {
+            unreachable!("an SQLite store")
+        };
+        sqlx::query(
+            "INSERT INTO actions (id, rule_id, course_id, person_id, cycle, state, event_at, created_at, updated_at) \
+             VALUES (1, 'certificate', 'fa', 'anne', 1, 'due', $1, $1, $1)",
+        )
+        .bind(now)
+        .execute(&mut **c)
+        .await
+        .expect("action");
+        let bytes = b"From: office@example.nl\r\nTo: anne@example.nl\r\nSubject: Certificate\r\n\r\nHello\r\n";
+        let row = NewDelivery {
+            action: 1,
+            rule: "certificate",
+            kind: crate::domain::SubjectKind::Course,
+            course: "fa",
+            person: "anne",
+            cycle: 1,
+            instant: 0,
+            due_at: Some(now),
+            message: Ok(Message {
+                recipients: "anne@example.nl",
+                subject: "Certificate",
+                message_id: "<certificate.fa.anne.1@example.nl>",
+                bytes,
+            }),
+        };
+        outbox::insert_many(&mut tx, std::slice::from_ref(&row), now)
+            .await
+            .expect("queued");
+        tx.commit().await.expect("commit");
+        feed.fed();
+        feed.close();
+        let _ = go.send(());
+        let delivered = delivering.await.expect("delivery task").expect("delivery");
+        assert_eq!(delivered.sent, 1, "{delivered:?}");
+        let written = std::fs::read_dir(&outbox_dir).expect("outbox").count();
+        assert_eq!(written, 1, "the message is in the outbox");
+    }
 }
