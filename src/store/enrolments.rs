@@ -483,7 +483,9 @@ pub async fn of_courses(
     courses: &[String],
 ) -> Result<HashMap<String, HashMap<String, Enrolment>>, sqlx::Error> {
     type Row = (String, String, String, i64, Option<DateTime<Utc>>);
-    let rows: Vec<Row> = match tx {
+    // Packed on SQLite, one text per course; a row that does not read back packed (an id
+    // stored before ids were checked for control characters) is read again as plain rows.
+    let packed: Option<Vec<Row>> = match tx {
         Tx::Sqlite(c) => {
             let mut q = QueryBuilder::new(
                 "SELECT group_concat(course_id || char(31) || person_id || char(31) || result || char(31) || cycle \
@@ -503,15 +505,20 @@ pub async fn of_courses(
                         packed::time(completed)?,
                     ))
                 })
-                .collect::<Result<_, sqlx::Error>>()?
+                .collect::<Result<_, sqlx::Error>>()
+                .ok()
         }
-        Tx::Postgres(c) => {
+        Tx::Postgres(_) => None,
+    };
+    let rows: Vec<Row> = match packed {
+        Some(rows) => rows,
+        None => on!(tx, c => {
             let mut q = QueryBuilder::new(
                 "SELECT course_id, person_id, result, cycle, completed_at FROM enrolments WHERE course_id IN ",
             );
             push_list(&mut q, courses);
             q.build_query_as().fetch_all(&mut **c).await?
-        }
+        }),
     };
     let mut out: HashMap<String, HashMap<String, Enrolment>> = HashMap::new();
     for (course, person, result, cycle, completed_at) in rows {
@@ -706,7 +713,8 @@ mod packed_tests {
 
     /// A database from before ids were checked for control characters: a person id holding
     /// U+001F (the packed reads' field separator) beside a plain one. The firing pass's
-    /// reads still give every mark, part result and standing, each under its own id.
+    /// and `plan`'s reads still give every mark, part result, standing and enrolment, each
+    /// under its own id.
     #[tokio::test]
     async fn packed_reads_fall_back_to_plain_rows_for_an_id_holding_a_separator() {
         let dir = tempfile::tempdir().expect("dir");
@@ -749,6 +757,10 @@ mod packed_tests {
         let standing = standing_of_pairs(&mut tx, &[("fa", odd), ("fa", "bob")])
             .await
             .expect("standing");
+        // `plan`'s read of a course's enrolments, too.
+        let planned = of_courses(&mut tx, &["fa".to_string()])
+            .await
+            .expect("plan's enrolments");
         tx.commit().await.expect("commit");
         let fa = progress.get("fa").expect("the course's progress");
         for person in [odd, "bob"] {
@@ -765,6 +777,11 @@ mod packed_tests {
                 .get(&("fa".to_string(), person.to_string()))
                 .expect("standing");
             assert_eq!((s.result, s.cycle), (Outcome::Passed, 2));
+            let e = planned
+                .get("fa")
+                .and_then(|p| p.get(person))
+                .expect("plan's enrolment");
+            assert_eq!((e.result, e.cycle), (Outcome::Passed, 2));
         }
         store.close().await;
     }
