@@ -9,7 +9,7 @@ use crate::store::catalogue::{self, CourseInfo};
 use crate::store::{Lock, Tx, certificates, certifications, enrolments};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 #[derive(Debug, Clone)]
 pub struct ParticipantStatus {
@@ -106,37 +106,34 @@ pub async fn participants_and_enrolments(
 > {
     let mut rows_read: Enrolled = HashMap::new();
     let ids: Vec<String> = wanted.keys().cloned().collect();
-    let mut people: Vec<String> = wanted.values().flatten().cloned().collect();
-    people.sort_unstable();
-    people.dedup();
     let mut out = HashMap::new();
     for ids in ids.chunks(500) {
         let courses = catalogue::courses(tx, ids).await?;
+        // Exactly the pairs asked for, each once (a participant may have several instances
+        // in a batch): one index probe each.
+        let pairs: BTreeSet<(&str, &str)> = ids
+            .iter()
+            .flat_map(|c| {
+                wanted
+                    .get(c)
+                    .into_iter()
+                    .flatten()
+                    .map(move |p| (c.as_str(), p.as_str()))
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
         let mut enrolled: HashMap<String, Vec<_>> = HashMap::new();
-        let mut progress = HashMap::new();
-        for people in people.chunks(500) {
-            for row in enrolments::participants_of_courses(tx, ids, people).await? {
-                // Only the pairs asked for (the lists cross).
-                if wanted
-                    .get(&row.0.course_id)
-                    .is_some_and(|p| p.contains(&row.0.person_id))
-                {
-                    rows_read.insert(
-                        (row.0.course_id.clone(), row.0.person_id.clone()),
-                        row.0.clone(),
-                    );
-                    enrolled
-                        .entry(row.0.course_id.clone())
-                        .or_default()
-                        .push(row);
-                }
-            }
-            for (course, p) in enrolments::progress_of(tx, ids, people).await? {
-                let all: &mut enrolments::Progress = progress.entry(course).or_default();
-                all.marks.extend(p.marks);
-                all.part_results.extend(p.part_results);
-            }
+        for row in enrolments::participants_of_pairs(tx, &pairs).await? {
+            rows_read.insert(
+                (row.0.course_id.clone(), row.0.person_id.clone()),
+                row.0.clone(),
+            );
+            enrolled
+                .entry(row.0.course_id.clone())
+                .or_default()
+                .push(row);
         }
+        let progress = enrolments::progress_of_pairs(tx, &pairs).await?;
         let numbers = certificates::numbers_in_force_of_courses(tx, ids).await?;
         let (no_progress, no_numbers) = (enrolments::Progress::default(), HashMap::new());
         for (id, course) in courses {

@@ -325,6 +325,38 @@ pub async fn participants_of_courses(
     participants_in(tx, courses, Some(people)).await
 }
 
+/// The enrolments of these (course, person) pairs (those that exist) with the
+/// participant's full name and email, ordered by name: one statement per 10,000 pairs, one
+/// index probe per pair (a batch of the firing pass names its pairs; the lists of its
+/// courses and of its people would cross into many more).
+pub async fn participants_of_pairs(
+    tx: &mut Tx,
+    pairs: &[(&str, &str)],
+) -> Result<Vec<(Enrolment, String, Option<String>)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        e: EnrolmentRow,
+        full_name: String,
+        email: Option<String>,
+    }
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(10_000) {
+        let list = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let from = super::json_rows(tx, 1);
+        let rows: Vec<Row> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT e.course_id, e.person_id, e.result, e.score, e.comment, e.walk_in, e.cycle, e.completed_at, \
+             e.completed_via, p.full_name, p.email FROM {from} \
+             JOIN enrolments e ON e.course_id = j.value->>0 AND e.person_id = j.value->>1 \
+             JOIN people p ON p.id = e.person_id ORDER BY p.full_name, p.id"
+        ))).bind(&list).fetch_all(&mut **c).await)?;
+        for r in rows {
+            out.push((Enrolment::try_from(r.e)?, r.full_name, r.email));
+        }
+    }
+    Ok(out)
+}
+
 async fn participants_in(
     tx: &mut Tx,
     courses: &[String],
@@ -536,17 +568,62 @@ pub async fn progress_of_courses(
     tx: &mut Tx,
     courses: &[String],
 ) -> Result<HashMap<String, Progress>, sqlx::Error> {
-    progress_in(tx, courses, None).await
+    progress_in(tx, courses).await
 }
 
-/// The marks and part results of `people` (those of them enrolled) in `courses`, by course:
-/// two statements for a batch of the firing pass, whatever its courses.
-pub async fn progress_of(
+/// The marks and part results of these (course, person) pairs, by course: two statements
+/// per 10,000 pairs (a batch of the firing pass), one index probe per pair.
+pub async fn progress_of_pairs(
     tx: &mut Tx,
-    courses: &[String],
-    people: &[String],
+    pairs: &[(&str, &str)],
 ) -> Result<HashMap<String, Progress>, sqlx::Error> {
-    progress_in(tx, courses, Some(people)).await
+    let mut out: HashMap<String, Progress> = HashMap::new();
+    for chunk in pairs.chunks(10_000) {
+        let list = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let from = super::json_rows(tx, 1);
+        let join = |table: &str| {
+            format!(
+                "{from} JOIN {table} x ON x.course_id = j.value->>0 AND x.person_id = j.value->>1"
+            )
+        };
+        let (marks_from, results_from) = (join("attendance"), join("part_results"));
+        // Packed on SQLite (one text for the chunk instead of a row per mark), plain rows
+        // again if a row does not read back packed, as in `progress_in`.
+        let packed = match tx {
+            Tx::Sqlite(c) => {
+                let marks: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT group_concat(x.course_id || char(31) || x.person_id || char(31) || x.part_id || char(31) \
+                     || x.status || char(31) || COALESCE(x.minutes, ''), char(30)) FROM {marks_from}"
+                )))
+                .bind(&list)
+                .fetch_one(&mut **c)
+                .await?;
+                let results: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT group_concat(x.course_id || char(31) || x.person_id || char(31) || x.part_id || char(31) \
+                     || CASE WHEN x.passed THEN '1' ELSE '0' END, char(30)) FROM {results_from}"
+                )))
+                .bind(&list)
+                .fetch_one(&mut **c)
+                .await?;
+                unpack_progress(marks.as_slice(), results.as_slice()).ok()
+            }
+            Tx::Postgres(_) => None,
+        };
+        let (marks, results) = match packed {
+            Some(rows) => rows,
+            None => {
+                let marks: Vec<MarkText> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT x.course_id, x.person_id, x.part_id, x.status, x.minutes FROM {marks_from}"
+                ))).bind(&list).fetch_all(&mut **c).await)?;
+                let results: Vec<ResultText> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT x.course_id, x.person_id, x.part_id, x.passed FROM {results_from}"
+                ))).bind(&list).fetch_all(&mut **c).await)?;
+                (marks, results)
+            }
+        };
+        add_progress(&mut out, marks, results)?;
+    }
+    Ok(out)
 }
 
 type MarkText = (String, String, String, String, Option<i64>);
@@ -555,38 +632,24 @@ type ResultText = (String, String, String, bool);
 async fn progress_in(
     tx: &mut Tx,
     courses: &[String],
-    people: Option<&[String]>,
 ) -> Result<HashMap<String, Progress>, sqlx::Error> {
-    fn filter<DB: sqlx::Database>(
-        q: &mut QueryBuilder<DB>,
-        courses: &[String],
-        people: Option<&[String]>,
-    ) where
-        for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    {
-        push_list(q, courses);
-        if let Some(people) = people {
-            q.push(" AND person_id IN ");
-            push_list(q, people);
-        }
-    }
-    // A firing batch reads tens of thousands of marks: on SQLite packed, one text per
-    // course. A row that does not read back packed (an id stored before ids were checked
-    // for control characters) is read again as plain rows: nothing stops the pass.
+    // `plan` reads hundreds of thousands of marks: on SQLite packed, one text per course.
+    // A row that does not read back packed (an id stored before ids were checked for
+    // control characters) is read again as plain rows.
     let packed = match tx {
         Tx::Sqlite(c) => {
             let mut q = QueryBuilder::new(
                 "SELECT group_concat(course_id || char(31) || person_id || char(31) || part_id || char(31) || status \
                  || char(31) || COALESCE(minutes, ''), char(30)) FROM attendance WHERE course_id IN ",
             );
-            filter(&mut q, courses, people);
+            push_list(&mut q, courses);
             q.push(" GROUP BY course_id");
             let marks: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
             let mut q = QueryBuilder::new(
                 "SELECT group_concat(course_id || char(31) || person_id || char(31) || part_id || char(31) \
                  || CASE WHEN passed THEN '1' ELSE '0' END, char(30)) FROM part_results WHERE course_id IN ",
             );
-            filter(&mut q, courses, people);
+            push_list(&mut q, courses);
             q.push(" GROUP BY course_id");
             let results: Vec<String> = q.build_query_scalar().fetch_all(&mut **c).await?;
             unpack_progress(&marks, &results).ok()
@@ -600,20 +663,30 @@ async fn progress_in(
                 let mut q = QueryBuilder::new(
                     "SELECT course_id, person_id, part_id, status, minutes FROM attendance WHERE course_id IN ",
                 );
-                filter(&mut q, courses, people);
+                push_list(&mut q, courses);
                 q.build_query_as().fetch_all(&mut **c).await?
             });
             let results: Vec<ResultText> = on!(tx, c => {
                 let mut q = QueryBuilder::new(
                     "SELECT course_id, person_id, part_id, passed FROM part_results WHERE course_id IN ",
                 );
-                filter(&mut q, courses, people);
+                push_list(&mut q, courses);
                 q.build_query_as().fetch_all(&mut **c).await?
             });
             (marks, results)
         }
     };
     let mut out: HashMap<String, Progress> = HashMap::new();
+    add_progress(&mut out, marks, results)?;
+    Ok(out)
+}
+
+/// Adds marks and part results read as rows to `out`, by course and person.
+fn add_progress(
+    out: &mut HashMap<String, Progress>,
+    marks: Vec<MarkText>,
+    results: Vec<ResultText>,
+) -> Result<(), sqlx::Error> {
     for (course, person, part, status, minutes) in marks {
         let mark = GivenMark {
             mark: word(&status)?,
@@ -634,7 +707,7 @@ async fn progress_in(
             .or_default()
             .insert(part, passed);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The rows of [`progress_in`]'s packed reads.
