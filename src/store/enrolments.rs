@@ -823,20 +823,26 @@ mod packed_tests {
                     .expect(sql);
             }
         }
-        let people = vec![odd.to_string(), "bob".to_string()];
-        let progress = progress_of(&mut tx, &["fa".to_string()], &people)
+        let pairs = [("fa", odd), ("fa", "bob")];
+        let progress = progress_of_pairs(&mut tx, &pairs).await.expect("progress");
+        let participants = participants_of_pairs(&mut tx, &pairs)
             .await
-            .expect("progress");
-        let standing = standing_of_pairs(&mut tx, &[("fa", odd), ("fa", "bob")])
-            .await
-            .expect("standing");
-        // `plan`'s read of a course's enrolments, too.
+            .expect("participants");
+        let standing = standing_of_pairs(&mut tx, &pairs).await.expect("standing");
+        // `plan`'s reads of a course's enrolments and progress, too.
         let planned = of_courses(&mut tx, &["fa".to_string()])
             .await
             .expect("plan's enrolments");
+        let planned_progress = progress_of_courses(&mut tx, &["fa".to_string()])
+            .await
+            .expect("plan's progress");
         tx.commit().await.expect("commit");
-        let fa = progress.get("fa").expect("the course's progress");
-        for person in [odd, "bob"] {
+        assert_eq!(participants.len(), 2, "{participants:?}");
+        for (fa, person) in [&progress, &planned_progress]
+            .into_iter()
+            .map(|p| p.get("fa").expect("the course's progress"))
+            .flat_map(|fa| [(fa, odd), (fa, "bob")])
+        {
             let mark = fa.marks.get(person).and_then(|m| m.get("p1"));
             assert_eq!(
                 mark.map(|m| (m.mark, m.minutes)),
@@ -846,6 +852,8 @@ mod packed_tests {
                 fa.part_results.get(person).and_then(|r| r.get("p1")),
                 Some(&true)
             );
+        }
+        for person in [odd, "bob"] {
             let s = standing
                 .get(&("fa".to_string(), person.to_string()))
                 .expect("standing");
