@@ -71,26 +71,14 @@ pub async fn participants(
     Ok(Some((course, out)))
 }
 
-/// [`participants`] of several courses at once, each only of the people `wanted` names
-/// for it, without locks: a handful of statements whatever the number of courses (the
-/// firing pass reads a batch's participants so). Unknown courses are left out.
-pub async fn participants_of_courses(
-    tx: &mut Tx,
-    rules: &RuleSet,
-    tz: Tz,
-    now: DateTime<Utc>,
-    wanted: &HashMap<String, Vec<String>>,
-) -> Result<HashMap<String, (CourseInfo, Vec<ParticipantStatus>)>, sqlx::Error> {
-    Ok(participants_and_enrolments(tx, rules, tz, now, wanted)
-        .await?
-        .0)
-}
-
 /// The enrolments [`participants_and_enrolments`] read, by (course, person): what
 /// [`ContextRows::with_enrolments`] takes instead of reading them again.
 pub type Enrolled = HashMap<(String, String), enrolments::Enrolment>;
 
-/// [`participants_of_courses`], and the enrolment rows the statuses were derived from.
+/// [`participants`] of several courses at once, each only of the people `wanted` names
+/// for it, without locks: a handful of statements whatever the number of courses (the
+/// firing pass reads a batch's participants so; unknown courses are left out), and the
+/// enrolment rows the statuses were derived from.
 pub async fn participants_and_enrolments(
     tx: &mut Tx,
     rules: &RuleSet,
