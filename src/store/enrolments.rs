@@ -325,6 +325,15 @@ pub async fn participants_of_courses(
     participants_in(tx, courses, Some(people)).await
 }
 
+/// An enrolment with the participant's full name and email.
+#[derive(sqlx::FromRow)]
+struct ParticipantRow {
+    #[sqlx(flatten)]
+    e: EnrolmentRow,
+    full_name: String,
+    email: Option<String>,
+}
+
 /// The enrolments of these (course, person) pairs (those that exist) with the
 /// participant's full name and email, ordered by name: one statement per 10,000 pairs, one
 /// index probe per pair (a batch of the firing pass names its pairs; the lists of its
@@ -333,18 +342,11 @@ pub async fn participants_of_pairs(
     tx: &mut Tx,
     pairs: &[(&str, &str)],
 ) -> Result<Vec<(Enrolment, String, Option<String>)>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        e: EnrolmentRow,
-        full_name: String,
-        email: Option<String>,
-    }
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(10_000) {
         let list = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(e.into()))?;
         let from = super::json_rows(tx, 1);
-        let rows: Vec<Row> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<ParticipantRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT e.course_id, e.person_id, e.result, e.score, e.comment, e.walk_in, e.cycle, e.completed_at, \
              e.completed_via, p.full_name, p.email FROM {from} \
              JOIN enrolments e ON e.course_id = j.value->>0 AND e.person_id = j.value->>1 \
@@ -362,14 +364,7 @@ async fn participants_in(
     courses: &[String],
     only: Option<&[String]>,
 ) -> Result<Vec<(Enrolment, String, Option<String>)>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        e: EnrolmentRow,
-        full_name: String,
-        email: Option<String>,
-    }
-    let rows: Vec<Row> = on!(tx, c => {
+    let rows: Vec<ParticipantRow> = on!(tx, c => {
         let mut q = sqlx::QueryBuilder::new(
             "SELECT e.course_id, e.person_id, e.result, e.score, e.comment, e.walk_in, e.cycle, e.completed_at, e.completed_via, \
              p.full_name, p.email FROM enrolments e JOIN people p ON p.id = e.person_id WHERE e.course_id IN ",
