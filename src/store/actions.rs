@@ -127,7 +127,7 @@ pub async fn recheck_pairs(
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     for chunk in pairs.chunks(10_000) {
-        let list = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let list = super::json_param(chunk)?;
         let from = super::json_rows(tx, 3);
         on!(tx, c => sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE actions SET recheck = 1, version = actions.version + 1, \
@@ -182,7 +182,7 @@ pub async fn waiting_of_courses(
     let mut out = Vec::new();
     for chunk in courses.chunks(10_000) {
         let list: Vec<(&str,)> = chunk.iter().map(|c| (*c,)).collect();
-        let list = serde_json::to_string(&list).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let list = super::json_param(&list)?;
         let from = super::json_rows(tx, 1);
         let rows: Vec<(i64, String, String, DateTime<Utc>)> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT a.id, a.course_id, a.rule_id, a.event_at FROM {from} \
@@ -215,7 +215,7 @@ pub async fn recheck_courses(
                 )
             })
             .collect();
-        let list = serde_json::to_string(&list).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let list = super::json_param(&list)?;
         let from = super::json_rows(tx, 1);
         on!(tx, c => sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE actions SET recheck = 1, version = actions.version + 1, \

@@ -127,7 +127,7 @@ pub async fn standing_of_pairs(
 ) -> Result<HashMap<(String, String), Standing>, sqlx::Error> {
     let mut out = HashMap::new();
     for chunk in pairs.chunks(10_000) {
-        let list = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let list = super::json_param(chunk)?;
         let from = super::json_rows(tx, 1);
         let join = "JOIN enrolments e ON e.course_id = j.value->>0 AND e.person_id = j.value->>1";
         // Packed on SQLite: one text for the chunk instead of a row per participant (plain
@@ -344,7 +344,7 @@ pub async fn participants_of_pairs(
 ) -> Result<Vec<(Enrolment, String, Option<String>)>, sqlx::Error> {
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(10_000) {
-        let list = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let list = super::json_param(chunk)?;
         let from = super::json_rows(tx, 1);
         let rows: Vec<ParticipantRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT e.course_id, e.person_id, e.result, e.score, e.comment, e.walk_in, e.cycle, e.completed_at, \
@@ -574,7 +574,7 @@ pub async fn progress_of_pairs(
 ) -> Result<HashMap<String, Progress>, sqlx::Error> {
     let mut out: HashMap<String, Progress> = HashMap::new();
     for chunk in pairs.chunks(10_000) {
-        let list = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let list = super::json_param(chunk)?;
         let from = super::json_rows(tx, 1);
         let join = |table: &str| {
             format!(

@@ -459,6 +459,11 @@ where
     q.push(")");
 }
 
+/// A list bound as one JSON parameter (read back by [`json_rows`]).
+pub(crate) fn json_param<T: serde::Serialize + ?Sized>(list: &T) -> Result<String, sqlx::Error> {
+    serde_json::to_string(list).map_err(|e| sqlx::Error::Encode(e.into()))
+}
+
 /// The rows of a JSON array bound as parameter `$n`, as a `FROM` item `j` whose column
 /// `value` is each element (`j.value->>0` the first of an element that is an array).
 pub(crate) fn json_rows(tx: &Tx, n: usize) -> String {
