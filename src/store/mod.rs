@@ -126,6 +126,11 @@ impl Store {
         // before lending it (sqlx's default): an SQLite connection is a file this process
         // holds open, not a socket that can drop, and the ping was one more round trip to
         // its worker thread for every transaction and every read.
+        // The WAL is copied back into the database file by a task of its own
+        // ([`checkpoints`]), not by the writing connection after a commit: a checkpoint
+        // there (SQLite's default, every 1,000 pages) made every transaction behind it
+        // wait for the copy and its two fsyncs. The writing connection still checkpoints
+        // once the WAL holds 10,000 pages, should that task fall behind.
         let write = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(1)
@@ -133,7 +138,10 @@ impl Store {
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.clone())
+            .connect_with(
+                opts.clone()
+                    .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES.to_string()),
+            )
             .await
             .map_err(open_err)?;
         SQLITE_MIGRATIONS
@@ -146,9 +154,10 @@ impl Store {
         let read = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(3)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(open_err)?;
+        tokio::spawn(checkpoints(opts, write.close_event()));
         Ok(Store::Sqlite(read, write))
     }
 
@@ -298,6 +307,73 @@ impl Store {
             Store::Postgres(p) => p.close().await,
         }
     }
+}
+
+/// The WAL size (in pages) at which the writing connection checkpoints itself: only
+/// when [`checkpoints`] has fallen that far behind.
+const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+
+/// How often [`checkpoints`] looks while the database is being written, and at most how
+/// long it waits while it is not.
+const CHECKPOINT_ACTIVE: Duration = Duration::from_millis(100);
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(5);
+
+/// Copies what the WAL holds into the database file, on a connection of its own, while
+/// the store is open: a passive checkpoint (it waits for no one and makes no one wait;
+/// what a reader still uses stays in the WAL until the next one). Every 100 ms while
+/// something was written since the last look, backing off to every 5 s when nothing
+/// was. Durability is unchanged: a transaction is durable once its commit is in the
+/// WAL (see the README on `synchronous=NORMAL`); the checkpoint only moves pages.
+async fn checkpoints(opts: SqliteConnectOptions, closed: sqlx::pool::CloseEvent) {
+    use sqlx::ConnectOptions;
+    let mut closed = std::pin::pin!(closed);
+    let mut conn = tokio::select! {
+        _ = &mut closed => return,
+        c = opts.connect() => match c {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("cannot open a connection for WAL checkpoints ({e}); the writing connection checkpoints itself");
+                return;
+            }
+        },
+    };
+    let mut last: Option<(i64, i64, i64)> = None;
+    let mut period = CHECKPOINT_ACTIVE;
+    loop {
+        tokio::select! {
+            _ = &mut closed => break,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let step = tokio::time::timeout(
+            Duration::from_secs(60),
+            sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&mut conn),
+        )
+        .await;
+        match step {
+            Ok(Ok(now)) => {
+                // (busy, pages in the WAL, pages copied): the same as last time means
+                // nothing was written meanwhile.
+                period = if last == Some(now) {
+                    (period * 2).min(CHECKPOINT_IDLE)
+                } else {
+                    CHECKPOINT_ACTIVE
+                };
+                last = Some(now);
+            }
+            Ok(Err(e)) => {
+                tracing::debug!("WAL checkpoint: {e}");
+                period = CHECKPOINT_IDLE;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "a WAL checkpoint took over 60 s; stopping them (the writing connection checkpoints itself)"
+                );
+                break;
+            }
+        }
+    }
+    let _ = sqlx::Connection::close(conn).await;
 }
 
 impl Tx {
@@ -553,6 +629,50 @@ mod tests {
          message_id, created_at, updated_at) SELECT id, rule_id, course_id, person_id, cycle, 'sent', '', '', '', $2, $2 \
          FROM actions WHERE course_id = 'forklift'",
     ];
+
+    /// The WAL is checkpointed while the store stays open (a daemon runs for months): what
+    /// was committed reaches the database file itself within moments, not only when the
+    /// last connection closes or the WAL holds thousands of pages. Seen through a copy of
+    /// the file alone, without its `-wal`.
+    #[tokio::test]
+    async fn a_commit_reaches_the_database_file_while_the_store_stays_open() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("office.db");
+        let store = Store::open(&DatabaseUrl::Sqlite(path.clone()))
+            .await
+            .expect("open");
+        let Store::Sqlite(_, write) = &store else {
+            unreachable!("an SQLite store")
+        };
+        sqlx::query(
+            "INSERT INTO people (id, full_name, fields, updated_at) VALUES ('ole', 'Ole', '{}', $1)",
+        )
+        .bind(Utc::now())
+        .execute(write)
+        .await
+        .expect("insert");
+        let copy = dir.path().join("copy.db");
+        let mut found = 0;
+        for _ in 0..100 {
+            std::fs::copy(&path, &copy).expect("copy");
+            let _ = std::fs::remove_file(dir.path().join("copy.db-wal"));
+            let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&copy))
+                .await
+                .expect("open the copy");
+            // Until the first checkpoint even the tables are only in the WAL.
+            found = sqlx::query_scalar("SELECT COUNT(*) FROM people WHERE id = 'ole'")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(0);
+            pool.close().await;
+            if found == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(found, 1, "the person is still only in the WAL after 10 s");
+        store.close().await;
+    }
 
     #[tokio::test]
     async fn migration_0006_gives_certification_instances_their_own_subject_kind_on_sqlite() {
