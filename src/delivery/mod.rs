@@ -656,9 +656,7 @@ mod feed_tests {
     /// pass instead of taking the closed feed for "nothing more comes".
     #[tokio::test]
     async fn t3_a_last_batch_queued_as_the_feed_closes_is_still_sent() {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = crate::config::DatabaseUrl::Sqlite(dir.path().join("t.db"));
-        let store = Store::open(&url).await.expect("open");
+        let (dir, store) = crate::store::temp_sqlite().await;
         let outbox_dir = dir.path().join("outbox");
         std::fs::create_dir_all(&outbox_dir).expect("outbox");
         let transport = Arc::new(Transport::File {

@@ -785,9 +785,7 @@ mod packed_tests {
     /// under its own id.
     #[tokio::test]
     async fn packed_reads_fall_back_to_plain_rows_for_an_id_holding_a_separator() {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = crate::config::DatabaseUrl::Sqlite(dir.path().join("t.db"));
-        let store = super::super::Store::open(&url).await.expect("open");
+        let (_dir, store) = super::super::temp_sqlite().await;
         let odd = "an\u{1f}n";
         let now = Utc::now();
         let mut tx = store.begin().await.expect("begin");

@@ -376,6 +376,17 @@ async fn checkpoints(opts: SqliteConnectOptions, closed: sqlx::pool::CloseEvent)
     let _ = sqlx::Connection::close(conn).await;
 }
 
+/// An SQLite store in a directory of its own, for unit tests: the directory (removed when
+/// dropped) and the store on `t.db` in it.
+#[cfg(test)]
+pub(crate) async fn temp_sqlite() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(&DatabaseUrl::Sqlite(dir.path().join("t.db")))
+        .await
+        .expect("open");
+    (dir, store)
+}
+
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
@@ -636,11 +647,8 @@ mod tests {
     /// the file alone, without its `-wal`.
     #[tokio::test]
     async fn a_commit_reaches_the_database_file_while_the_store_stays_open() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("office.db");
-        let store = Store::open(&DatabaseUrl::Sqlite(path.clone()))
-            .await
-            .expect("open");
+        let (dir, store) = temp_sqlite().await;
+        let path = dir.path().join("t.db");
         let Store::Sqlite(_, write) = &store else {
             unreachable!("an SQLite store")
         };
