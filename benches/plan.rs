@@ -204,6 +204,11 @@ async fn main() {
             "SELECT COUNT(*) FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1",
         ).bind(now).fetch_one(&mut **c).await)
         .expect("due");
+        // Instances held in packs (made together by the import) are looked for the same way.
+        due += on!(&mut tx, c => sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM action_packs WHERE due_at <= $1",
+        ).bind(now).fetch_one(&mut **c).await)
+        .expect("due");
     }
     let per = t.elapsed().as_secs_f64() * 1000.0 / 100.0;
     let plan_of: Vec<(i64, i64, i64, String)> = on!(&mut tx, c => sqlx::query_as(

@@ -669,3 +669,104 @@ fn t2_a_change_that_lands_while_a_pass_evaluates_its_subject_is_never_missed() {
             .block_on(office.cleanup());
     }
 }
+
+/// The result notice at the course's end: made at enrolment, due when the course ends.
+const AT_END: &str = "
+---
+kind: action
+id: result-at-end
+name: Result at the end
+data_group: course_participant
+event: participant_added
+process: send_email
+email: { template: result-passed, subject: \"Result {{course.name}}\", to: participant }
+timing: { anchor: course_end, offset: 0 days }
+conditions: { course_type: [first-aid], result: [passed] }
+";
+
+/// An import's participants wait in one pack (issue 18) that becomes rows when its due
+/// time comes. Two daemons on one database, after the course's end: while one turns the
+/// pack into rows and judges them, the other records the results that make them due.
+#[test]
+fn t2_results_recorded_while_an_imported_courses_pack_becomes_rows_are_never_missed() {
+    let smtp = SmtpServer::start();
+    for office in offices(smtp.port) {
+        let name = backend(&office);
+        std::fs::write(
+            office.dir.path().join("rules/rules.yaml"),
+            format!("{RULES}{AT_END}"),
+        )
+        .expect("rules");
+        let before = smtp.count();
+        let people: Vec<String> = (1..=300).map(|i| format!("k{i:03}")).collect();
+        first_aid(&office, &people, false);
+        // Ingested before the course (2026-03-02 to 03-23): the 300 notices, due at its
+        // end, are one pack.
+        office.run("2026-02-01T09:00:00+01:00", &["tick"]);
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let packed: (i64, i64) = rt.block_on(async {
+            let store = office.store().await;
+            let counts = common::read(&store, async |tx| {
+                let rows: i64 = on!(tx, c => sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM actions WHERE rule_id = 'result-at-end'",
+                ).fetch_one(&mut **c).await)?;
+                let packs: i64 = on!(tx, c => sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM action_packs WHERE rule_id = 'result-at-end'",
+                ).fetch_one(&mut **c).await)?;
+                Ok((rows, packs))
+            })
+            .await;
+            store.close().await;
+            counts
+        });
+        assert_eq!(packed, (0, 1), "{name}: one pack, no rows yet");
+        let (a, b) = (Running::start(&office), Running::start(&office));
+        let ports = [a.port, b.port];
+        let jobs: Vec<Box<dyn FnOnce() -> u16 + Send>> = people
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let p = p.clone();
+                let port = ports[i % 2];
+                Box::new(move || {
+                    call(
+                        port,
+                        "PUT",
+                        &format!("/api/v1/courses/fa/results/{p}"),
+                        Some(&json!({"result": "passed"})),
+                    )
+                    .status
+                }) as Box<dyn FnOnce() -> u16 + Send>
+            })
+            .collect();
+        let statuses = in_parallel(16, jobs);
+        assert!(statuses.iter().all(|s| *s == 200), "{name}: {statuses:?}");
+        let notices = |s: &SmtpServer| {
+            s.received()
+                .into_iter()
+                .skip(before)
+                .filter(|m| m.header("Subject").is_some_and(|s| s.starts_with("Result")))
+                .map(|m| m.to)
+                .collect::<Vec<_>>()
+        };
+        wait_for(Duration::from_secs(30), || notices(&smtp).len() >= 300);
+        // Time for a duplicate to show, if there were one.
+        std::thread::sleep(Duration::from_millis(500));
+        let waiting: Vec<Value> = a
+            .call("GET", "/api/v1/plan?rule=result-at-end", None)
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        a.stop();
+        b.stop();
+        let got = notices(&smtp);
+        let to: HashSet<&Vec<String>> = got.iter().collect();
+        assert_eq!(
+            (got.len(), to.len()),
+            (300, 300),
+            "{name}: every passed participant got the notice once; still in the plan: {waiting:?}"
+        );
+        rt.block_on(office.cleanup());
+    }
+}

@@ -234,7 +234,7 @@ fn write_table(out: &mut impl Write, items: &[PlanItem]) -> std::io::Result<()> 
         .iter()
         .map(|i| {
             [
-                i.id.to_string(),
+                i.id.map_or_else(|| "-".into(), |id| id.to_string()),
                 clip(&i.rule, 28),
                 clip(&i.course, 16),
                 format!("{}#{}", clip(&i.person, 14), i.cycle),

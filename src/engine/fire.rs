@@ -112,6 +112,17 @@ pub async fn fire_feeding(
     fed: &(dyn Fn() + Sync),
 ) -> Result<Fired, sqlx::Error> {
     let mut report = Fired::default();
+    // Instances held in packs (made together by an import) whose due time has come become
+    // rows first, a bounded number of packs per transaction.
+    for _ in 0..UNPACK_ROUNDS {
+        if !actions::any_packs_due(store, now).await? {
+            break;
+        }
+        let n = crate::store::transact!(store, |tx| actions::unpack_due(tx, now, UNPACK).await)?;
+        if n < UNPACK {
+            break;
+        }
+    }
     // Batches of which no verdict could be recorded (each instance changed meanwhile), in a
     // row: bounded, so that a storm of changes cannot hold the pass; the next pass goes on.
     let mut lost = 0;
@@ -194,6 +205,10 @@ pub async fn fire_feeding(
     }
     Ok(report)
 }
+
+/// Packs made rows per transaction, and transactions per pass (the rest wait for the next).
+const UNPACK: i64 = 200;
+const UNPACK_ROUNDS: u32 = 1000;
 
 /// A batch's messages, in the order of its instances (`None`: not fired).
 type Messages = Vec<Option<Result<Composed, String>>>;
@@ -762,7 +777,7 @@ async fn preview_in(
         return Ok(Some(Preview {
             message,
             verdict,
-            instance: instance.map(|i| i.id),
+            instance: instance.map(|i| i.id).filter(|id| *id > 0),
         }));
     };
     let facts = Facts::Learner { cycle: facts_cycle };
@@ -770,7 +785,7 @@ async fn preview_in(
     Ok(Some(Preview {
         message,
         verdict,
-        instance: instance.map(|i| i.id),
+        instance: instance.map(|i| i.id).filter(|id| *id > 0),
     }))
 }
 

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use verdict::{Decision, Facts, Moment};
 
 /// Events handled per transaction.
-const EVENT_BATCH: i64 = 1000;
+const EVENT_BATCH: i64 = 4000;
 
 /// Turns every unprocessed event into action instances and cancellations. Returns the
 /// number of events processed.
@@ -164,6 +164,8 @@ async fn apply_events(
     }
     courses_changed(tx, rules, tz, now, &changed, &mut courses).await?;
     let mut new: Vec<NewAction> = Vec::new();
+    type Times = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let mut times: HashMap<(usize, Option<DateTime<Utc>>), Times> = HashMap::new();
     for e in events {
         let Ok(kind) = e.kind.parse::<EventKind>() else {
             continue;
@@ -337,9 +339,23 @@ async fn apply_events(
             }
         }
         for (trigger, event_at) in triggers {
-            for rule in rules.actions.iter().filter(|r| applies(r, trigger, info)) {
-                let due = anchor_of(rule, info, event_at, expiry).and_then(|a| {
-                    timing::due(a, rule.timing().offset, rule.timing().at.map(|t| t.0), tz)
+            for (r, rule) in rules
+                .actions
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| applies(r, trigger, info))
+            {
+                // An import's participants share their rules' anchors (the course's
+                // dates): each due time is worked out once per batch.
+                let anchor = anchor_of(rule, info, event_at, expiry);
+                let (due, expires) = *times.entry((r, anchor)).or_insert_with(|| {
+                    let due = anchor.and_then(|a| {
+                        timing::due(a, rule.timing().offset, rule.timing().at.map(|t| t.0), tz)
+                    });
+                    let expires = due
+                        .zip(rule.expires_after)
+                        .and_then(|(d, p)| p.add_to(d, tz));
+                    (due, expires)
                 });
                 new.push(NewAction {
                     rule: &rule.id.value,
@@ -350,9 +366,7 @@ async fn apply_events(
                     event_at,
                     seen_at: e.at,
                     due,
-                    expires: due
-                        .zip(rule.expires_after)
-                        .and_then(|(d, p)| p.add_to(d, tz)),
+                    expires,
                 });
             }
         }
@@ -463,7 +477,7 @@ async fn anchor_waiting_on_expiry(
         let expires = due
             .zip(rule.expires_after)
             .and_then(|(d, p)| p.add_to(d, tz));
-        actions::set_due(tx, id, due, expires, now, at).await?;
+        actions::set_due(tx, actions::Held::Row(id), due, expires, now, at).await?;
     }
     Ok(())
 }
@@ -564,7 +578,9 @@ impl PlanState {
 /// One action instance not yet delivered.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PlanItem {
-    pub id: i64,
+    /// The instance's number; `null` while it is held in a pack (instances made together
+    /// by an import, numbered when the first of them is needed).
+    pub id: Option<i64>,
     pub rule: String,
     pub course: String,
     pub person: String,
@@ -744,7 +760,10 @@ async fn plan_in(
                     PlanState::AwaitingApproval,
                     vec![
                         Reason::new(
-                            format!("waits for `registrar approve {}` (execution: manual)", a.id),
+                            format!(
+                                "waits for `registrar approve {}` (execution: manual)",
+                                a.id.unwrap_or_default()
+                            ),
                             "waits for approval",
                         )
                         .nl("wacht op goedkeuring (execution: manual)"),

@@ -36,8 +36,12 @@ pub struct NewAction<'a> {
 ///
 /// Set-wise: the instances that differ only in their person (an import enrols a course's
 /// participants at one moment, so their rules' instances share rule, subject, cycle and
-/// times) are one `INSERT ... SELECT` over the people as a JSON array, with the times bound
-/// once; the rest go as multi-row inserts.
+/// times) are one group. A course's group becomes one pack (migration 0011: one row, its
+/// people a JSON array) when the course has no instance rows yet, leaving out the people
+/// already packed for the same rule and cycle; otherwise one `INSERT ... SELECT` over the
+/// people as a JSON array, with the times bound once. The rest go as multi-row inserts,
+/// after the packs of their courses became rows, so that an instance made earlier always
+/// wins as it would have as a row.
 pub async fn insert<'a>(
     tx: &mut Tx,
     new: &[NewAction<'a>],
@@ -58,32 +62,109 @@ pub async fn insert<'a>(
             a.rule, a.kind, a.subject, a.cycle, a.event_at, a.seen_at, a.due, a.expires,
         )
     };
-    let mut groups: std::collections::HashMap<Key<'_>, Vec<&str>> =
-        std::collections::HashMap::new();
-    // In the order of the input, so that instances are numbered as their events came.
-    let mut order: Vec<Key<'_>> = Vec::new();
+    // Each instance's group, in the order of the input, so that instances are numbered as
+    // their events came.
+    let mut index: std::collections::HashMap<Key<'_>, usize> = std::collections::HashMap::new();
+    let mut groups: Vec<(Key<'_>, Vec<&str>)> = Vec::new();
+    let mut group_of: Vec<usize> = Vec::with_capacity(new.len());
     for a in new {
-        groups
-            .entry(key_of(a))
-            .or_insert_with(|| {
-                order.push(key_of(a));
-                Vec::new()
-            })
-            .push(a.person);
+        let key = key_of(a);
+        let g = *index.entry(key).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        if let Some((_, people)) = groups.get_mut(g) {
+            people.push(a.person);
+        }
+        group_of.push(g);
     }
     // Groups too small for a statement of their own go together, row by row.
     const GROUP: usize = 8;
-    let single: Vec<&NewAction<'_>> = new
+    let big: Vec<bool> = groups.iter().map(|(_, p)| p.len() >= GROUP).collect();
+    let is_big = |g: usize| big.get(g).copied().unwrap_or(false);
+    // The courses of large groups: which have rows already, and who is packed in them.
+    let mut courses: Vec<&str> = groups
         .iter()
-        .filter(|a| groups.get(&key_of(a)).is_some_and(|p| p.len() < GROUP))
+        .zip(&big)
+        .filter(|((k, _), b)| **b && k.1 == SubjectKind::Course && k.6.is_none_or(|d| d > now))
+        .map(|((k, _), _)| k.2)
         .collect();
-    for key in &order {
-        let Some(people) = groups.get(key).filter(|p| p.len() >= GROUP) else {
+    courses.sort_unstable();
+    courses.dedup();
+    let (with_rows, packed) = if courses.is_empty() {
+        Default::default()
+    } else {
+        (
+            courses_with_rows(tx, &courses).await?,
+            packed_members(tx, &courses).await?,
+        )
+    };
+    // A large group is packed when its course has no rows and its time is still to come
+    // (one due already goes in as rows: the pass that follows fires it).
+    let packable = |key: &Key<'_>| {
+        key.1 == SubjectKind::Course
+            && !with_rows.contains(key.2)
+            && key.6.is_none_or(|due| due > now)
+    };
+    // The courses whose new instances go in as rows: their packs become rows first, so
+    // that an instance packed earlier keeps its place.
+    let mut as_rows: Vec<&str> = groups
+        .iter()
+        .enumerate()
+        .filter(|(g, (k, _))| k.1 == SubjectKind::Course && !(is_big(*g) && packable(k)))
+        .map(|(_, (k, _))| k.2)
+        .collect();
+    as_rows.sort_unstable();
+    as_rows.dedup();
+    unpack(tx, &as_rows).await?;
+    let packed_in = |rule: &str, course: &str, cycle: i64| {
+        packed
+            .get(rule)
+            .and_then(|by_course| by_course.get(course))
+            .and_then(|by_cycle| by_cycle.get(&cycle))
+    };
+    let is_packed = |rule: &str, course: &str, cycle: i64, person: &str| {
+        packed_in(rule, course, cycle).is_some_and(|people| people.contains(person))
+    };
+    // Packed by this batch, for the (rule, course, cycle) of more than one large group
+    // (usually each has one, and a group's people are told apart by sorting).
+    let mut shared: std::collections::HashMap<(&str, &str, i64), usize> =
+        std::collections::HashMap::new();
+    for (g, (k, _)) in groups.iter().enumerate() {
+        if is_big(g) && packable(k) {
+            *shared.entry((k.0, k.2, k.3)).or_default() += 1;
+        }
+    }
+    let mut packing: std::collections::HashSet<(&str, &str, i64, &str)> =
+        std::collections::HashSet::new();
+    let mut packs: Vec<(Key<'_>, String)> = Vec::new();
+    for (g, (key, people)) in groups.iter().enumerate() {
+        if !is_big(g) {
             continue;
-        };
+        }
         let (rule, kind, subject, cycle, event_at, seen_at, due, expires) = *key;
+        if packable(key) {
+            let before = packed_in(rule, subject, cycle);
+            let alone = shared.get(&(rule, subject, cycle)).is_some_and(|n| *n == 1) && {
+                let mut sorted = people.clone();
+                sorted.sort_unstable();
+                sorted.windows(2).all(|w| w.first() != w.get(1))
+            };
+            let members: Vec<&str> = people
+                .iter()
+                .copied()
+                .filter(|p| {
+                    !before.is_some_and(|b| b.contains(*p))
+                        && (alone || packing.insert((rule, subject, cycle, p)))
+                })
+                .collect();
+            if !members.is_empty() {
+                packs.push((*key, super::json_param(&members)?));
+            }
+            continue;
+        }
         for chunk in people.chunks(10_000) {
-            let list = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
+            let list = super::json_param(chunk)?;
             let from = match tx {
                 Tx::Sqlite(_) => "json_each($11) WHERE true",
                 Tx::Postgres(_) => "jsonb_array_elements_text($11::jsonb) AS value",
@@ -98,6 +179,40 @@ pub async fn insert<'a>(
                 .execute(&mut **c).await.map(|_| ()))?;
         }
     }
+    for chunk in packs.chunks(1000) {
+        on!(tx, c => {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO action_packs (rule_id, subject_kind, course_id, cycle, event_at, seen_at, due_at, expires_at, created_at, people) ",
+            );
+            q.push_values(chunk, |mut b, (key, people)| {
+                let (rule, kind, subject, cycle, event_at, seen_at, due, expires) = *key;
+                b.push_bind(rule).push_bind(kind.as_str()).push_bind(subject).push_bind(cycle).push_bind(event_at)
+                    .push_bind(seen_at).push_bind(due).push_bind(expires).push_bind(now).push_bind(people.clone());
+            });
+            q.build().execute(&mut **c).await?;
+        });
+    }
+    // Packed by this batch.
+    let packed_now = |rule: &str, course: &str, cycle: i64, person: &str| {
+        groups.iter().enumerate().any(|(g, (key, people))| {
+            is_big(g)
+                && packable(key)
+                && (key.0, key.2, key.3) == (rule, course, cycle)
+                && people.contains(&person)
+        })
+    };
+    // Not one packed already (by this batch or before): that one was made first.
+    let single: Vec<&NewAction<'_>> = new
+        .iter()
+        .zip(&group_of)
+        .filter(|(a, g)| {
+            !is_big(**g)
+                && (a.kind != SubjectKind::Course
+                    || !(is_packed(a.rule, a.subject, a.cycle, a.person)
+                        || packed_now(a.rule, a.subject, a.cycle, a.person)))
+        })
+        .map(|(a, _)| a)
+        .collect();
     for chunk in single.chunks(1000) {
         on!(tx, c => {
             let mut q = QueryBuilder::new(
@@ -115,6 +230,185 @@ pub async fn insert<'a>(
     Ok(())
 }
 
+/// The courses among these that have instance rows (of any rule).
+async fn courses_with_rows(
+    tx: &mut Tx,
+    courses: &[&str],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let mut out = std::collections::HashSet::new();
+    for chunk in courses.chunks(10_000) {
+        let list: Vec<(&str,)> = chunk.iter().map(|c| (*c,)).collect();
+        let list = super::json_param(&list)?;
+        let from = super::json_rows(tx, 1);
+        let rows: Vec<String> = on!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT j.value->>0 FROM {from} \
+             WHERE EXISTS (SELECT 1 FROM actions a WHERE a.course_id = j.value->>0)"
+        ))).bind(list).fetch_all(&mut **c).await)?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// Who is packed: by rule, course and cycle, the people.
+type Packed = std::collections::HashMap<
+    String,
+    std::collections::HashMap<
+        String,
+        std::collections::HashMap<i64, std::collections::HashSet<String>>,
+    >,
+>;
+
+/// Who is packed in these courses' packs.
+async fn packed_members(tx: &mut Tx, courses: &[&str]) -> Result<Packed, sqlx::Error> {
+    let mut out = Packed::new();
+    for p in packs_of(tx, courses, None).await? {
+        let people = p.people()?;
+        out.entry(p.rule_id)
+            .or_default()
+            .entry(p.course_id)
+            .or_default()
+            .entry(p.cycle)
+            .or_default()
+            .extend(people);
+    }
+    Ok(out)
+}
+
+/// A pack of instances (migration 0011), as its readers see it.
+#[derive(sqlx::FromRow)]
+struct Pack {
+    id: i64,
+    rule_id: String,
+    subject_kind: String,
+    course_id: String,
+    cycle: i64,
+    event_at: DateTime<Utc>,
+    seen_at: DateTime<Utc>,
+    due_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    people: String,
+}
+
+impl Pack {
+    fn people(&self) -> Result<Vec<String>, sqlx::Error> {
+        serde_json::from_str(&self.people)
+            .map_err(|e| sqlx::Error::Decode(format!("malformed pack {}: {e}", self.id).into()))
+    }
+
+    /// Its instance for `person`, as a row would read before it was first evaluated;
+    /// numbered 0 (it has no id until it becomes a row).
+    fn instance(&self, person: &str) -> Result<Instance, sqlx::Error> {
+        Ok(Instance {
+            id: 0,
+            rule_id: self.rule_id.clone(),
+            kind: word(&self.subject_kind)?,
+            course_id: self.course_id.clone(),
+            person_id: person.to_string(),
+            cycle: self.cycle,
+            state: ActionState::Waiting,
+            due_at: self.due_at,
+            expires_at: self.expires_at,
+            rechecked_at: Some(self.seen_at),
+            instant: 0,
+            event_at: self.event_at,
+            version: 0,
+        })
+    }
+}
+
+const PACK: &str =
+    "id, rule_id, subject_kind, course_id, cycle, event_at, seen_at, due_at, expires_at, people";
+
+/// The packs of these courses (of `rule`, if given), oldest first.
+async fn packs_of(
+    tx: &mut Tx,
+    courses: &[&str],
+    rule: Option<&str>,
+) -> Result<Vec<Pack>, sqlx::Error> {
+    let mut out = Vec::new();
+    for chunk in courses.chunks(10_000) {
+        let list: Vec<(&str,)> = chunk.iter().map(|c| (*c,)).collect();
+        let list = super::json_param(&list)?;
+        let from = super::json_rows(tx, 1);
+        let rows: Vec<Pack> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PACK} FROM action_packs WHERE course_id IN (SELECT j.value->>0 FROM {from}) \
+             AND ($2 IS NULL OR rule_id = $2) ORDER BY id"
+        ))).bind(list).bind(rule).fetch_all(&mut **c).await)?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// The packs of these courses become rows of `actions`, each instance with an id of its
+/// own, in the order they were made; an instance that is a row already stays as it is.
+pub async fn unpack(tx: &mut Tx, courses: &[&str]) -> Result<(), sqlx::Error> {
+    if courses.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::new();
+    for chunk in courses.chunks(10_000) {
+        let list: Vec<(&str,)> = chunk.iter().map(|c| (*c,)).collect();
+        let list = super::json_param(&list)?;
+        let from = super::json_rows(tx, 1);
+        let found: Vec<i64> = on!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM action_packs WHERE course_id IN (SELECT j.value->>0 FROM {from}) ORDER BY id"
+        ))).bind(list).fetch_all(&mut **c).await)?;
+        ids.extend(found);
+    }
+    unpack_ids(tx, &ids).await
+}
+
+/// Up to `limit` packs whose due time has come become rows (the firing pass, before it
+/// reads what is due); returns how many.
+pub async fn unpack_due(tx: &mut Tx, now: DateTime<Utc>, limit: i64) -> Result<i64, sqlx::Error> {
+    // In the engine's turn: an ingest marking a participant's instances (T2) either sees
+    // these rows, or commits before they are made (and the pass reads its change).
+    super::history::take_ingest_turn(tx).await?;
+    let ids: Vec<i64> = on!(tx, c => sqlx::query_scalar(
+        "SELECT id FROM action_packs WHERE due_at <= $1 ORDER BY due_at, id LIMIT $2",
+    ).bind(now).bind(limit).fetch_all(&mut **c).await)?;
+    unpack_ids(tx, &ids).await?;
+    Ok(ids.len() as i64)
+}
+
+/// Whether a pack's due time has come (a cheap read before the write lock).
+pub async fn any_packs_due(store: &Store, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    store
+        .any(
+            "SELECT EXISTS (SELECT 1 FROM action_packs WHERE due_at <= $1)",
+            now,
+        )
+        .await
+}
+
+async fn unpack_ids(tx: &mut Tx, ids: &[i64]) -> Result<(), sqlx::Error> {
+    for chunk in ids.chunks(10_000) {
+        let list = super::json_param(chunk)?;
+        let (from, members) = match tx {
+            Tx::Sqlite(_) => (
+                "SELECT j.value FROM json_each($1) AS j",
+                "json_each(p.people) AS m",
+            ),
+            Tx::Postgres(_) => (
+                "SELECT (j.value)::bigint FROM jsonb_array_elements($1::jsonb) AS j(value)",
+                "jsonb_array_elements_text(p.people::jsonb) WITH ORDINALITY AS m(value, key)",
+            ),
+        };
+        on!(tx, c => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO actions (rule_id, subject_kind, course_id, person_id, cycle, state, event_at, due_at, \
+             expires_at, created_at, updated_at, rechecked_at) \
+             SELECT p.rule_id, p.subject_kind, p.course_id, m.value, p.cycle, 'waiting', p.event_at, p.due_at, \
+             p.expires_at, p.created_at, p.created_at, p.seen_at FROM action_packs p, {members} \
+             WHERE p.id IN ({from}) ORDER BY p.id, m.key \
+             ON CONFLICT (rule_id, course_id, person_id, cycle, instant) DO NOTHING"
+        ))).bind(&list).execute(&mut **c).await.map(|_| ()))?;
+        on!(tx, c => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM action_packs WHERE id IN ({from})"
+        ))).bind(&list).execute(&mut **c).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
 /// Every change of a subject's state (T2): the waiting instances of these (subject,
 /// person) pairs, changed at `at`, are evaluated again, eligible from `at` (or from an
 /// earlier change not yet evaluated); each counts up its version, even one already marked,
@@ -126,6 +420,17 @@ pub async fn recheck_pairs(
     pairs: &[(&str, &str)],
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
+    // Packed instances have nothing to mark (never evaluated, no verdict in flight: packs
+    // become rows only in the engine's turn): the pairs of courses without rows are left
+    // out before the statement looks each pair up.
+    let mut pairs: Vec<(&str, &str)> = pairs.to_vec();
+    if kind == SubjectKind::Course {
+        let mut courses: Vec<&str> = pairs.iter().map(|(c, _)| *c).collect();
+        courses.sort_unstable();
+        courses.dedup();
+        let with_rows = courses_with_rows(tx, &courses).await?;
+        pairs.retain(|(c, _)| with_rows.contains(*c));
+    }
     for chunk in pairs.chunks(10_000) {
         let list = super::json_param(chunk)?;
         let from = super::json_rows(tx, 3);
@@ -152,6 +457,10 @@ pub async fn cancel(
     before_cycle: Option<i64>,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
+    // Each cancelled instance keeps its reason: packed ones become rows first.
+    if kind == SubjectKind::Course {
+        unpack(tx, &[subject]).await?;
+    }
     on!(tx, c => sqlx::query(
         "UPDATE actions SET state = 'cancelled', updated_at = $1, reason = $6, version = version + 1 WHERE subject_kind = $2 AND course_id = $3 \
          AND ($4 IS NULL OR person_id = $4) AND ($5 IS NULL OR cycle < $5) \
@@ -167,19 +476,33 @@ pub async fn waiting_without_due(
     person: &str,
     cycle: i64,
 ) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    // Each is given its due time by id: packed ones become rows first.
+    unpack(tx, &[course]).await?;
     on!(tx, c => sqlx::query_as(
         "SELECT id, rule_id FROM actions WHERE subject_kind = 'course' AND course_id = $1 AND person_id = $2 \
          AND cycle = $3 AND state = 'waiting' AND due_at IS NULL",
     ).bind(course).bind(person).bind(cycle).fetch_all(&mut **c).await)
 }
 
-/// The waiting instances of these courses: (id, course, rule, event time). One statement
-/// (the courses travel as one JSON array).
+/// Where waiting instances are held: a row of their own, or a pack (migration 0011) whose
+/// instances share rule, course, cycle and times and are given a due time together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    Row(i64),
+    Pack(i64),
+}
+
+/// The waiting instances of these courses: (where held, course, rule, event time). One
+/// statement for the rows (the courses travel as one JSON array), one for the packs.
 pub async fn waiting_of_courses(
     tx: &mut Tx,
     courses: &[&str],
-) -> Result<Vec<(i64, String, String, DateTime<Utc>)>, sqlx::Error> {
-    let mut out = Vec::new();
+) -> Result<Vec<(Held, String, String, DateTime<Utc>)>, sqlx::Error> {
+    let mut out: Vec<(Held, String, String, DateTime<Utc>)> = packs_of(tx, courses, None)
+        .await?
+        .into_iter()
+        .map(|p| (Held::Pack(p.id), p.course_id, p.rule_id, p.event_at))
+        .collect();
     for chunk in courses.chunks(10_000) {
         let list: Vec<(&str,)> = chunk.iter().map(|c| (*c,)).collect();
         let list = super::json_param(&list)?;
@@ -188,7 +511,10 @@ pub async fn waiting_of_courses(
             "SELECT a.id, a.course_id, a.rule_id, a.event_at FROM {from} \
              JOIN actions a ON a.subject_kind = 'course' AND a.course_id = j.value->>0 AND a.state = 'waiting'"
         ))).bind(list).fetch_all(&mut **c).await)?;
-        out.extend(rows);
+        out.extend(
+            rows.into_iter()
+                .map(|(id, course, rule, at)| (Held::Row(id), course, rule, at)),
+        );
     }
     Ok(out)
 }
@@ -227,16 +553,24 @@ pub async fn recheck_courses(
     Ok(())
 }
 
-/// A new due time (and expiry) for one instance, to be evaluated at it (the change that
-/// moved it happened at `at`).
+/// A new due time (and expiry) for one instance, or for a pack's, to be evaluated at it
+/// (the change that moved it happened at `at`).
 pub async fn set_due(
     tx: &mut Tx,
-    id: i64,
+    held: Held,
     due: Option<DateTime<Utc>>,
     expires: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
+    let id = match held {
+        Held::Row(id) => id,
+        Held::Pack(id) => {
+            return on!(tx, c => sqlx::query(
+                "UPDATE action_packs SET due_at = $1, expires_at = $2, seen_at = $3 WHERE id = $4",
+            ).bind(due).bind(expires).bind(at).bind(id).execute(&mut **c).await.map(|_| ()));
+        }
+    };
     on!(tx, c => sqlx::query(
         "UPDATE actions SET due_at = $1, expires_at = $2, recheck = 1, updated_at = $3, rechecked_at = $5, \
          version = version + 1 \
@@ -365,19 +699,42 @@ pub async fn open_counts(tx: &mut Tx, now: DateTime<Utc>) -> Result<(i64, i64, i
     let awaiting: i64 = on!(tx, c => sqlx::query_scalar(
         "SELECT COUNT(*) FROM actions WHERE state = 'awaiting_approval'",
     ).fetch_one(&mut **c).await)?;
-    Ok((waiting, scheduled, awaiting))
+    // Packed instances all wait, none evaluated yet (few rows, each counted by its people).
+    let length = match tx {
+        Tx::Sqlite(_) => "json_array_length(people)",
+        Tx::Postgres(_) => "jsonb_array_length(people::jsonb)",
+    };
+    let (packed, later): (i64, i64) = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT CAST(COALESCE(SUM({length}), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN due_at > $1 THEN {length} ELSE 0 END), 0) AS BIGINT) FROM action_packs"
+    ))).bind(now).fetch_one(&mut **c).await)?;
+    Ok((waiting + packed, scheduled + later, awaiting))
 }
 
-/// The next instances the timer will evaluate after `now`, soonest first.
+/// The next instances the timer will evaluate after `now`, soonest first: (rule, course,
+/// person, due time).
 pub async fn next_due_list(
     tx: &mut Tx,
     now: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<(i64, String, String, String, DateTime<Utc>)>, sqlx::Error> {
-    on!(tx, c => sqlx::query_as(
-        "SELECT id, rule_id, course_id, person_id, due_at FROM actions \
+) -> Result<Vec<(String, String, String, DateTime<Utc>)>, sqlx::Error> {
+    let mut rows: Vec<(String, String, String, DateTime<Utc>)> = on!(tx, c => sqlx::query_as(
+        "SELECT rule_id, course_id, person_id, due_at FROM actions \
          WHERE state = 'waiting' AND recheck = 1 AND due_at > $1 ORDER BY due_at, id LIMIT $2",
-    ).bind(now).bind(limit).fetch_all(&mut **c).await)
+    ).bind(now).bind(limit).fetch_all(&mut **c).await)?;
+    // The packs due soonest hold at least `limit` instances, or all there are.
+    let packs: Vec<Pack> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PACK} FROM action_packs WHERE due_at > $1 ORDER BY due_at, id LIMIT $2"
+    ))).bind(now).bind(limit).fetch_all(&mut **c).await)?;
+    for p in &packs {
+        let Some(due) = p.due_at else { continue };
+        for person in p.people()? {
+            rows.push((p.rule_id.clone(), p.course_id.clone(), person, due));
+        }
+    }
+    rows.sort_by_key(|r| r.3);
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(rows)
 }
 
 /// A page of the instances awaiting approval, oldest first, and how many there are.
@@ -548,7 +905,16 @@ pub async fn find(
     );
     let row: Option<InstanceRow> = on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(rule).bind(course).bind(person).bind(cycle).fetch_optional(&mut **c).await)?;
-    row.map(Instance::try_from).transpose()
+    if let Some(row) = row {
+        return Instance::try_from(row).map(Some);
+    }
+    // Held in a pack: numbered 0 until it becomes a row.
+    for p in packs_of(tx, &[course], Some(rule)).await? {
+        if p.cycle == cycle && p.people()?.iter().any(|p| p == person) {
+            return p.instance(person).map(Some);
+        }
+    }
+    Ok(None)
 }
 
 pub async fn set_state(
@@ -566,9 +932,13 @@ pub async fn next_due(
     tx: &mut Tx,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    on!(tx, c => sqlx::query_scalar(
+    let row: Option<DateTime<Utc>> = on!(tx, c => sqlx::query_scalar(
         "SELECT MIN(due_at) FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at > $1",
-    ).bind(now).fetch_one(&mut **c).await)
+    ).bind(now).fetch_one(&mut **c).await)?;
+    let pack: Option<DateTime<Utc>> = on!(tx, c => sqlx::query_scalar(
+        "SELECT MIN(due_at) FROM action_packs WHERE due_at > $1",
+    ).bind(now).fetch_one(&mut **c).await)?;
+    Ok(row.into_iter().chain(pack).min())
 }
 
 /// The oldest due time at or before `now` of an instance not evaluated yet (lag metric).
@@ -576,9 +946,13 @@ pub async fn oldest_due(
     tx: &mut Tx,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    on!(tx, c => sqlx::query_scalar(
+    let row: Option<DateTime<Utc>> = on!(tx, c => sqlx::query_scalar(
         "SELECT MIN(due_at) FROM actions WHERE state = 'waiting' AND recheck = 1 AND due_at <= $1",
-    ).bind(now).fetch_one(&mut **c).await)
+    ).bind(now).fetch_one(&mut **c).await)?;
+    let pack: Option<DateTime<Utc>> = on!(tx, c => sqlx::query_scalar(
+        "SELECT MIN(due_at) FROM action_packs WHERE due_at <= $1",
+    ).bind(now).fetch_one(&mut **c).await)?;
+    Ok(row.into_iter().chain(pack).min())
 }
 
 /// Records the digest of every rule in force; the waiting instances of a rule whose digest
@@ -630,14 +1004,16 @@ pub async fn subjects_with_actions(
     rule: Option<&str>,
 ) -> Result<Vec<String>, sqlx::Error> {
     on!(tx, c => sqlx::query_scalar(
-        "SELECT DISTINCT course_id FROM actions WHERE ($1 IS NULL OR rule_id = $1) ORDER BY course_id",
+        "SELECT course_id FROM actions WHERE ($1 IS NULL OR rule_id = $1) \
+         UNION SELECT course_id FROM action_packs WHERE ($1 IS NULL OR rule_id = $1) ORDER BY 1",
     ).bind(rule).fetch_all(&mut **c).await)
 }
 
 /// An action instance as `plan` reads it, with the state of its delivery if it fired.
 #[derive(Debug, Clone)]
 pub struct PlanRow {
-    pub id: i64,
+    /// `None` while the instance is held in a pack (it is numbered when it becomes a row).
+    pub id: Option<i64>,
     pub rule_id: String,
     pub kind: SubjectKind,
     pub course_id: String,
@@ -704,7 +1080,7 @@ pub async fn plan_rows(
                     error,
                 ] = r?;
                 out.push(PlanRow {
-                    id: packed::int(id, "action")?,
+                    id: Some(packed::int(id, "action")?),
                     rule_id: rule_id.to_string(),
                     kind: word(kind)?,
                     course_id: course_id.to_string(),
@@ -757,7 +1133,7 @@ pub async fn plan_rows(
             let rows: Vec<Row> = q.build_query_as().fetch_all(&mut **c).await?;
             for r in rows {
                 out.push(PlanRow {
-                    id: r.id,
+                    id: Some(r.id),
                     rule_id: r.rule_id,
                     kind: word(&r.subject_kind)?,
                     course_id: r.course_id,
@@ -771,6 +1147,30 @@ pub async fn plan_rows(
                     delivery_error: r.delivery_error,
                 });
             }
+        }
+    }
+    // Packed instances: waiting, never evaluated, nothing delivered.
+    let courses: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    for p in packs_of(tx, &courses, rule).await? {
+        for person in p.people()? {
+            if people.is_some_and(|wanted| !wanted.contains(&person)) {
+                continue;
+            }
+            let i = p.instance(&person)?;
+            out.push(PlanRow {
+                id: None,
+                rule_id: i.rule_id,
+                kind: i.kind,
+                course_id: i.course_id,
+                person_id: i.person_id,
+                cycle: i.cycle,
+                state: i.state,
+                delivery: None,
+                due_at: i.due_at,
+                expires_at: i.expires_at,
+                reason: None,
+                delivery_error: None,
+            });
         }
     }
     out.sort_unstable_by(|a, b| {
@@ -863,6 +1263,112 @@ mod tests {
         read.rollback().await.expect("rollback");
     }
 
+    /// A pack becomes rows in the engine's turn: an ingest marking one of its participants
+    /// meanwhile (T2) waits for that transaction, then marks the new row. Were it to mark
+    /// before the rows were committed, it would miss them, and a pass could record a verdict
+    /// on the participant's old state.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn t2_a_change_while_a_pack_becomes_rows_waits_and_then_marks_the_row_on_postgres() {
+        let Some((store, admin, schema)) = postgres_store("pk").await else {
+            return;
+        };
+        let now = Utc::now();
+        let due = now + chrono::Duration::days(1);
+        let people: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+        let new: Vec<NewAction> = people
+            .iter()
+            .map(|p| NewAction {
+                rule: "reminder",
+                kind: SubjectKind::Course,
+                subject: "fa",
+                person: p,
+                cycle: 1,
+                event_at: now,
+                seen_at: now,
+                due: Some(due),
+                expires: None,
+            })
+            .collect();
+        let mut tx = store.begin().await.expect("begin");
+        insert(&mut tx, &new, now).await.expect("insert");
+        tx.commit().await.expect("commit");
+        let mut read = store.begin_read().await.expect("read");
+        let packed = find(&mut read, "reminder", "fa", "p3", 1)
+            .await
+            .expect("find")
+            .expect("packed");
+        read.rollback().await.expect("rollback");
+        assert_eq!(packed.id, 0, "ten people at one moment: one pack, no rows");
+        // The pass turns the pack into rows and has not committed yet.
+        let mut pass = store.begin().await.expect("begin");
+        assert_eq!(unpack_due(&mut pass, due, 10).await.expect("unpack"), 1);
+        let ingest = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin().await.expect("begin");
+                super::super::history::take_ingest_turn(&mut tx)
+                    .await
+                    .expect("turn");
+                recheck_pairs(&mut tx, SubjectKind::Course, &[("fa", "p3")], due)
+                    .await
+                    .expect("recheck");
+                tx.commit().await.expect("commit");
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(
+            !ingest.is_finished(),
+            "the change waits while the pack becomes rows"
+        );
+        pass.commit().await.expect("commit");
+        ingest.await.expect("ingest");
+        let mut read = store.begin_read().await.expect("read");
+        let row = find(&mut read, "reminder", "fa", "p3", 1)
+            .await
+            .expect("find")
+            .expect("row");
+        let other = find(&mut read, "reminder", "fa", "p4", 1)
+            .await
+            .expect("find")
+            .expect("row");
+        read.rollback().await.expect("rollback");
+        assert!(row.id > 0 && other.id > 0, "the pack is rows now");
+        assert_eq!(
+            (row.version, other.version),
+            (1, 0),
+            "the change marked its participant's new row"
+        );
+        store.close().await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+    }
+
+    /// A store in a PostgreSQL schema of its own, the admin pool and the schema's name;
+    /// `None` (after one printed line) without REGISTRAR_TEST_POSTGRES_URL.
+    async fn postgres_store(prefix: &str) -> Option<(Store, sqlx::PgPool, String)> {
+        let Ok(url) = std::env::var("REGISTRAR_TEST_POSTGRES_URL") else {
+            eprintln!("skipping the PostgreSQL half: REGISTRAR_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let schema = format!(
+            "{prefix}_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        );
+        let admin = sqlx::PgPool::connect(&url).await.expect("connect");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .expect("schema");
+        let opts = PgConnectOptions::from_str(&url)
+            .expect("url")
+            .options([("search_path", schema.as_str())]);
+        let store = Store::open_postgres(opts, "test").await.expect("open");
+        Some((store, admin, schema))
+    }
+
     #[tokio::test]
     async fn t2_a_verdict_on_an_instance_whose_subject_changed_meanwhile_is_not_recorded_on_sqlite()
     {
@@ -876,24 +1382,9 @@ mod tests {
     #[tokio::test]
     async fn t2_a_verdict_on_an_instance_whose_subject_changed_meanwhile_is_not_recorded_on_postgres()
      {
-        let Ok(url) = std::env::var("REGISTRAR_TEST_POSTGRES_URL") else {
-            eprintln!("skipping the PostgreSQL half: REGISTRAR_TEST_POSTGRES_URL is not set");
+        let Some((store, admin, schema)) = postgres_store("v9").await else {
             return;
         };
-        let schema = format!(
-            "v9_{}_{}",
-            std::process::id(),
-            Utc::now().timestamp_micros()
-        );
-        let admin = sqlx::PgPool::connect(&url).await.expect("connect");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&admin)
-            .await
-            .expect("schema");
-        let opts = PgConnectOptions::from_str(&url)
-            .expect("url")
-            .options([("search_path", schema.as_str())]);
-        let store = Store::open_postgres(opts, "test").await.expect("open");
         a_verdict_on_a_changed_instance_is_not_recorded(&store).await;
         store.close().await;
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))

@@ -362,7 +362,7 @@ fn emails_of(person: &str, plan: &[&PlanItem], sent: &[&DeliveryRow], ui: &Ui) -
         let approve = if item.state == engine::PlanState::AwaitingApproval {
             format!(
                 " <a href=\"/office/approvals/{}\">{}</a>",
-                item.id,
+                item.id.unwrap_or_default(),
                 ui.t("Preview", "Voorbeeld")
             )
         } else {

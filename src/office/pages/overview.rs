@@ -36,7 +36,7 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
             recent
                 .iter()
                 .map(|r| r.person.as_str())
-                .chain(next.iter().map(|n| n.3.as_str())),
+                .chain(next.iter().map(|n| n.2.as_str())),
         )
         .await?;
         tx.rollback().await?;
@@ -217,7 +217,7 @@ pub async fn overview(State(s): State<ApiState>, ctx: Ctx) -> Response {
             ],
             ui,
         ));
-        for (_, rule, course, person, due) in &next {
+        for (rule, course, person, due) in &next {
             let _ = write!(
                 b,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
