@@ -165,7 +165,8 @@ async fn apply_events(
     courses_changed(tx, rules, tz, now, &changed, &mut courses).await?;
     let mut new: Vec<NewAction> = Vec::new();
     type Times = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-    let mut times: HashMap<(usize, Option<DateTime<Utc>>), Times> = HashMap::new();
+    let mut times: HashMap<(usize, Option<DateTime<Utc>>), Times, foldhash::fast::RandomState> =
+        HashMap::default();
     for e in events {
         let Ok(kind) = e.kind.parse::<EventKind>() else {
             continue;

@@ -64,7 +64,9 @@ pub async fn insert<'a>(
     };
     // Each instance's group, in the order of the input, so that instances are numbered as
     // their events came.
-    let mut index: std::collections::HashMap<Key<'_>, usize> = std::collections::HashMap::new();
+    // Hashed with foldhash: an import's millions of instances each pass through it.
+    let mut index: std::collections::HashMap<Key<'_>, usize, foldhash::fast::RandomState> =
+        std::collections::HashMap::default();
     let mut groups: Vec<(Key<'_>, Vec<&str>)> = Vec::new();
     let mut group_of: Vec<usize> = Vec::with_capacity(new.len());
     for a in new {
@@ -128,15 +130,20 @@ pub async fn insert<'a>(
     };
     // Packed by this batch, for the (rule, course, cycle) of more than one large group
     // (usually each has one, and a group's people are told apart by sorting).
-    let mut shared: std::collections::HashMap<(&str, &str, i64), usize> =
-        std::collections::HashMap::new();
+    let mut shared: std::collections::HashMap<
+        (&str, &str, i64),
+        usize,
+        foldhash::fast::RandomState,
+    > = std::collections::HashMap::default();
     for (g, (k, _)) in groups.iter().enumerate() {
         if is_big(g) && packable(k) {
             *shared.entry((k.0, k.2, k.3)).or_default() += 1;
         }
     }
-    let mut packing: std::collections::HashSet<(&str, &str, i64, &str)> =
-        std::collections::HashSet::new();
+    let mut packing: std::collections::HashSet<
+        (&str, &str, i64, &str),
+        foldhash::fast::RandomState,
+    > = std::collections::HashSet::default();
     let mut packs: Vec<(Key<'_>, String)> = Vec::new();
     for (g, (key, people)) in groups.iter().enumerate() {
         if !is_big(g) {

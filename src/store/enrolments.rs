@@ -124,55 +124,99 @@ pub struct Standing {
 pub async fn standing_of_pairs(
     tx: &mut Tx,
     pairs: &[(&str, &str)],
-) -> Result<HashMap<(String, String), Standing>, sqlx::Error> {
-    let mut out = HashMap::new();
-    for chunk in pairs.chunks(10_000) {
+) -> Result<HashMap<(String, String), Standing, foldhash::fast::RandomState>, sqlx::Error> {
+    // A course with many of the pairs (an import's enrolments) is read whole, along its
+    // key, instead of looking each pair up; the rest pair by pair.
+    const WHOLE: usize = 32;
+    let mut per_course: HashMap<&str, usize, foldhash::fast::RandomState> = HashMap::default();
+    for (course, _) in pairs {
+        *per_course.entry(*course).or_default() += 1;
+    }
+    let mut whole: Vec<(&str,)> = per_course
+        .iter()
+        .filter(|(_, n)| **n >= WHOLE)
+        .map(|(c, _)| (*c,))
+        .collect();
+    whole.sort_unstable();
+    let single: Vec<(&str, &str)> = pairs
+        .iter()
+        .filter(|(c, _)| per_course.get(c).is_none_or(|n| *n < WHOLE))
+        .copied()
+        .collect();
+    let mut out = HashMap::default();
+    for chunk in whole.chunks(10_000) {
         let list = super::json_param(chunk)?;
-        let from = super::json_rows(tx, 1);
-        let join = "JOIN enrolments e ON e.course_id = j.value->>0 AND e.person_id = j.value->>1";
-        // Packed on SQLite: one text for the chunk instead of a row per participant (plain
-        // rows again if one does not read back packed, as in `progress_in`).
-        let packed = match tx {
-            Tx::Sqlite(c) => {
-                let packed: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT group_concat(e.course_id || char(31) || e.person_id || char(31) || e.result \
-                     || char(31) || e.cycle, char(30)) FROM {from} {join}"
-                )))
-                .bind(&list)
-                .fetch_one(&mut **c)
-                .await?;
-                packed::rows::<4>(packed.as_slice(), "enrolment")
-                    .map(|r| {
-                        let [course, person, result, cycle] = r?;
-                        Ok((
-                            course.to_string(),
-                            person.to_string(),
-                            result.to_string(),
-                            packed::int(cycle, "enrolment")?,
-                        ))
-                    })
-                    .collect::<Result<Vec<_>, sqlx::Error>>()
-                    .ok()
-            }
-            Tx::Postgres(_) => None,
-        };
-        let rows: Vec<(String, String, String, i64)> = match packed {
-            Some(rows) => rows,
-            None => on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT e.course_id, e.person_id, e.result, e.cycle FROM {from} {join}"
-            ))).bind(&list).fetch_all(&mut **c).await)?,
-        };
-        for (course, person, result, cycle) in rows {
-            out.insert(
-                (course, person),
-                Standing {
-                    result: word(&result)?,
-                    cycle,
-                },
-            );
-        }
+        standing_into(
+            tx,
+            &list,
+            "JOIN enrolments e ON e.course_id = j.value->>0",
+            &mut out,
+        )
+        .await?;
+    }
+    for chunk in single.chunks(10_000) {
+        let list = super::json_param(chunk)?;
+        standing_into(
+            tx,
+            &list,
+            "JOIN enrolments e ON e.course_id = j.value->>0 AND e.person_id = j.value->>1",
+            &mut out,
+        )
+        .await?;
     }
     Ok(out)
+}
+
+/// The standing of the enrolments `join` finds for the JSON array `list`, into `out`.
+async fn standing_into(
+    tx: &mut Tx,
+    list: &str,
+    join: &str,
+    out: &mut HashMap<(String, String), Standing, foldhash::fast::RandomState>,
+) -> Result<(), sqlx::Error> {
+    let from = super::json_rows(tx, 1);
+    // Packed on SQLite: one text for the chunk instead of a row per participant (plain
+    // rows again if one does not read back packed, as in `progress_in`).
+    let packed = match tx {
+        Tx::Sqlite(c) => {
+            let packed: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT group_concat(e.course_id || char(31) || e.person_id || char(31) || e.result \
+                 || char(31) || e.cycle, char(30)) FROM {from} {join}"
+            )))
+            .bind(list)
+            .fetch_one(&mut **c)
+            .await?;
+            packed::rows::<4>(packed.as_slice(), "enrolment")
+                .map(|r| {
+                    let [course, person, result, cycle] = r?;
+                    Ok((
+                        course.to_string(),
+                        person.to_string(),
+                        result.to_string(),
+                        packed::int(cycle, "enrolment")?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .ok()
+        }
+        Tx::Postgres(_) => None,
+    };
+    let rows: Vec<(String, String, String, i64)> = match packed {
+        Some(rows) => rows,
+        None => on!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT e.course_id, e.person_id, e.result, e.cycle FROM {from} {join}"
+        ))).bind(list).fetch_all(&mut **c).await)?,
+    };
+    for (course, person, result, cycle) in rows {
+        out.insert(
+            (course, person),
+            Standing {
+                result: word(&result)?,
+                cycle,
+            },
+        );
+    }
+    Ok(())
 }
 
 /// [`of`] with every row locked `FOR UPDATE`: what a change of these participants reads.
