@@ -26,8 +26,27 @@ use conditions::Reason;
 use std::collections::{BTreeMap, HashMap};
 use verdict::{Decision, Facts, Moment};
 
-/// Events handled per transaction.
-const EVENT_BATCH: i64 = 4000;
+/// Events handled per transaction: from `MIN` to `MAX`, starting at `START`, adjusted
+/// after each so that a transaction holds the write lock about `HOLD` (API writes wait
+/// behind it). An import's events made into packs are cheap (thousands per transaction);
+/// events that each make rows, or a busy database, bring the batch down.
+mod batch {
+    pub const MIN: i64 = 250;
+    pub const START: i64 = 1000;
+    pub const MAX: i64 = 8000;
+    pub const HOLD: std::time::Duration = std::time::Duration::from_millis(25);
+
+    /// The next batch's size after one of `size` events that took `took`.
+    pub fn next(size: i64, full: bool, took: std::time::Duration) -> i64 {
+        if took > HOLD {
+            (size / 2).max(MIN)
+        } else if full && took < HOLD / 2 {
+            (size * 2).min(MAX)
+        } else {
+            size
+        }
+    }
+}
 
 /// Turns every unprocessed event into action instances and cancellations. Returns the
 /// number of events processed.
@@ -38,14 +57,16 @@ pub async fn ingest(
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     let mut total = 0;
+    let mut size = batch::START;
     loop {
         // Usually nothing is new: find out without taking the write lock.
         if !history::any_unprocessed(store).await? {
             return Ok(total);
         }
+        let started = std::time::Instant::now();
         let done = crate::store::transact!(store, |tx| {
             history::take_ingest_turn(tx).await?;
-            let events = history::unprocessed(tx, EVENT_BATCH).await?;
+            let events = history::unprocessed(tx, size).await?;
             if events.is_empty() {
                 return Ok(0);
             }
@@ -58,6 +79,7 @@ pub async fn ingest(
             return Ok(total);
         }
         total += done;
+        size = batch::next(size, done == size as u64, started.elapsed());
     }
 }
 
@@ -1137,4 +1159,22 @@ pub async fn summary(
         sum.add_sent(&rule, &course, u64::try_from(n).unwrap_or(0));
     }
     Ok(sum.rows())
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::batch;
+    use std::time::Duration;
+
+    #[test]
+    fn ingest_batches_halve_when_they_hold_the_write_lock_too_long_and_double_when_quick() {
+        let ms = Duration::from_millis;
+        assert_eq!(batch::next(1000, true, ms(80)), 500);
+        assert_eq!(batch::next(300, true, ms(80)), batch::MIN);
+        assert_eq!(batch::next(1000, true, ms(5)), 2000);
+        assert_eq!(batch::next(6000, true, ms(5)), batch::MAX);
+        // A batch that was not full says nothing about a larger one.
+        assert_eq!(batch::next(1000, false, ms(5)), 1000);
+        assert_eq!(batch::next(1000, true, ms(20)), 1000);
+    }
 }
