@@ -37,9 +37,10 @@ pub struct NewAction<'a> {
 /// Set-wise: the instances that differ only in their person (an import enrols a course's
 /// participants at one moment, so their rules' instances share rule, subject, cycle and
 /// times) are one group. A course's group becomes one pack (migration 0011: one row, its
-/// people a JSON array) when the course has no instance rows yet, leaving out the people
-/// already packed for the same rule and cycle; otherwise one `INSERT ... SELECT` over the
-/// people as a JSON array, with the times bound once. The rest go as multi-row inserts,
+/// people a JSON array) when the course has no instance rows yet and the group's due time
+/// is still to come (or not known yet), leaving out the people already packed for the same
+/// rule and cycle; otherwise one `INSERT ... SELECT` over the people as a JSON array, with
+/// the times bound once. The rest go as multi-row inserts,
 /// after the packs of their courses became rows, so that an instance made earlier always
 /// wins as it would have as a row.
 pub async fn insert<'a>(
@@ -199,14 +200,16 @@ pub async fn insert<'a>(
             q.build().execute(&mut **c).await?;
         });
     }
-    // Packed by this batch.
+    // Packed by this batch (looked for only where this batch packed the rule, course and
+    // cycle: a batch of single changes makes no pack).
     let packed_now = |rule: &str, course: &str, cycle: i64, person: &str| {
-        groups.iter().enumerate().any(|(g, (key, people))| {
-            is_big(g)
-                && packable(key)
-                && (key.0, key.2, key.3) == (rule, course, cycle)
-                && people.contains(&person)
-        })
+        shared.contains_key(&(rule, course, cycle))
+            && groups.iter().enumerate().any(|(g, (key, people))| {
+                is_big(g)
+                    && packable(key)
+                    && (key.0, key.2, key.3) == (rule, course, cycle)
+                    && people.contains(&person)
+            })
     };
     // Not one packed already (by this batch or before): that one was made first.
     let single: Vec<&NewAction<'_>> = new
