@@ -643,20 +643,9 @@ fn t2_a_change_that_lands_while_a_pass_evaluates_its_subject_is_never_missed() {
             statuses.iter().all(|(e, r)| *e == 201 && *r == 200),
             "{name}: {statuses:?}"
         );
-        let notices = |s: &SmtpServer| {
-            s.received()
-                .into_iter()
-                .skip(before)
-                .filter(|m| m.header("Subject").is_some_and(|s| s.starts_with("Passed")))
-                .count()
-        };
+        let notices = |s: &SmtpServer| recipients_since(s, before, "Passed").len();
         wait_for(Duration::from_secs(30), || notices(&smtp) >= 300);
-        let waiting: Vec<Value> = a
-            .call("GET", "/api/v1/plan?rule=passed-notice", None)
-            .json()
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let waiting = plan_of_rule(&a, "passed-notice");
         a.stop();
         b.stop();
         assert_eq!(
@@ -668,6 +657,27 @@ fn t2_a_change_that_lands_while_a_pass_evaluates_its_subject_is_never_missed() {
             .expect("runtime")
             .block_on(office.cleanup());
     }
+}
+
+/// The recipients of the messages received after the first `before` whose subject starts
+/// with `prefix`.
+fn recipients_since(smtp: &SmtpServer, before: usize, prefix: &str) -> Vec<Vec<String>> {
+    smtp.received()
+        .into_iter()
+        .skip(before)
+        .filter(|m| m.header("Subject").is_some_and(|s| s.starts_with(prefix)))
+        .map(|m| m.to)
+        .collect()
+}
+
+/// What `plan` still lists of `rule`, through a daemon's API (for a failure's message).
+fn plan_of_rule(daemon: &Running, rule: &str) -> Vec<Value> {
+    daemon
+        .call("GET", &format!("/api/v1/plan?rule={rule}"), None)
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The result notice at the course's end: made at enrolment, due when the course ends.
@@ -741,26 +751,15 @@ fn t2_results_recorded_while_an_imported_courses_pack_becomes_rows_are_never_mis
             .collect();
         let statuses = in_parallel(16, jobs);
         assert!(statuses.iter().all(|s| *s == 200), "{name}: {statuses:?}");
-        let notices = |s: &SmtpServer| {
-            s.received()
-                .into_iter()
-                .skip(before)
-                .filter(|m| m.header("Subject").is_some_and(|s| s.starts_with("Result")))
-                .map(|m| m.to)
-                .collect::<Vec<_>>()
-        };
-        wait_for(Duration::from_secs(30), || notices(&smtp).len() >= 300);
+        wait_for(Duration::from_secs(30), || {
+            recipients_since(&smtp, before, "Result").len() >= 300
+        });
         // Time for a duplicate to show, if there were one.
         std::thread::sleep(Duration::from_millis(500));
-        let waiting: Vec<Value> = a
-            .call("GET", "/api/v1/plan?rule=result-at-end", None)
-            .json()
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let waiting = plan_of_rule(&a, "result-at-end");
         a.stop();
         b.stop();
-        let got = notices(&smtp);
+        let got = recipients_since(&smtp, before, "Result");
         let to: HashSet<&Vec<String>> = got.iter().collect();
         assert_eq!(
             (got.len(), to.len()),

@@ -355,16 +355,11 @@ pub async fn unpack(tx: &mut Tx, courses: &[&str]) -> Result<(), sqlx::Error> {
     if courses.is_empty() {
         return Ok(());
     }
-    let mut ids = Vec::new();
-    for chunk in courses.chunks(10_000) {
-        let list: Vec<(&str,)> = chunk.iter().map(|c| (*c,)).collect();
-        let list = super::json_param(&list)?;
-        let from = super::json_rows(tx, 1);
-        let found: Vec<i64> = on!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM action_packs WHERE course_id IN (SELECT j.value->>0 FROM {from}) ORDER BY id"
-        ))).bind(list).fetch_all(&mut **c).await)?;
-        ids.extend(found);
-    }
+    let ids: Vec<i64> = packs_of(tx, courses, None)
+        .await?
+        .iter()
+        .map(|p| p.id)
+        .collect();
     unpack_ids(tx, &ids).await
 }
 
